@@ -1,0 +1,54 @@
+"""
+pcpkit: flow-controlled producer/consumer toolkit for Twisted.
+
+The byte level is :mod:`pcpkit.pcp`; the message level is :mod:`pcpkit.component` with
+:mod:`pcpkit.chassis`, :mod:`pcpkit.threaded` and :mod:`pcpkit.bridge`.
+"""
+
+from __future__ import annotations
+
+from pcpkit.component import (
+    BoxAlreadyLinked,
+    BoxFull,
+    Component,
+    EmptyBox,
+    UnknownBox,
+    noSpaceInBox,
+)
+from pcpkit.ipc import (
+    ErrorInformation,
+    NewComponent,
+    ProducerFinished,
+    Shutdown,
+    ShutdownMicroprocess,
+    SocketShutdown,
+    errorInformation,
+    newComponent,
+    producerFinished,
+    shutdown,
+    shutdownMicroprocess,
+    socketShutdown,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BoxAlreadyLinked",
+    "BoxFull",
+    "Component",
+    "EmptyBox",
+    "ErrorInformation",
+    "NewComponent",
+    "ProducerFinished",
+    "Shutdown",
+    "ShutdownMicroprocess",
+    "SocketShutdown",
+    "UnknownBox",
+    "errorInformation",
+    "newComponent",
+    "noSpaceInBox",
+    "producerFinished",
+    "shutdown",
+    "shutdownMicroprocess",
+    "socketShutdown",
+]

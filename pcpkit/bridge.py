@@ -1,0 +1,212 @@
+"""
+The seam between the byte level and the message level.
+
+* :class:`InboxConsumer` is an ``IConsumer`` whose writes become messages in a component's
+  inbox. A producer registered on it (a transport, a proxy, a file sender) is paused when the
+  inbox holds its high watermark of messages and resumed when it has drained to the low one.
+* :class:`OutboxProducer` is an ``IPushProducer`` that writes what a component sends out of an
+  outbox to an ``IConsumer``. While the consumer has it paused it takes nothing, so its bounded
+  sink fills and the component's ``send`` raises ``BoxFull`` (``put`` waits): back-pressure
+  from a slow transport reaches the component that produces.
+
+With these, transport -> component -> transport holds bounded memory at every hop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IProducer, IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pcpkit._fifo import asBytes
+from pcpkit._twisted import currentFailure, getReactor
+from pcpkit.component import Box, Component, Linkage, _link, _Runnable, _scheduler, _unlink
+
+__all__ = ["InboxConsumer", "OutboxProducer"]
+
+_log = Logger()
+
+#: Bound used for an inbox or a sink that has none of its own (messages, not bytes).
+DEFAULT_HIGH_WATERMARK = 64
+
+
+@implementer(IConsumer)
+class InboxConsumer:
+    """
+    An ``IConsumer`` that delivers each ``write`` as one message to ``component``'s inbox
+    ``box``.
+
+    The high watermark is the inbox's size (``setInboxSize``), or ``highWatermark`` (default
+    64 messages) for an unbounded inbox; the producer resumes when the inbox has drained to its
+    low watermark. Writes are never refused: a streaming producer may write a little after
+    being paused (a transport finishing its read), so the inbox holds at most the high
+    watermark plus what the producer wrote before it noticed.
+    """
+
+    def __init__(
+        self, component: Component, box: str = "inbox", highWatermark: int | None = None
+    ) -> None:
+        self.component = component
+        self.boxname = box
+        self._box: Box = component._inbox(box)
+        self.producer: Any = None
+        self.streaming = True
+        self.producerPaused = False
+        self.pauses = 0
+        final = self._box.final
+        if final.maxsize is not None:
+            self.highWatermark = final.maxsize
+        else:
+            self.highWatermark = highWatermark or DEFAULT_HIGH_WATERMARK
+            # An unbounded box never uses its low watermark for senders; waiters do.
+            final.low = self.highWatermark // 2
+        self._pullCall: Any = None
+
+    def __repr__(self) -> str:
+        return f"<InboxConsumer into {self._box!r}>"
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        if self.producer is not None:
+            raise RuntimeError(
+                f"{self!r} already has producer {self.producer!r}; unregister it first"
+            )
+        self.producer = producer
+        self.streaming = streaming
+        self.producerPaused = False
+        if not streaming:
+            self._pull()
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+        if self._pullCall is not None and self._pullCall.active():
+            self._pullCall.cancel()
+        self._pullCall = None
+
+    def write(self, data: bytes) -> None:
+        data = asBytes(data)
+        final = self._box.final
+        final.forceDeliver(data)
+        if self.producer is None:
+            return
+        if len(final.queue) >= self.highWatermark:
+            if self.streaming and not self.producerPaused:
+                self.producerPaused = True
+                self.pauses += 1
+                self.producer.pauseProducing()
+            final.addWaiter(self._drained)
+        elif not self.streaming:
+            # A pull producer is asked for more on the next turn, not recursively.
+            if self._pullCall is None:
+                self._pullCall = getReactor().callLater(0, self._pull)
+
+    def _drained(self) -> None:
+        if self.producer is None:
+            return
+        if self.streaming:
+            if self.producerPaused:
+                self.producerPaused = False
+                self.producer.resumeProducing()
+        else:
+            self._pull()
+
+    def _pull(self) -> None:
+        self._pullCall = None
+        if self.producer is not None:
+            self.producer.resumeProducing()
+
+
+@implementer(IPushProducer)
+class OutboxProducer(_Runnable):
+    """
+    An ``IPushProducer`` that writes the messages ``component`` sends out of ``box`` to
+    ``consumer`` (registered as a streaming producer on it).
+
+    The outbox is linked to a sink of ``bufferSize`` messages (default 64). Messages must be
+    bytes-like; anything else stops the producer and fails ``done`` with ``TypeError``.
+    ``done`` fires when the producer is stopped (``stopProducing`` or :meth:`stop`).
+    """
+
+    def __init__(
+        self,
+        component: Component,
+        box: str,
+        consumer: Any,
+        bufferSize: int = DEFAULT_HIGH_WATERMARK,
+    ) -> None:
+        self.component = component
+        self.consumer: Any = consumer
+        self.paused = False
+        self.stopped = False
+        self.pauses = 0
+        self.done: Deferred[None] = Deferred()
+        self.sink = Box(self, f"{box}->{type(consumer).__name__}", True)
+        self.sink.setLimits(bufferSize, bufferSize // 2)
+        self._link: Linkage | None = _link(component._outbox(box), self.sink, 0, component)
+        consumer.registerProducer(self, True)
+        if self.sink.queue:
+            self._wake()
+
+    def __repr__(self) -> str:
+        return f"<OutboxProducer {self.sink.name!r} of {self.component!r}>"
+
+    @property
+    def buffered(self) -> int:
+        """Messages waiting in the sink."""
+        return len(self.sink.queue)
+
+    def _wake(self) -> None:
+        self._paused = False
+        if not self.paused and not self.stopped and not self._queued:
+            _scheduler.schedule(self)
+
+    def _run(self) -> None:
+        self._queued = False
+        sink = self.sink
+        consumer = self.consumer
+        if consumer is None:
+            return
+        while sink.queue and not self.paused and not self.stopped:
+            msg = sink.take()
+            try:
+                data = asBytes(msg, "a message for a byte consumer")
+            except TypeError:
+                failure = currentFailure()
+                _log.failure("{producer} cannot write", failure, producer=self)
+                self._stop(failure)
+                return
+            consumer.write(data)
+
+    def pauseProducing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def stopProducing(self) -> None:
+        self._stop(None)
+
+    def stop(self) -> None:
+        """Stop writing and unregister from the consumer."""
+        consumer = self.consumer
+        self._stop(None)
+        if consumer is not None:
+            consumer.unregisterProducer()
+
+    def _stop(self, failure: Any) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.consumer = None
+        if self._link is not None:
+            _unlink(self._link)
+            self._link = None
+        if failure is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(failure)

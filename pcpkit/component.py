@@ -1,0 +1,798 @@
+"""
+Kamaelia/Axon-style mailbox components, scheduled on the Twisted reactor.
+
+A :class:`Component` has named inboxes and outboxes. Its ``main`` is either a generator (Axon
+style: do some work, ``yield``, and ``self.pause()`` when there is nothing to do) or an
+``async def`` coroutine that awaits :meth:`Component.get`, :meth:`Component.put` and
+``async for msg in self.messages()``. Components are linked outbox to inbox; a link resolves to
+the *final* inbox, so a send is one append plus a wake-up, however deeply components nest.
+
+Bounded inboxes (:meth:`Component.setInboxSize`) give back-pressure: ``send`` into a full
+inbox raises :class:`BoxFull` and the sender is woken when the inbox has drained to its low
+watermark; ``put`` simply waits.
+
+The scheduler runs on the reactor: nothing runs while every component is paused, each reactor
+turn runs components for a bounded slice of time, and then the reactor gets to do its I/O.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any, ClassVar
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pcpkit._twisted import currentFailure, getReactor
+from pcpkit.ipc import (
+    ErrorInformation,
+    NewComponent,
+    ProducerFinished,
+    Shutdown,
+    ShutdownMicroprocess,
+)
+
+__all__ = [
+    "Box",
+    "BoxFull",
+    "noSpaceInBox",
+    "EmptyBox",
+    "UnknownBox",
+    "BoxAlreadyLinked",
+    "Linkage",
+    "Component",
+    "component",
+]
+
+_log = Logger()
+
+#: How long one reactor turn may spend running components before the reactor polls I/O.
+SLICE_SECONDS = 0.005
+#: How many times a generator is stepped in a row before the next component gets a turn.
+GENERATOR_BATCH = 16
+#: How many get/put calls an ``async`` main may complete without suspending before it is made
+#: to give up its turn (so a coroutine over unbounded boxes cannot starve the reactor).
+ASYNC_BUDGET = 256
+
+
+class BoxFull(Exception):
+    """
+    ``send`` found the destination inbox full (Axon: ``noSpaceInBox``).
+
+    The sender has been registered on the inbox: a generator that now calls ``self.pause()``
+    and yields is woken when the inbox drains to its low watermark. ``box`` is the full inbox.
+    """
+
+    def __init__(self, box: Box) -> None:
+        super().__init__(
+            f"inbox {box.name!r} of {box.owner!r} is full ({len(box.queue)} of {box.maxsize} "
+            "messages); pause and retry when woken, or use 'await self.put(...)'"
+        )
+        self.box = box
+
+
+noSpaceInBox = BoxFull
+
+
+class EmptyBox(IndexError):
+    """``recv`` on an inbox with nothing in it (an ``IndexError``, as in Axon)."""
+
+
+class UnknownBox(KeyError):
+    """A box name the component does not declare in ``Inboxes`` / ``Outboxes``."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class BoxAlreadyLinked(Exception):
+    """An outbox (or a passthrough inbox) can be linked to only one destination."""
+
+
+class _Wakeable:
+    """What an inbox's owner provides: a way to be told that a message has arrived."""
+
+    _paused: bool = False
+    _queued: bool = False
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+
+class Box:
+    """
+    One inbox or outbox.
+
+    Every box has a queue. An inbox's queue holds messages for its owner. An outbox's queue
+    holds what was sent while it was not linked; linking it moves those messages on, in order.
+    ``final`` is where a message put into this box really lands: the end of the chain of links.
+    """
+
+    __slots__ = (
+        "owner",
+        "name",
+        "isInbox",
+        "queue",
+        "maxsize",
+        "limit",
+        "low",
+        "waiters",
+        "target",
+        "sources",
+        "final",
+    )
+
+    def __init__(self, owner: Any, name: str, isInbox: bool) -> None:
+        self.owner = owner
+        self.name = name
+        self.isInbox = isInbox
+        self.queue: deque[Any] = deque()
+        self.maxsize: int | None = None
+        # maxsize as a number that is never None, for one comparison on the hot path
+        self.limit = sys.maxsize
+        self.low = 0
+        self.waiters: list[Callable[[], object]] = []
+        self.target: Box | None = None
+        self.sources: list[Box] = []
+        self.final: Box = self
+
+    def __repr__(self) -> str:
+        kind = "inbox" if self.isInbox else "outbox"
+        return f"<{kind} {self.name!r} of {self.owner!r}: {len(self.queue)} queued>"
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    # -- putting and taking (called on the final box) --------------------------------------
+
+    def deliver(self, msg: object) -> None:
+        """Append ``msg``, or raise :class:`BoxFull` when bounded and full."""
+        q = self.queue
+        if len(q) >= self.limit:
+            raise BoxFull(self)
+        q.append(msg)
+        if self.isInbox:
+            self.owner._wake()
+
+    def forceDeliver(self, msg: object) -> None:
+        """Append ``msg`` even when full: for messages already accepted upstream."""
+        self.queue.append(msg)
+        if self.isInbox:
+            self.owner._wake()
+
+    def take(self) -> Any:
+        """Remove and return the oldest message; wake the waiters at the low watermark."""
+        msg = self.queue.popleft()
+        if self.waiters and len(self.queue) <= self.low:
+            self.fireWaiters()
+        return msg
+
+    def isFull(self) -> bool:
+        return len(self.queue) >= self.limit
+
+    def setLimits(self, maxsize: int | None, low: int) -> None:
+        self.maxsize = maxsize
+        self.limit = sys.maxsize if maxsize is None else maxsize
+        self.low = low
+        self.fireWaiters()
+
+    # -- waiting for space ------------------------------------------------------------------
+
+    def addWaiter(self, waiter: Callable[[], object]) -> None:
+        """
+        Call ``waiter`` once, when this box has drained to its low watermark.
+
+        If it already has (a thread may have drained it meanwhile), ``waiter`` is called on
+        the next reactor turn, never from inside this call: the caller has not yet paused.
+        """
+        if waiter not in self.waiters:
+            self.waiters.append(waiter)
+        if len(self.queue) <= self.low:
+            getReactor().callLater(0, self.fireWaiters)
+
+    def fireWaiters(self) -> None:
+        if len(self.queue) > self.low:
+            return
+        waiters, self.waiters = self.waiters, []
+        for w in waiters:
+            w()
+
+    # -- link resolution ----------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        new = self.target.final if self.target is not None else self
+        self.final = new
+        if new is not self and self.queue:
+            # Messages that waited here (an unlinked outbox) move on, in order.
+            moved = list(self.queue)
+            self.queue.clear()
+            for m in moved:
+                new.forceDeliver(m)
+            if self.waiters:
+                self.fireWaiters()
+        for s in self.sources:
+            s._refresh()
+
+
+class Linkage:
+    """A link from ``source`` box to ``sink`` box, as returned by :meth:`Component.link`."""
+
+    __slots__ = ("source", "sink", "passthrough", "creator")
+
+    def __init__(self, source: Box, sink: Box, passthrough: int, creator: object) -> None:
+        self.source = source
+        self.sink = sink
+        self.passthrough = passthrough
+        self.creator = creator
+
+    def __repr__(self) -> str:
+        return f"<Linkage {self.source!r} -> {self.sink!r}>"
+
+
+class _Scheduler:
+    """
+    Runs runnable components on the reactor, a bounded slice of time per reactor turn.
+
+    There is at most one pending ``callLater(0)``, and none when nothing is runnable, so an
+    idle program costs no CPU and a test sees a clean reactor.
+    """
+
+    def __init__(self) -> None:
+        self.runQueue: deque[_Runnable] = deque()
+        self.pending: Any = None
+
+    def schedule(self, r: _Runnable) -> None:
+        if r._queued:
+            return
+        r._queued = True
+        self.runQueue.append(r)
+        if self.pending is None:
+            self.pending = getReactor().callLater(0, self.runSlice)
+
+    def runSlice(self) -> None:
+        self.pending = None
+        q = self.runQueue
+        clock = time.perf_counter
+        deadline = clock() + SLICE_SECONDS
+        while q:
+            r = q.popleft()
+            # _queued stays True while it runs, so wake-ups during its own run are cheap;
+            # _run decides whether it goes back in the queue.
+            r._run()
+            if clock() >= deadline:
+                break
+        if q and self.pending is None:
+            self.pending = getReactor().callLater(0, self.runSlice)
+
+
+_scheduler = _Scheduler()
+
+
+class _Runnable(_Wakeable):
+    _queued: bool = False
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _Waiter:
+    """What an ``async`` main is suspended on: data in some inboxes, or a free turn."""
+
+    __slots__ = ("deferred", "boxes", "take")
+
+    def __init__(self, boxes: tuple[Box, ...], take: bool) -> None:
+        self.deferred: Deferred[Any] = Deferred()
+        self.boxes = boxes
+        self.take = take
+
+    def ready(self) -> bool:
+        if not self.boxes:
+            return True
+        for b in self.boxes:
+            if b.queue:
+                return True
+        return False
+
+
+class _SpaceWaiter(_Waiter):
+    """Suspended until a full inbox has room again."""
+
+    __slots__ = ()
+
+    def ready(self) -> bool:
+        return not self.boxes[0].final.isFull()
+
+
+class Component(_Runnable):
+    """
+    A mailbox component (Axon's ``component``).
+
+    Subclasses declare their boxes in the ``Inboxes`` and ``Outboxes`` dicts (name to
+    description) and write ``main`` as a generator or an ``async def``.
+
+    Keyword arguments to the constructor become attributes, as in Axon.
+
+    ``finished`` is a Deferred that fires with ``main``'s return value when it ends, or fails
+    with its exception. An exception in ``main`` is also logged, and sent on ``signal`` as an
+    :class:`~pcpkit.ipc.ErrorInformation` followed by a :class:`~pcpkit.ipc.ProducerFinished`
+    so that the components downstream finish too; other components keep running.
+
+    An ``async`` main that ends because :meth:`messages` saw a shutdown message, and that
+    did not itself send a :class:`~pcpkit.ipc.Shutdown` on ``signal``, has that message
+    forwarded on ``signal`` for it, so a pipeline of such components shuts down in order.
+    """
+
+    Inboxes: ClassVar[dict[str, str] | list[str] | tuple[str, ...]] = {
+        "inbox": "data",
+        "control": "shutdown messages",
+    }
+    Outboxes: ClassVar[dict[str, str] | list[str] | tuple[str, ...]] = {
+        "outbox": "data",
+        "signal": "shutdown messages",
+    }
+
+    _idCounter: ClassVar[int] = 0
+
+    def __init__(self, *args: Any, **argd: Any) -> None:
+        if args:
+            raise TypeError(
+                f"{type(self).__name__}() passes unexpected positional arguments {args!r} "
+                "to Component.__init__ (only keyword arguments become attributes)"
+            )
+        self.__dict__.update(argd)
+        Component._idCounter += 1
+        self.id = Component._idCounter
+        self.name = f"{type(self).__module__}.{type(self).__name__}_{self.id}"
+        self.inboxes: dict[str, Box] = {n: Box(self, n, True) for n in self.Inboxes}
+        self.outboxes: dict[str, Box] = {n: Box(self, n, False) for n in self.Outboxes}
+        self.children: list[Component] = []
+        self.postoffice: list[Linkage] = []
+        self.finished: Deferred[Any] = Deferred()
+        self.shutdownMessage: Shutdown | None = None
+        self._active = False
+        self._started = False
+        self._done = False
+        self._queued = False
+        self._paused = False
+        self._gen: Generator[Any, Any, Any] | None = None
+        self._waiter: _Waiter | None = None
+        self._budget = ASYNC_BUDGET
+        self._sentShutdown = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} #{self.id}>"
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} #{self.id}"
+
+    # -- the mailbox ----------------------------------------------------------------------------
+
+    def _inbox(self, box: str) -> Box:
+        try:
+            return self.inboxes[box]
+        except KeyError:
+            raise UnknownBox(
+                f"{self!r} has no inbox {box!r}; its inboxes are {sorted(self.inboxes)}"
+            ) from None
+
+    def _outbox(self, box: str) -> Box:
+        try:
+            return self.outboxes[box]
+        except KeyError:
+            raise UnknownBox(
+                f"{self!r} has no outbox {box!r}; its outboxes are {sorted(self.outboxes)}"
+            ) from None
+
+    def send(self, message: object, boxname: str = "outbox") -> None:
+        """
+        Send ``message`` out of outbox ``boxname``, straight into the final inbox.
+
+        Raises :class:`BoxFull` if that inbox is bounded and full; this component is then
+        woken (``unpause``) when it has drained to its low watermark.
+        """
+        # The hot path of every message: Box.deliver inlined, and the owner woken only if
+        # it is asleep (a queued or running component will look at its inboxes anyway).
+        try:
+            dest = self.outboxes[boxname].final
+        except KeyError:
+            dest = self._outbox(boxname).final
+        q = dest.queue
+        if len(q) >= dest.limit:
+            dest.addWaiter(self._wake)
+            raise BoxFull(dest)
+        q.append(message)
+        if dest.isInbox:
+            owner = dest.owner
+            if owner._paused or not owner._queued:
+                owner._wake()
+        if boxname == "signal" and isinstance(message, Shutdown):
+            self._sentShutdown = True
+
+    def _forceSend(self, message: object, boxname: str) -> None:
+        box = self.outboxes.get(boxname)
+        if box is not None:
+            box.final.forceDeliver(message)
+
+    def recv(self, boxname: str = "inbox") -> Any:
+        """Take the oldest message from inbox ``boxname``; :class:`EmptyBox` if there is none."""
+        try:
+            box = self.inboxes[boxname]
+        except KeyError:
+            box = self._inbox(boxname)
+        q = box.queue
+        if not q:
+            raise EmptyBox(
+                f"inbox {boxname!r} of {self!r} is empty; check dataReady({boxname!r}) first"
+            )
+        msg = q.popleft()
+        if box.waiters and len(q) <= box.low:
+            box.fireWaiters()
+        return msg
+
+    def dataReady(self, boxname: str = "inbox") -> int:
+        """How many messages wait in inbox ``boxname``."""
+        try:
+            return len(self.inboxes[boxname].queue)
+        except KeyError:
+            return len(self._inbox(boxname).queue)
+
+    def anyReady(self) -> bool:
+        """Whether any inbox has a message waiting."""
+        return any(b.queue for b in self.inboxes.values())
+
+    def setInboxSize(self, boxname: str, size: int | None, low: int | None = None) -> None:
+        """
+        Bound inbox ``boxname`` to ``size`` messages (``None``: unbounded).
+
+        Senders blocked by a full inbox are woken when it drains to ``low`` messages
+        (default ``size // 2``).
+        """
+        box = self._inbox(boxname)
+        if size is None:
+            box.setLimits(None, 0)
+            return
+        if size < 1:
+            raise ValueError(f"an inbox size must be at least 1, not {size}")
+        if low is None:
+            low = size // 2
+        if not 0 <= low < size:
+            raise ValueError(f"low watermark {low} must be in [0, {size})")
+        box.setLimits(size, low)
+
+    # -- links ------------------------------------------------------------------------------
+
+    def link(
+        self,
+        source: tuple[Component, str],
+        sink: tuple[Component, str],
+        passthrough: int = 0,
+    ) -> Linkage:
+        """
+        Link ``source`` to ``sink`` (each a ``(component, boxname)`` pair).
+
+        ``passthrough=0``: an outbox to an inbox. ``1``: this component's inbox to a child's
+        inbox. ``2``: a child's outbox to this component's outbox.
+        """
+        srcComp, srcName = source
+        dstComp, dstName = sink
+        if passthrough == 0:
+            src, dst = srcComp._outbox(srcName), dstComp._inbox(dstName)
+        elif passthrough == 1:
+            src, dst = srcComp._inbox(srcName), dstComp._inbox(dstName)
+        elif passthrough == 2:
+            src, dst = srcComp._outbox(srcName), dstComp._outbox(dstName)
+        else:
+            raise ValueError(f"passthrough must be 0, 1 or 2, not {passthrough!r}")
+        return _link(src, dst, passthrough, self)
+
+    def unlink(
+        self, thecomponent: Component | None = None, thelinkage: Linkage | None = None
+    ) -> None:
+        """
+        Remove ``thelinkage``, or every link this component made that involves
+        ``thecomponent``, or (with neither) every link this component made.
+        """
+        if thelinkage is not None:
+            targets = [thelinkage]
+        elif thecomponent is not None:
+            targets = [
+                lk
+                for lk in self.postoffice
+                if lk.source.owner is thecomponent or lk.sink.owner is thecomponent
+            ]
+        else:
+            targets = list(self.postoffice)
+        for lk in targets:
+            _unlink(lk)
+
+    # -- children ---------------------------------------------------------------------------
+
+    def addChildren(self, *children: Component) -> None:
+        """Adopt ``children``: they are activated with this component (or now, if it is)."""
+        for c in children:
+            if c not in self.children:
+                self.children.append(c)
+                if self._active:
+                    c.activate()
+
+    def removeChild(self, child: Component) -> None:
+        """Forget ``child`` and remove the links this component made to it."""
+        if child in self.children:
+            self.children.remove(child)
+        self.unlink(thecomponent=child)
+
+    def childComponents(self) -> list[Component]:
+        return list(self.children)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def activate(self) -> Component:
+        """Schedule ``main`` (and the children's) on the reactor; returns ``self``."""
+        if not self._active:
+            self._active = True
+            _scheduler.schedule(self)
+            for c in self.children:
+                c.activate()
+        return self
+
+    def pause(self) -> None:
+        """Sleep after the next ``yield`` until a message arrives or ``unpause`` is called."""
+        self._paused = True
+
+    def unpause(self) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
+        self._paused = False
+        if not self._queued and self._active and not self._done:
+            _scheduler.schedule(self)
+
+    def main(self) -> Any:
+        """Override: a generator, or an ``async def``. The default does nothing."""
+        return None
+
+    def run(self) -> Any:
+        """
+        Activate this component, run the reactor until it finishes, then stop the reactor.
+
+        For scripts. Returns ``main``'s result or raises its exception. Inside a program whose
+        reactor already runs, use ``activate()`` and wait on ``finished`` instead.
+        """
+        reactor = getReactor()
+        if reactor.running:
+            raise RuntimeError(
+                "run() starts the reactor, which is already running; use "
+                "component.activate() and wait for component.finished instead"
+            )
+        outcome: list[Any] = []
+
+        def done(result: Any) -> None:
+            outcome.append(result)
+            reactor.stop()
+
+        def start() -> None:
+            self.activate()
+            self.finished.addBoth(done)
+
+        reactor.callWhenRunning(start)
+        reactor.run()
+        if not outcome:
+            raise RuntimeError(f"the reactor stopped before {self!r} finished")
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        return outcome[0]
+
+    def _run(self) -> None:
+        if self._done:
+            self._queued = False
+            return
+        if not self._started:
+            self._started = True
+            if not self._start():
+                self._queued = False
+                return
+        if self._gen is not None:
+            self._stepGenerator()
+        else:
+            self._stepAsync()
+
+    def _start(self) -> bool:
+        """Call ``main``; return True if there is a generator or coroutine to drive."""
+        try:
+            result = self.main()
+        except BaseException:
+            self._fail(currentFailure())
+            return False
+        if inspect.isgenerator(result):
+            self._gen = result
+            return True
+        if inspect.iscoroutine(result) or isinstance(result, Deferred):
+            d = ensureDeferred(result) if inspect.iscoroutine(result) else result
+            d.addCallbacks(self._mainReturned, self._fail)
+            # The coroutine ran up to its first suspension inside ensureDeferred.
+            return not self._done
+        self._finish(result)
+        return False
+
+    def _stepGenerator(self) -> None:
+        gen = self._gen
+        assert gen is not None
+        for _ in range(GENERATOR_BATCH):
+            try:
+                yielded = next(gen)
+            except StopIteration as stop:
+                self._gen = None
+                self._finish(stop.value)
+                return
+            except BaseException:
+                self._gen = None
+                self._fail(currentFailure())
+                return
+            if isinstance(yielded, NewComponent):
+                for c in yielded.components:
+                    c.activate()
+            if self._paused:
+                self._queued = False
+                return
+        # Still runnable: back of the queue, so others get their turn.
+        self._queued = False
+        _scheduler.schedule(self)
+
+    def _stepAsync(self) -> None:
+        self._budget = ASYNC_BUDGET
+        for _ in range(GENERATOR_BATCH):
+            w = self._waiter
+            if w is None or not w.ready():
+                break
+            self._waiter = None
+            value = None
+            if w.take:
+                for b in w.boxes:
+                    if b.queue:
+                        value = b.take()
+                        break
+            w.deferred.callback(value)
+            if self._done:
+                break
+        self._queued = False
+        w = self._waiter
+        if w is not None and w.ready() and not self._done:
+            _scheduler.schedule(self)
+
+    def _mainReturned(self, result: Any) -> None:
+        if (
+            self.shutdownMessage is not None
+            and not self._sentShutdown
+            and "signal" in self.outboxes
+        ):
+            self._forceSend(self.shutdownMessage, "signal")
+        self._finish(result)
+
+    def _finish(self, result: Any) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._gen = None
+        self.finished.callback(result)
+
+    def _fail(self, failure: Failure) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._gen = None
+        _log.failure("{component} failed", failure, component=self)
+        self._signalFailure(failure)
+        self.finished.errback(failure)
+
+    def _signalFailure(self, failure: Failure) -> None:
+        """Tell whoever listens on ``signal``: the error, then that nothing more will come."""
+        self._forceSend(ErrorInformation(self, failure=failure), "signal")
+        self._forceSend(ProducerFinished(self, "failed"), "signal")
+
+    # -- async helpers ----------------------------------------------------------------------
+
+    async def _suspend(self, waiter: _Waiter) -> Any:
+        self._waiter = waiter
+        if waiter.ready():
+            _scheduler.schedule(self)
+        return await waiter.deferred
+
+    async def get(self, boxname: str = "inbox") -> Any:
+        """Wait for and return the next message in inbox ``boxname``."""
+        box = self._inbox(boxname)
+        self._budget -= 1
+        if box.queue and self._budget > 0:
+            return box.take()
+        return await self._suspend(_Waiter((box,), take=True))
+
+    async def put(self, message: object, boxname: str = "outbox") -> None:
+        """Send ``message``, waiting while the destination inbox is full."""
+        box = self._outbox(boxname)
+        self._budget -= 1
+        if self._budget <= 0:
+            await self._suspend(_Waiter((), take=False))
+        while True:
+            dest = box.final
+            if not dest.isFull():
+                self.send(message, boxname)
+                return
+            dest.addWaiter(self._wake)
+            await self._suspend(_SpaceWaiter((box,), take=False))
+
+    async def messages(
+        self, boxname: str = "inbox", control: str = "control"
+    ) -> AsyncIterator[Any]:
+        """
+        Iterate over the messages arriving in ``boxname`` until a shutdown message comes on
+        ``control``.
+
+        On :class:`~pcpkit.ipc.ShutdownMicroprocess` it stops at once; on any other
+        :class:`~pcpkit.ipc.Shutdown` (``ProducerFinished``, ``SocketShutdown``) it first
+        yields what is already queued. The shutdown message is kept in
+        ``self.shutdownMessage``. An :class:`~pcpkit.ipc.ErrorInformation` on ``control`` is
+        passed on along ``signal``; other control messages are dropped with a log line.
+        """
+        box = self._inbox(boxname)
+        ctl = self._inbox(control)
+        ending: Shutdown | None = None
+        while True:
+            if ending is None and ctl.queue:
+                msg = ctl.take()
+                if isinstance(msg, ShutdownMicroprocess):
+                    self.shutdownMessage = msg
+                    return
+                if isinstance(msg, Shutdown):
+                    ending = msg
+                elif isinstance(msg, ErrorInformation):
+                    if "signal" in self.outboxes:
+                        self._forceSend(msg, "signal")
+                else:
+                    _log.info(
+                        "{component} ignored control message {msg!r}", component=self, msg=msg
+                    )
+                continue
+            if box.queue:
+                self._budget -= 1
+                if self._budget <= 0:
+                    await self._suspend(_Waiter((), take=False))
+                yield box.take()
+                continue
+            if ending is not None:
+                self.shutdownMessage = ending
+                return
+            await self._suspend(_Waiter((box, ctl), take=False))
+
+
+component = Component
+
+
+def _link(src: Box, dst: Box, passthrough: int, creator: Component) -> Linkage:
+    if src.target is not None:
+        raise BoxAlreadyLinked(
+            f"{src!r} is already linked to {src.target!r}; unlink it first "
+            "(a box has one destination; fan in by linking several outboxes to one inbox)"
+        )
+    if dst.final is src or dst is src:
+        raise ValueError(f"linking {src!r} to {dst!r} would make a loop")
+    src.target = dst
+    dst.sources.append(src)
+    linkage = Linkage(src, dst, passthrough, creator)
+    creator.postoffice.append(linkage)
+    src._refresh()
+    return linkage
+
+
+def _unlink(lk: Linkage) -> None:
+    src, dst = lk.source, lk.sink
+    if src.target is dst:
+        src.target = None
+        dst.sources.remove(src)
+        src._refresh()
+    creator = lk.creator
+    if isinstance(creator, Component) and lk in creator.postoffice:
+        creator.postoffice.remove(lk)

@@ -1,0 +1,191 @@
+"""
+``ThreadedComponent``: a component whose ``main`` is a plain function in its own thread.
+
+For code that must block (a blocking socket, a C library without callbacks). The thread sees
+the usual mailbox methods; they are safe to call from it:
+
+* ``dataReady`` / ``anyReady`` / ``recv`` read the component's inboxes, which live on the
+  reactor and are filled by ordinary links (bounded inboxes hold their senders back as usual);
+* ``send`` hands the message to the reactor thread through a bounded queue
+  (``queuelengths`` messages): when the destination inbox is full, or the reactor is behind,
+  ``send`` blocks the thread until there is room -- back-pressure, never loss;
+* ``pause(timeout)`` blocks the thread until a message arrives (or ``timeout`` passes).
+
+When the reactor shuts down, blocked ``send`` and ``pause`` calls raise :class:`ThreadStopped`
+so the thread can end; ``self.stopping`` tells a polling loop the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from twisted.logger import Logger
+
+from pcpkit._twisted import currentFailure, getReactor, inReactorThread
+from pcpkit.component import BoxFull, Component, EmptyBox
+
+__all__ = ["ThreadedComponent", "ThreadStopped", "threadedcomponent"]
+
+_log = Logger()
+
+
+class ThreadStopped(Exception):
+    """The reactor is shutting down; the component's thread should return."""
+
+
+class ThreadedComponent(Component):
+    """
+    A :class:`~pcpkit.component.Component` whose ``main()`` runs in a thread of its own (not
+    the reactor's thread pool, which is for short calls). ``finished`` fires on the reactor
+    thread with ``main``'s result; an exception is reported as for any component.
+    """
+
+    queuelengths = 1000
+
+    def __init__(self, queuelengths: int | None = None, **argd: Any) -> None:
+        super().__init__(**argd)
+        if queuelengths is not None:
+            if queuelengths < 1:
+                raise ValueError(f"queuelengths must be at least 1, not {queuelengths}")
+            self.queuelengths = queuelengths
+        self._outq: deque[tuple[str, object]] = deque()
+        self._outCond = threading.Condition()
+        self._flushCalled = False
+        self._event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._shutdownTrigger: Any = None
+        self.stopping = False
+        self._pendingEnd: tuple[bool, Any] | None = None
+
+    # -- life cycle (reactor thread) ------------------------------------------------------
+
+    def activate(self) -> Component:
+        if self._active:
+            return self
+        self._active = True
+        reactor = getReactor()
+        self._shutdownTrigger = reactor.addSystemEventTrigger(
+            "before", "shutdown", self._reactorStopping
+        )
+        self._thread = threading.Thread(
+            target=self._threadMain, name=f"pcpkit-{self}", daemon=True
+        )
+        self._thread.start()
+        for c in self.children:
+            c.activate()
+        return self
+
+    def _threadMain(self) -> None:
+        reactor = getReactor()
+        try:
+            result = self.main()
+        except BaseException:
+            failure = currentFailure()
+            reactor.callFromThread(self._threadEnded, False, failure)
+        else:
+            reactor.callFromThread(self._threadEnded, True, result)
+
+    def _threadEnded(self, ok: bool, value: Any) -> None:
+        # Messages the thread sent before returning go out before the component is done.
+        self._flush()
+        if self._shutdownTrigger is not None:
+            getReactor().removeSystemEventTrigger(self._shutdownTrigger)
+            self._shutdownTrigger = None
+        if self._outq:
+            # A destination is full: finish once the last message is delivered.
+            self._pendingEnd = (ok, value)
+            return
+        if ok:
+            self._finish(value)
+        else:
+            self._fail(value)
+
+    def _reactorStopping(self) -> None:
+        self._shutdownTrigger = None
+        self.stopping = True
+        self._event.set()
+        with self._outCond:
+            self._outCond.notify_all()
+
+    def _run(self) -> None:
+        # Never scheduled: the thread is its own scheduler.
+        self._queued = False
+
+    def _wake(self) -> None:
+        # Called on the reactor thread when a message arrives or a full inbox drained.
+        self._event.set()
+        if self._outq:
+            self._flush()
+
+    # -- mailbox, thread side ------------------------------------------------------------------
+
+    def recv(self, boxname: str = "inbox") -> Any:
+        box = self._inbox(boxname)
+        try:
+            msg = box.queue.popleft()  # deque.popleft is atomic
+        except IndexError:
+            raise EmptyBox(
+                f"inbox {boxname!r} of {self!r} is empty; check dataReady({boxname!r}) first"
+            ) from None
+        if box.waiters and len(box.queue) <= box.low:
+            # Senders blocked on this inbox are woken on the reactor thread.
+            getReactor().callFromThread(box.fireWaiters)
+        return msg
+
+    def send(self, message: object, boxname: str = "outbox") -> None:
+        self._outbox(boxname)  # an unknown box is the caller's error, raised here
+        if inReactorThread():
+            self._outq.append((boxname, message))
+            self._flush()
+            return
+        with self._outCond:
+            while len(self._outq) >= self.queuelengths:
+                if self.stopping:
+                    raise ThreadStopped(f"{self}: the reactor is shutting down")
+                self._outCond.wait(0.5)
+            self._outq.append((boxname, message))
+            if self._flushCalled:
+                return
+            self._flushCalled = True
+        getReactor().callFromThread(self._flush)
+
+    def pause(self, timeout: float | None = None) -> None:
+        """Block the thread until a message arrives, ``timeout`` passes, or shutdown."""
+        if inReactorThread():
+            raise RuntimeError("ThreadedComponent.pause() blocks; call it from its own thread")
+        self._event.clear()
+        if self.anyReady():
+            return
+        if self.stopping:
+            raise ThreadStopped(f"{self}: the reactor is shutting down")
+        self._event.wait(timeout)
+
+    # -- delivery, reactor side -------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        with self._outCond:
+            self._flushCalled = False
+        outq = self._outq
+        delivered = 0
+        while outq:
+            boxname, message = outq[0]
+            try:
+                Component.send(self, message, boxname)
+            except BoxFull:
+                # Component.send registered our _wake on the full inbox: we resume from there.
+                break
+            outq.popleft()
+            delivered += 1
+        if delivered:
+            with self._outCond:
+                self._outCond.notify_all()
+        pending = self._pendingEnd
+        if pending is not None and not outq:
+            self._pendingEnd = None
+            ok, value = pending
+            self._finish(value) if ok else self._fail(value)
+
+
+threadedcomponent = ThreadedComponent

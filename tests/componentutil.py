@@ -1,0 +1,91 @@
+"""Small components shared by the component tests (written as a Kamaelia user would)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+from typing import Any
+
+from pcpkit import BoxFull, Component, producerFinished, shutdownMicroprocess
+
+
+class Source(Component):
+    """Sends each item, holding one back while the next inbox is full; then producerFinished."""
+
+    def __init__(self, items: Iterable[Any], **argd: Any) -> None:
+        super().__init__(**argd)
+        self.items = list(items)
+        self.fullCount = 0
+
+    def main(self) -> Generator[int, None, None]:
+        for item in self.items:
+            while True:
+                try:
+                    self.send(item, "outbox")
+                    break
+                except BoxFull:
+                    self.fullCount += 1
+                    self.pause()
+                    yield 1
+            if self.dataReady("control"):
+                self.send(self.recv("control"), "signal")
+                return
+        self.send(producerFinished(self), "signal")
+        yield 1
+
+
+class PassThrough(Component):
+    """Axon-style pass-through: recv, send, pause; forwards shutdown when drained."""
+
+    def main(self) -> Generator[int, None, None]:
+        held: list[Any] = []
+        while True:
+            while held or self.dataReady("inbox"):
+                msg = held.pop() if held else self.recv("inbox")
+                try:
+                    self.send(msg, "outbox")
+                except BoxFull:
+                    held.append(msg)
+                    break
+            if not held and not self.dataReady("inbox") and self.dataReady("control"):
+                msg = self.recv("control")
+                self.send(msg, "signal")
+                return
+            self.pause()
+            yield 1
+
+
+class Upper(Component):
+    """The DESIGN card's async component."""
+
+    async def main(self) -> None:
+        async for msg in self.messages("inbox"):
+            await self.put(msg.upper(), "outbox")
+
+
+class Collector(Component):
+    """Records everything; ends on any message on control. Tracks its largest inbox."""
+
+    def __init__(self, **argd: Any) -> None:
+        super().__init__(**argd)
+        self.got: list[Any] = []
+        self.control: list[Any] = []
+        self.maxQueued = 0
+
+    def main(self) -> Generator[int, None, list[Any]]:
+        while True:
+            self.maxQueued = max(self.maxQueued, self.dataReady("inbox"))
+            while self.dataReady("inbox"):
+                self.got.append(self.recv("inbox"))
+            if self.dataReady("control"):
+                self.control.append(self.recv("control"))
+                return self.got
+            self.pause()
+            yield 1
+
+
+class Stopper(Component):
+    """Sends shutdownMicroprocess to whatever its outbox links to."""
+
+    def main(self) -> Generator[int, None, None]:
+        self.send(shutdownMicroprocess(self), "outbox")
+        yield 1
