@@ -12,7 +12,14 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
-__all__ = ["getReactor", "currentFailure", "inReactorThread"]
+__all__ = [
+    "getReactor",
+    "currentFailure",
+    "inReactorThread",
+    "clientEndpoint",
+    "serverEndpoint",
+    "connectProtocol",
+]
 
 
 def getReactor() -> Any:
@@ -32,3 +39,24 @@ def inReactorThread() -> bool:
     from twisted.python import threadable
 
     return bool(threadable.isInIOThread())  # type: ignore[no-untyped-call,unused-ignore]
+
+
+def clientEndpoint(description: str) -> Any:
+    """``clientFromString`` on the global reactor."""
+    from twisted.internet.endpoints import clientFromString
+
+    return clientFromString(getReactor(), description)  # type: ignore[no-untyped-call,unused-ignore]
+
+
+def serverEndpoint(description: str) -> Any:
+    """``serverFromString`` on the global reactor."""
+    from twisted.internet.endpoints import serverFromString
+
+    return serverFromString(getReactor(), description)  # type: ignore[no-untyped-call,unused-ignore]
+
+
+def connectProtocol(endpoint: Any, protocol: Any) -> Any:
+    """``endpoints.connectProtocol``, typed: a Deferred firing with ``protocol``."""
+    from twisted.internet import endpoints
+
+    return endpoints.connectProtocol(endpoint, protocol)  # type: ignore[no-untyped-call,unused-ignore]

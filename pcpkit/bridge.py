@@ -47,11 +47,18 @@ class InboxConsumer:
     """
 
     def __init__(
-        self, component: Component, box: str = "inbox", highWatermark: int | None = None
+        self,
+        component: Component,
+        box: str = "inbox",
+        highWatermark: int | None = None,
+        *,
+        outbox: bool = False,
     ) -> None:
         self.component = component
         self.boxname = box
-        self._box: Box = component._inbox(box)
+        # With outbox=True the writes go out of the component's outbox ``box`` to wherever it
+        # links (how a transport feeds a component's output: a TCP client's reads).
+        self._box: Box = component._outbox(box) if outbox else component._inbox(box)
         self.producer: Any = None
         self.streaming = True
         self.producerPaused = False
@@ -142,6 +149,7 @@ class OutboxProducer(_Runnable):
         self.stopped = False
         self.pauses = 0
         self.done: Deferred[None] = Deferred()
+        self._drainWaiters: list[Deferred[None]] = []
         self.sink = Box(self, f"{box}->{type(consumer).__name__}", True)
         self.sink.setLimits(bufferSize, bufferSize // 2)
         self._link: Linkage | None = _link(component._outbox(box), self.sink, 0, component)
@@ -178,6 +186,20 @@ class OutboxProducer(_Runnable):
                 self._stop(failure)
                 return
             consumer.write(data)
+        if not sink.queue and self._drainWaiters:
+            waiters, self._drainWaiters = self._drainWaiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def whenDrained(self) -> Deferred[None]:
+        """A Deferred that fires once every message taken so far is written to the consumer."""
+        d: Deferred[None] = Deferred()
+        if not self.sink.queue or self.stopped:
+            d.callback(None)
+        else:
+            self._drainWaiters.append(d)
+            self._wake()
+        return d
 
     def pauseProducing(self) -> None:
         if not self.paused:
@@ -206,6 +228,9 @@ class OutboxProducer(_Runnable):
         if self._link is not None:
             _unlink(self._link)
             self._link = None
+        waiters, self._drainWaiters = self._drainWaiters, []
+        for d in waiters:
+            d.callback(None)
         if failure is None:
             self.done.callback(None)
         else:

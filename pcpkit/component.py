@@ -414,9 +414,12 @@ class Component(_Runnable):
             self._sentShutdown = True
 
     def _forceSend(self, message: object, boxname: str) -> None:
+        """Send even into a full inbox: for signals that must not be lost or block."""
         box = self.outboxes.get(boxname)
         if box is not None:
             box.final.forceDeliver(message)
+            if boxname == "signal" and isinstance(message, Shutdown):
+                self._sentShutdown = True
 
     def recv(self, boxname: str = "inbox") -> Any:
         """Take the oldest message from inbox ``boxname``; :class:`EmptyBox` if there is none."""

@@ -1,0 +1,159 @@
+"""
+File sources and sinks as components: ``FileReader``, ``RateControlledFileReader``,
+``FileWriter``.
+
+The readers send the file out of ``outbox`` in chunks, waiting while the next inbox is full,
+then send ``ProducerFinished`` on ``signal``. Each read is one chunk, so the reactor is never
+held for more than one small read. A ``ShutdownMicroprocess`` on ``control`` stops them early.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, Any
+
+from twisted.internet.task import deferLater
+
+from pcpkit._fifo import asBytes
+from pcpkit._twisted import getReactor
+from pcpkit.component import Component
+from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
+
+__all__ = ["FileReader", "RateControlledFileReader", "FileWriter"]
+
+
+def _openForReading(filename: str | os.PathLike[str], readmode: str) -> IO[Any]:
+    if readmode == "bytes":
+        return open(filename, "rb")
+    if readmode == "lines":
+        return open(filename, encoding="utf-8", newline="")
+    raise ValueError(f"readmode must be 'bytes' or 'lines', not {readmode!r}")
+
+
+class FileReader(Component):
+    """
+    Send the contents of ``filename`` as fast as the next component takes it.
+
+    Outboxes: ``outbox`` -- ``bytes`` chunks of at most ``chunksize`` (``readmode="bytes"``)
+    or one ``str`` line each (``readmode="lines"``); ``signal`` -- ``ProducerFinished`` at
+    the end of the file (or the ``ShutdownMicroprocess`` that stopped it).
+    The file is opened when the component starts: a missing file fails it with
+    ``FileNotFoundError``, reported as for any component.
+    """
+
+    Inboxes = {"inbox": "unused", "control": "ShutdownMicroprocess stops reading early"}
+    Outboxes = {"outbox": "file contents", "signal": "ProducerFinished at end of file"}
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        chunksize: int = 65536,
+        readmode: str = "bytes",
+        **argd: Any,
+    ) -> None:
+        super().__init__(**argd)
+        if chunksize < 1:
+            raise ValueError(f"chunksize must be positive, not {chunksize}")
+        if readmode not in ("bytes", "lines"):
+            raise ValueError(f"readmode must be 'bytes' or 'lines', not {readmode!r}")
+        self.filename = filename
+        self.chunksize = chunksize
+        self.readmode = readmode
+        self.sent = 0
+
+    def _stopRequested(self) -> Shutdown | None:
+        while self.dataReady("control"):
+            msg = self.recv("control")
+            if isinstance(msg, ShutdownMicroprocess):
+                return msg
+        return None
+
+    def _read(self, f: IO[Any], size: int) -> Any:
+        return f.readline() if self.readmode == "lines" else f.read(size)
+
+    async def _pace(self, units: int) -> None:
+        """Hook for rate control: called after each chunk of ``units`` bytes or lines."""
+
+    async def main(self) -> int:
+        with _openForReading(self.filename, self.readmode) as f:
+            while True:
+                stop = self._stopRequested()
+                if stop is not None:
+                    self.send(stop, "signal")
+                    return self.sent
+                chunk = self._read(f, self.chunksize)
+                if not chunk:
+                    break
+                await self.put(chunk, "outbox")
+                units = len(chunk) if self.readmode == "bytes" else 1
+                self.sent += units
+                await self._pace(units)
+        self.send(ProducerFinished(self, f"end of {os.fspath(self.filename)}"), "signal")
+        return self.sent
+
+
+class RateControlledFileReader(FileReader):
+    """
+    Send ``filename`` at ``rate`` units (bytes, or lines with ``readmode="lines"``) per
+    second, in chunks of ``chunksize`` bytes (default ``rate / chunkrate``, with ``chunkrate``
+    10 chunks a second), as Kamaelia's reader of the same name. The Kamaelia example runs as
+    written::
+
+        Pipeline(RateControlledFileReader("myfile", rate=100000),
+                 ThreadedTCPClient("127.0.0.1", 1000)).activate()
+    """
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        readmode: str = "bytes",
+        rate: float = 100000,
+        chunksize: int | None = None,
+        chunkrate: float | None = None,
+        **argd: Any,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, not {rate}")
+        if chunksize is None:
+            chunksize = max(1, int(rate / (chunkrate or 10)))
+        super().__init__(filename, chunksize=chunksize, readmode=readmode, **argd)
+        self.rate = float(rate)
+        self._t0: float | None = None
+
+    async def _pace(self, units: int) -> None:
+        # Pace against the start time rather than chunk by chunk, so timer lateness does not
+        # accumulate into a lower rate.
+        reactor = getReactor()
+        now = reactor.seconds()
+        if self._t0 is None:
+            self._t0 = now - units / self.rate
+        due = self._t0 + self.sent / self.rate
+        if due > now:
+            await deferLater(reactor, due - now, lambda: None)
+
+
+class FileWriter(Component):
+    """
+    Write every message from ``inbox`` (bytes-like, or ``str`` encoded as UTF-8) to
+    ``filename``, which is created or truncated.
+
+    On a :class:`~pcpkit.ipc.Shutdown` on ``control`` it writes what is queued (unless it was
+    ``ShutdownMicroprocess``), closes the file, passes the message on along ``signal`` and
+    finishes with the number of bytes written.
+    """
+
+    Inboxes = {"inbox": "data to write", "control": "ProducerFinished closes the file"}
+    Outboxes = {"outbox": "unused", "signal": "the shutdown message, passed on"}
+
+    def __init__(self, filename: str | os.PathLike[str], **argd: Any) -> None:
+        super().__init__(**argd)
+        self.filename = filename
+        self.written = 0
+
+    async def main(self) -> int:
+        with open(self.filename, "wb") as f:
+            async for msg in self.messages("inbox"):
+                data = msg.encode("utf-8") if isinstance(msg, str) else asBytes(msg)
+                f.write(data)
+                self.written += len(data)
+        return self.written

@@ -1,0 +1,1 @@
+"""Twisted TCP as components, and a flow-controlled relay."""

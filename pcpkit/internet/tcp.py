@@ -1,0 +1,392 @@
+"""
+Reactor-native TCP as components: :class:`TCPClient` and :class:`SimpleServer`.
+
+Both use Twisted endpoints, so any endpoint string works (``tcp:``, ``tls:``, ``unix:``).
+Back-pressure runs both ways with Twisted's own producer/consumer calls:
+
+* socket -> ``outbox``: when the inbox downstream is full, the transport stops reading
+  (:class:`~pcpkit.bridge.InboxConsumer`), and resumes when it has drained;
+* ``inbox`` -> socket: when the transport's write buffer is full it pauses the component,
+  which stops taking from its bounded ``inbox``, whose senders are then held back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pcpkit._fifo import asBytes
+from pcpkit._twisted import (
+    clientEndpoint,
+    connectProtocol,
+    currentFailure,
+    getReactor,
+    serverEndpoint,
+)
+from pcpkit.bridge import InboxConsumer, OutboxProducer
+from pcpkit.component import Box, Component, _link
+from pcpkit.ipc import (
+    ErrorInformation,
+    Shutdown,
+    ShutdownMicroprocess,
+    SocketShutdown,
+)
+
+__all__ = ["TCPClient", "SimpleServer", "DEFAULT_INBOX_SIZE"]
+
+_log = Logger()
+
+#: Messages a TCP component's ``inbox`` holds before its senders are held back.
+DEFAULT_INBOX_SIZE = 64
+
+
+@implementer(IPushProducer)
+class _WriteGate:
+    """Registered on the transport: tells the client when the socket's write buffer is full."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.pauses = 0
+        self._waiters: list[Deferred[None]] = []
+
+    def pauseProducing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._release()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+        self._release()
+
+    def _release(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def wait(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        return d
+
+
+class _ClientProtocol(Protocol):
+    def __init__(self, client: TCPClient) -> None:
+        self.client = client
+
+    def dataReceived(self, data: bytes) -> None:
+        reader = self.client._reader
+        if reader is not None:
+            reader.write(data)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        assert reason is not None  # Twisted always passes one
+        self.client._connectionLost(reason)
+
+
+class TCPClient(Component):
+    """
+    A TCP (or any stream endpoint) connection as a component.
+
+    :param host: the server's name or address (with ``port``), or ``None`` with ``endpoint``.
+    :param port: the server's port.
+    :param initialsendmessage: bytes written as soon as the connection is made.
+    :param endpoint: a client endpoint string (``"tls:example.com:443"``) or an
+        ``IStreamClientEndpoint``, instead of ``host`` and ``port``.
+    :param connectTimeout: seconds to wait for the connection.
+
+    Messages:
+
+    * ``inbox``: bytes to send (``str`` is refused with an ``ErrorInformation`` on ``signal``
+      naming the type; the message is not sent).
+    * ``control``: ``ProducerFinished`` -- send everything already queued, then close;
+      ``ShutdownMicroprocess`` -- abort the connection at once.
+    * ``outbox``: bytes received, in order.
+    * ``signal``: an ``ErrorInformation`` for each error (refused, reset, DNS failure,
+      timeout, messages left unsent), then exactly one ``SocketShutdown``; then the component
+      finishes.
+    """
+
+    Inboxes = {
+        "inbox": "bytes to send",
+        "control": "ProducerFinished: send what is queued, then close; "
+        "ShutdownMicroprocess: abort now",
+    }
+    Outboxes = {
+        "outbox": "bytes received",
+        "signal": "ErrorInformation for errors, then exactly one SocketShutdown",
+    }
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        initialsendmessage: bytes | None = None,
+        *,
+        endpoint: Any = None,
+        connectTimeout: float = 30,
+        **argd: Any,
+    ) -> None:
+        super().__init__(**argd)
+        if endpoint is None and (host is None or port is None):
+            raise TypeError("TCPClient needs host and port, or endpoint=")
+        if initialsendmessage is not None:
+            initialsendmessage = asBytes(initialsendmessage, "initialsendmessage")
+        self.host = host
+        self.port = port
+        self.initialsendmessage = initialsendmessage
+        self.endpoint = endpoint
+        self.connectTimeout = connectTimeout
+        self.transport: Any = None
+        self._reader: InboxConsumer | None = None
+        self._gate = _WriteGate()
+        self._lost: Failure | None = None
+        self._closed: Deferred[None] = Deferred()
+        self._aborting = False
+        self.bytesSent = 0
+        self.setInboxSize("inbox", DEFAULT_INBOX_SIZE)
+
+    def __str__(self) -> str:
+        return f"TCPClient #{self.id} to {self._describe()}"
+
+    def _describe(self) -> str:
+        if self.endpoint is not None:
+            return str(self.endpoint)
+        return f"{self.host}:{self.port}"
+
+    def _makeEndpoint(self) -> Any:
+        if isinstance(self.endpoint, str):
+            return clientEndpoint(self.endpoint)
+        if self.endpoint is not None:
+            return self.endpoint
+        assert self.host is not None and self.port is not None
+        return HostnameEndpoint(getReactor(), self.host, self.port, timeout=self.connectTimeout)
+
+    @property
+    def writePauses(self) -> int:
+        """How many times the transport's full write buffer paused this client."""
+        return self._gate.pauses
+
+    @property
+    def readPauses(self) -> int:
+        """How many times a full inbox downstream paused the transport's reading."""
+        return self._reader.pauses if self._reader is not None else 0
+
+    def _error(self, message: str, failure: Failure | None = None) -> None:
+        self._forceSend(ErrorInformation(self, message=message, failure=failure), "signal")
+
+    async def main(self) -> None:
+        try:
+            proto = await connectProtocol(self._makeEndpoint(), _ClientProtocol(self))
+        except Exception as e:
+            self._error(f"cannot connect to {self._describe()}: {e}", currentFailure())
+            self._forceSend(SocketShutdown(self), "signal")
+            return
+        transport = self.transport = proto.transport
+        self._reader = InboxConsumer(self, "outbox", outbox=True)
+        self._reader.registerProducer(transport, True)
+        transport.registerProducer(self._gate, True)
+        if self.initialsendmessage:
+            transport.write(self.initialsendmessage)
+            self.bytesSent += len(self.initialsendmessage)
+
+        unsent = 0
+        async for msg in self.messages("inbox"):
+            if self._lost is not None:
+                unsent += 1
+                continue
+            try:
+                data = asBytes(msg, "a message for TCPClient's inbox")
+            except TypeError as e:
+                self._error(f"not sent: {e}")
+                continue
+            if self._gate.paused:
+                await self._gate.wait()
+                if self._lost is not None:
+                    unsent += 1
+                    continue
+            transport.write(data)
+            self.bytesSent += len(data)
+
+        if self._lost is None:
+            transport.unregisterProducer()
+            if isinstance(self.shutdownMessage, ShutdownMicroprocess):
+                self._aborting = True
+                transport.abortConnection()
+            else:
+                transport.loseConnection()
+            await self._closed
+        lost = self._lost
+        assert lost is not None
+        if not isinstance(lost.value, ConnectionDone) and not self._aborting:
+            self._error(f"connection to {self._describe()} lost: {lost.value}", lost)
+        unsent += self.dataReady("inbox")
+        if unsent:
+            self._error(f"{unsent} queued messages not sent: the connection closed")
+        self._forceSend(SocketShutdown(self), "signal")
+
+    def _connectionLost(self, reason: Failure) -> None:
+        self._lost = reason
+        if self._reader is not None:
+            self._reader.unregisterProducer()
+        self._gate._release()
+        # Wake the inbox loop: the peer went away, nothing more can be sent.
+        self.inboxes["control"].forceDeliver(SocketShutdown(self, "peer closed"))
+        self._closed.callback(None)
+
+
+class _ConnectionHandler(Protocol):
+    """One accepted connection, wired to one ``protocol()`` component."""
+
+    _paused = False
+    _queued = False
+
+    def __init__(self, server: SimpleServer) -> None:
+        self.server = server
+        self.component: Component | None = None
+        self.reader: InboxConsumer | None = None
+        self.writer: OutboxProducer | None = None
+        self.signals = Box(self, "signal->connection", True)
+        self.closing = False
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        comp = self.server.protocol()
+        if not isinstance(comp, Component):
+            _log.error(
+                "SimpleServer protocol factory returned {what!r}, not a Component",
+                what=comp,
+            )
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
+        self.component = comp
+        self.server.connections.add(self)
+        transport: Any = self.transport
+        self.reader = InboxConsumer(comp, "inbox")
+        self.reader.registerProducer(transport, True)
+        self.writer = OutboxProducer(comp, "outbox", transport)
+        _link(comp._outbox("signal"), self.signals, 0, comp)
+        comp.finished.addBoth(self._componentDone)
+        comp.activate()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.reader is not None:
+            self.reader.write(data)
+
+    def _wake(self) -> None:
+        # A message on the component's signal: a Shutdown of any kind closes the connection.
+        while self.signals.queue:
+            msg = self.signals.take()
+            if isinstance(msg, Shutdown):
+                self.close()
+            elif isinstance(msg, ErrorInformation):
+                _log.warn("{component} signalled {error}", component=self.component, error=msg)
+
+    def _componentDone(self, result: Any) -> Any:
+        self.close()
+        return None if isinstance(result, Failure) else result
+
+    def close(self) -> None:
+        """Write what the component has sent, then close the connection."""
+        if self.closing or self.writer is None:
+            return
+        self.closing = True
+        writer = self.writer
+
+        transport: Any = self.transport
+
+        def drained(_: object) -> None:
+            writer.stop()
+            if transport is not None:
+                transport.loseConnection()
+
+        writer.whenDrained().addCallback(drained)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.server.connections.discard(self)
+        if self.reader is not None:
+            self.reader.unregisterProducer()
+        if self.writer is not None:
+            self.writer.stopProducing()
+        comp = self.component
+        if comp is not None and not comp.finished.called:
+            comp.inboxes["control"].final.forceDeliver(SocketShutdown(self, "peer closed"))
+        self.lost.callback(None)
+
+
+class _ServerFactory(Factory):
+    def __init__(self, server: SimpleServer) -> None:
+        self.server = server
+
+    def buildProtocol(self, addr: Any) -> _ConnectionHandler:
+        return _ConnectionHandler(self.server)
+
+
+class SimpleServer(Component):
+    """
+    A listening socket that gives each connection its own component.
+
+    :param protocol: a callable returning a new :class:`~pcpkit.component.Component` for each
+        connection (a component class will do).
+    :param port: the TCP port on 127.0.0.1 (0 picks a free one).
+    :param endpoint: a server endpoint string instead (``"tcp:8080:interface=0.0.0.0"``).
+
+    For each connection: bytes from the socket arrive in the component's ``inbox`` (the
+    socket stops reading while that inbox is full); what it sends out of ``outbox`` is written
+    to the socket (its sends are held back while the socket is slow); ``SocketShutdown``
+    reaches its ``control`` when the peer goes; any ``Shutdown`` on its ``signal`` (such as
+    ``ProducerFinished``), or the component finishing, closes the connection after what it
+    sent has been written.
+
+    ``listening`` fires with the bound port number. A ``Shutdown`` on the server's ``control``
+    stops listening, closes every connection and finishes the server.
+    """
+
+    Inboxes = {"inbox": "unused", "control": "a Shutdown stops the server"}
+    Outboxes = {"outbox": "unused", "signal": "the shutdown message, passed on"}
+
+    def __init__(
+        self,
+        protocol: Any = None,
+        port: int = 0,
+        *,
+        endpoint: str | None = None,
+        **argd: Any,
+    ) -> None:
+        super().__init__(**argd)
+        if protocol is None or not callable(protocol):
+            raise TypeError(f"SimpleServer needs a protocol factory, not {protocol!r}")
+        self.protocol = protocol
+        self.endpoint = endpoint if endpoint is not None else f"tcp:{port}:interface=127.0.0.1"
+        self.listening: Deferred[int] = Deferred()
+        self.listeningPort: Any = None
+        self.connections: set[_ConnectionHandler] = set()
+
+    async def main(self) -> None:
+        try:
+            ep = serverEndpoint(self.endpoint)
+            self.listeningPort = await ep.listen(_ServerFactory(self))
+        except Exception:
+            self.listening.errback(currentFailure())
+            raise
+        self.listening.callback(self.listeningPort.getHost().port)
+        async for _ in self.messages("inbox"):
+            pass  # nothing to do with data; we wait for a shutdown on control
+        await self.listeningPort.stopListening()
+        handlers = list(self.connections)
+        for h in handlers:
+            transport: Any = h.transport
+            if transport is not None:
+                transport.loseConnection()
+        await DeferredList([h.lost for h in handlers])

@@ -1,0 +1,360 @@
+"""TCPClient, ThreadedTCPClient and SimpleServer against real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import deferLater
+
+from pcpkit import (
+    Component,
+    ErrorInformation,
+    ProducerFinished,
+    ShutdownMicroprocess,
+    SocketShutdown,
+    producerFinished,
+)
+from pcpkit.internet.tcp import SimpleServer, TCPClient
+from pcpkit.internet.threadedtcp import ThreadedTCPClient
+from tests.tcputil import EchoServerProtocol, ResetAfter, Streamer, freePort, server
+
+CHUNK = bytes(range(256)) * 256  # 64 KiB
+
+
+class ByteSink(Component):
+    """Counts and hashes bytes; records every signal; ends on SocketShutdown."""
+
+    def __init__(self, expect: int | None = None, delay: float = 0.0, **argd: Any) -> None:
+        super().__init__(**argd)
+        self.count = 0
+        self.sha = hashlib.sha256()
+        self.signals: list[Any] = []
+        self.expect = expect
+        self.reached: Deferred[None] = Deferred()
+        self.delay = delay
+        self.maxQueued = 0
+
+    def main(self) -> Generator[int, None, None]:
+        nextAt = 0.0
+        while True:
+            self.maxQueued = max(self.maxQueued, self.dataReady("inbox"))
+            if self.delay and reactor.seconds() < nextAt:
+                self.pause()
+                yield 1
+                continue
+            n = 0
+            while self.dataReady("inbox") and (not self.delay or n < 2):
+                data = self.recv("inbox")
+                self.count += len(data)
+                self.sha.update(data)
+                n += 1
+            if self.expect is not None and self.count >= self.expect and not self.reached.called:
+                self.reached.callback(None)
+            while self.dataReady("control"):
+                msg = self.recv("control")
+                self.signals.append(msg)
+                if isinstance(msg, SocketShutdown):
+                    # drain anything that raced in
+                    while self.dataReady("inbox"):
+                        data = self.recv("inbox")
+                        self.count += len(data)
+                        self.sha.update(data)
+                    return
+            if self.delay:
+                nextAt = reactor.seconds() + self.delay
+                reactor.callLater(self.delay, self.unpause)
+            self.pause()
+            yield 1
+
+
+class Feeder(Component):
+    """Puts ``count`` chunks into its outbox, waiting while the destination is full."""
+
+    def __init__(self, count: int, chunk: bytes = CHUNK, **argd: Any) -> None:
+        super().__init__(**argd)
+        self.count = count
+        self.chunk = chunk
+
+    async def main(self) -> None:
+        for _ in range(self.count):
+            await self.put(self.chunk, "outbox")
+
+
+def wire(client: Component, sink: ByteSink, feeder: Component | None = None) -> None:
+    client.link((client, "outbox"), (sink, "inbox"))
+    client.link((client, "signal"), (sink, "control"))
+    if feeder is not None:
+        feeder.link((feeder, "outbox"), (client, "inbox"))
+
+
+def kinds(signals: list[Any]) -> list[str]:
+    return [type(s).__name__ for s in signals]
+
+
+CLIENTS = [
+    pytest.param(lambda port: TCPClient("127.0.0.1", port), id="TCPClient"),
+    pytest.param(lambda port: ThreadedTCPClient("127.0.0.1", port), id="ThreadedTCPClient"),
+]
+
+
+@pytest.mark.parametrize("makeClient", CLIENTS)
+@pytest_twisted.ensureDeferred
+async def test_echo_round_trip_32MiB_in_order(makeClient: Any) -> None:
+    total = 32 * 1024 * 1024
+    async with server(EchoServerProtocol) as (port, _):
+        client = makeClient(port)
+        sink = ByteSink(expect=total)
+        feeder = Feeder(total // len(CHUNK))
+        wire(client, sink, feeder)
+        for c in (sink, client, feeder):
+            c.activate()
+        await sink.reached.addTimeout(120, reactor)
+        client.inboxes["control"].deliver(producerFinished())
+        await sink.finished.addTimeout(30, reactor)
+        await client.finished.addTimeout(30, reactor)
+    assert sink.count == total
+    assert sink.sha.digest() == hashlib.sha256(CHUNK * (total // len(CHUNK))).digest()
+    assert kinds(sink.signals) == ["SocketShutdown"]
+    assert client.bytesSent == total
+
+
+@pytest.mark.parametrize("makeClient", CLIENTS)
+@pytest_twisted.ensureDeferred
+async def test_refused_connection_signals_error_then_shutdown(makeClient: Any) -> None:
+    client = makeClient(freePort())
+    sink = ByteSink()
+    wire(client, sink)
+    sink.activate()
+    client.activate()
+    await sink.finished.addTimeout(30, reactor)
+    await client.finished.addTimeout(30, reactor)
+    # the sink ends on the first SocketShutdown; the error must come before it
+    assert isinstance(sink.signals[0], ErrorInformation)
+    assert "refused" in str(sink.signals[0]).lower()
+    assert "cannot connect to 127.0.0.1" in str(sink.signals[0])
+    rest = [sink.recv("control") for _ in range(sink.dataReady("control"))]
+    assert kinds(sink.signals[1:] + rest) == ["SocketShutdown"]
+
+
+@pytest.mark.parametrize("makeClient", CLIENTS)
+@pytest_twisted.ensureDeferred
+async def test_reset_mid_transfer_signals_error_then_shutdown(makeClient: Any) -> None:
+    async with server(ResetAfter) as (port, _):
+        client = makeClient(port)
+        sink = ByteSink()
+        feeder = Feeder(1000)  # 64 MiB: far more than the server reads before resetting
+        wire(client, sink, feeder)
+        for c in (sink, client, feeder):
+            c.activate()
+        await sink.finished.addTimeout(60, reactor)
+        await client.finished.addTimeout(60, reactor)
+        feeder.inboxes["control"].deliver(ShutdownMicroprocess())
+    allSignals = sink.signals + [sink.recv("control") for _ in range(sink.dataReady("control"))]
+    names = kinds(allSignals)
+    assert names[-1] == "SocketShutdown" and names.count("SocketShutdown") == 1
+    assert "ErrorInformation" in names
+    assert any(
+        "reset" in str(s).lower() or "lost" in str(s).lower() or "unsent" in str(s).lower()
+        for s in allSignals
+        if isinstance(s, ErrorInformation)
+    )
+
+
+@pytest.mark.parametrize("makeClient", CLIENTS)
+@pytest_twisted.ensureDeferred
+async def test_shutdownMicroprocess_closes_at_once(makeClient: Any) -> None:
+    async with server(EchoServerProtocol) as (port, _):
+        client = makeClient(port)
+        sink = ByteSink()
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        client.inboxes["inbox"].deliver(b"hello")
+        await deferLater(reactor, 0.2, lambda: None)
+        client.inboxes["control"].deliver(ShutdownMicroprocess())
+        await sink.finished.addTimeout(30, reactor)
+        await client.finished.addTimeout(30, reactor)
+    assert sink.count == 5
+    assert kinds(sink.signals) == ["SocketShutdown"]
+
+
+@pytest.mark.parametrize("makeClient", CLIENTS)
+@pytest_twisted.ensureDeferred
+async def test_str_in_inbox_is_refused_with_a_clear_error(makeClient: Any) -> None:
+    async with server(EchoServerProtocol) as (port, _):
+        client = makeClient(port)
+        sink = ByteSink(expect=2)
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        client.inboxes["inbox"].deliver("text")
+        client.inboxes["inbox"].deliver(b"ok")
+        await sink.reached.addTimeout(30, reactor)
+        client.inboxes["control"].deliver(producerFinished())
+        await sink.finished.addTimeout(30, reactor)
+        await client.finished.addTimeout(30, reactor)
+    assert sink.count == 2
+    errors = [s for s in sink.signals if isinstance(s, ErrorInformation)]
+    assert len(errors) == 1 and "not str" in str(errors[0])
+
+
+@pytest_twisted.ensureDeferred
+async def test_initialsendmessage_and_endpoint_string() -> None:
+    async with server(EchoServerProtocol) as (port, _):
+        client = TCPClient(
+            initialsendmessage=b"hi there", endpoint=f"tcp:127.0.0.1:{port}"
+        )
+        sink = ByteSink(expect=8)
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        await sink.reached.addTimeout(30, reactor)
+        client.inboxes["control"].deliver(producerFinished())
+        await client.finished.addTimeout(30, reactor)
+        await sink.finished.addTimeout(30, reactor)
+    assert sink.sha.digest() == hashlib.sha256(b"hi there").digest()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcpclient_reading_256MiB_into_a_slow_sink_stays_bounded() -> None:
+    total = 256 * 1024 * 1024
+    async with server(Streamer, total=total) as (port, _):
+        client = TCPClient("127.0.0.1", port)
+        sink = ByteSink(delay=0.001)  # two messages a millisecond at most
+        sink.setInboxSize("inbox", 16)
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        await sink.finished.addTimeout(240, reactor)
+        await client.finished.addTimeout(30, reactor)
+    assert sink.count == total
+    pattern = hashlib.sha256(Streamer.chunk * (total // len(Streamer.chunk))).digest()
+    assert sink.sha.digest() == pattern
+    # one transport read (<= 64 KiB) may land after the pause: 17 messages at most
+    assert sink.maxQueued <= 16 + 1
+    assert client.readPauses > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcpclient_slow_sink_at_first() -> None:
+    total = 16 * 1024 * 1024
+    async with server(Streamer, total=total) as (port, _):
+        client = TCPClient("127.0.0.1", port)
+        sink = ByteSink(delay=0.002)
+        sink.setInboxSize("inbox", 8)
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+
+        def speedUp() -> None:
+            sink.delay = 0.0
+            sink.unpause()
+
+        reactor.callLater(0.5, speedUp)
+        await sink.finished.addTimeout(120, reactor)
+        await client.finished.addTimeout(30, reactor)
+    assert sink.count == total
+    assert sink.maxQueued <= 8 + 1
+    assert client.readPauses > 0
+
+
+# -- SimpleServer --------------------------------------------------------------------------
+
+
+class EchoComponent(Component):
+    """Echoes its inbox to its outbox; ends when the peer goes (SocketShutdown)."""
+
+    async def main(self) -> None:
+        async for data in self.messages("inbox"):
+            await self.put(data, "outbox")
+
+
+def _blockingEchoClient(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            got.append(data)
+    return b"".join(got)
+
+
+@pytest_twisted.ensureDeferred
+async def test_simpleserver_echo_100_concurrent_clients() -> None:
+    srv = SimpleServer(protocol=EchoComponent)
+    srv.activate()
+    port = await srv.listening.addTimeout(10, reactor)
+    assert port > 0
+    clients = []
+    for i in range(100):
+        client = TCPClient("127.0.0.1", port)
+        sink = ByteSink(expect=20_000)
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        payload = bytes([i % 256]) * 20_000
+        client.inboxes["inbox"].deliver(payload)
+        clients.append((client, sink, payload))
+    await DeferredList([s.reached for _, s, _ in clients]).addTimeout(60, reactor)
+    for client, _, _ in clients:
+        client.inboxes["control"].deliver(producerFinished())
+    await DeferredList([s.finished for _, s, _ in clients]).addTimeout(60, reactor)
+    for _, sink, payload in clients:
+        assert sink.sha.digest() == hashlib.sha256(payload).digest()
+    # every per-connection component ended when its peer went
+    await deferLater(reactor, 0.1, lambda: None)
+    assert not srv.connections
+    srv.inboxes["control"].deliver(producerFinished())
+    await srv.finished.addTimeout(10, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_simpleserver_component_closing_with_producerFinished() -> None:
+    class Greeter(Component):
+        def main(self) -> Generator[int, None, None]:
+            self.send(b"hello and goodbye\n", "outbox")
+            self.send(ProducerFinished(self), "signal")
+            yield 1
+
+    srv = SimpleServer(Greeter)
+    srv.activate()
+    port = await srv.listening
+    from twisted.internet.threads import deferToThread
+
+    got = await deferToThread(_blockingEchoClient, port, b"")
+    assert got == b"hello and goodbye\n"
+    srv.inboxes["control"].deliver(producerFinished())
+    await srv.finished.addTimeout(10, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_simpleserver_stop_closes_open_connections() -> None:
+    srv = SimpleServer(EchoComponent)
+    srv.activate()
+    port = await srv.listening
+    client = TCPClient("127.0.0.1", port)
+    sink = ByteSink(expect=3)
+    wire(client, sink)
+    sink.activate()
+    client.activate()
+    client.inboxes["inbox"].deliver(b"abc")
+    await sink.reached.addTimeout(10, reactor)
+    srv.inboxes["control"].deliver(producerFinished())
+    await srv.finished.addTimeout(10, reactor)
+    await sink.finished.addTimeout(10, reactor)
+    assert kinds(sink.signals) == ["SocketShutdown"]
+
+
+def test_simpleserver_needs_a_protocol() -> None:
+    with pytest.raises(TypeError, match="protocol factory"):
+        SimpleServer()
