@@ -12,6 +12,7 @@ from pcpkit.component import (
     BoxFull,
     Component,
     EmptyBox,
+    Stopped,
     UnknownBox,
     noSpaceInBox,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Shutdown",
     "ShutdownMicroprocess",
     "SocketShutdown",
+    "Stopped",
     "UnknownBox",
     "errorInformation",
     "newComponent",

@@ -38,6 +38,7 @@ from pcpkit.ipc import (
 )
 
 __all__ = [
+    "Stopped",
     "Box",
     "BoxFull",
     "noSpaceInBox",
@@ -280,15 +281,27 @@ class _Runnable(_Wakeable):
         raise NotImplementedError
 
 
+def _abortIn(control: Box | None) -> ShutdownMicroprocess | None:
+    if control is not None and control.queue:
+        for msg in control.queue:
+            if isinstance(msg, ShutdownMicroprocess):
+                return msg
+    return None
+
+
 class _Waiter:
-    """What an ``async`` main is suspended on: data in some inboxes, or a free turn."""
+    """
+    What an ``async`` main is suspended on: data in some inboxes, or a free turn. A
+    ``ShutdownMicroprocess`` arriving in ``abortOn`` (the control inbox) ends the wait too.
+    """
 
-    __slots__ = ("deferred", "boxes", "take")
+    __slots__ = ("deferred", "boxes", "take", "abortOn")
 
-    def __init__(self, boxes: tuple[Box, ...], take: bool) -> None:
+    def __init__(self, boxes: tuple[Box, ...], take: bool, abortOn: Box | None = None) -> None:
         self.deferred: Deferred[Any] = Deferred()
         self.boxes = boxes
         self.take = take
+        self.abortOn = abortOn
 
     def ready(self) -> bool:
         if not self.boxes:
@@ -296,7 +309,7 @@ class _Waiter:
         for b in self.boxes:
             if b.queue:
                 return True
-        return False
+        return _abortIn(self.abortOn) is not None
 
 
 class _SpaceWaiter(_Waiter):
@@ -305,7 +318,16 @@ class _SpaceWaiter(_Waiter):
     __slots__ = ()
 
     def ready(self) -> bool:
-        return not self.boxes[0].final.isFull()
+        return not self.boxes[0].final.isFull() or _abortIn(self.abortOn) is not None
+
+
+class Stopped(Exception):
+    """
+    Raised inside an ``async`` main by ``get`` or ``put`` when a ``ShutdownMicroprocess``
+    arrives on ``control`` while it waits (say, the inbox it feeds belongs to a component
+    that died). Letting it propagate ends the component normally: ``finished`` fires with
+    ``None`` and the shutdown message is passed on along ``signal``.
+    """
 
 
 class Component(_Runnable):
@@ -344,7 +366,10 @@ class Component(_Runnable):
                 f"{type(self).__name__}() passes unexpected positional arguments {args!r} "
                 "to Component.__init__ (only keyword arguments become attributes)"
             )
-        self.__dict__.update(argd)
+        # setattr, not __dict__.update: the latter turns off CPython's fast attribute
+        # access for the instance, which costs every self.x on the per-message path.
+        for key, value in argd.items():
+            setattr(self, key, value)
         Component._idCounter += 1
         self.id = Component._idCounter
         self.name = f"{type(self).__module__}.{type(self).__name__}_{self.id}"
@@ -616,7 +641,7 @@ class Component(_Runnable):
             return True
         if inspect.iscoroutine(result) or isinstance(result, Deferred):
             d = ensureDeferred(result) if inspect.iscoroutine(result) else result
-            d.addCallbacks(self._mainReturned, self._fail)
+            d.addCallbacks(self._mainReturned, self._mainFailed)
             # The coroutine ran up to its first suspension inside ensureDeferred.
             return not self._done
         self._finish(result)
@@ -653,6 +678,14 @@ class Component(_Runnable):
             if w is None or not w.ready():
                 break
             self._waiter = None
+            abort = _abortIn(w.abortOn)
+            if abort is not None and w.abortOn is not None:
+                w.abortOn.queue.remove(abort)
+                self.shutdownMessage = abort
+                w.deferred.errback(Stopped(f"{self} was told to stop: {abort}"))
+                if self._done:
+                    break
+                continue
             value = None
             if w.take:
                 for b in w.boxes:
@@ -675,6 +708,12 @@ class Component(_Runnable):
         ):
             self._forceSend(self.shutdownMessage, "signal")
         self._finish(result)
+
+    def _mainFailed(self, failure: Failure) -> None:
+        if failure.check(Stopped):  # type: ignore[no-untyped-call,unused-ignore]
+            self._mainReturned(None)
+        else:
+            self._fail(failure)
 
     def _finish(self, result: Any) -> None:
         if self._done:
@@ -706,26 +745,47 @@ class Component(_Runnable):
         return await waiter.deferred
 
     async def get(self, boxname: str = "inbox") -> Any:
-        """Wait for and return the next message in inbox ``boxname``."""
-        box = self._inbox(boxname)
+        """
+        Wait for and return the next message in inbox ``boxname``.
+
+        Raises :class:`Stopped` if a ``ShutdownMicroprocess`` arrives on ``control`` while it
+        waits (unless ``boxname`` is ``"control"`` itself).
+        """
+        box = self.inboxes.get(boxname) or self._inbox(boxname)
         self._budget -= 1
         if box.queue and self._budget > 0:
             return box.take()
-        return await self._suspend(_Waiter((box,), take=True))
+        abortOn = None if boxname == "control" else self.inboxes.get("control")
+        return await self._suspend(_Waiter((box,), take=True, abortOn=abortOn))
 
     async def put(self, message: object, boxname: str = "outbox") -> None:
-        """Send ``message``, waiting while the destination inbox is full."""
-        box = self._outbox(boxname)
+        """
+        Send ``message``, waiting while the destination inbox is full.
+
+        Raises :class:`Stopped` if a ``ShutdownMicroprocess`` arrives on ``control`` while it
+        waits; the message is then not sent.
+        """
+        box = self.outboxes.get(boxname) or self._outbox(boxname)
         self._budget -= 1
         if self._budget <= 0:
             await self._suspend(_Waiter((), take=False))
         while True:
             dest = box.final
-            if not dest.isFull():
-                self.send(message, boxname)
+            q = dest.queue
+            if len(q) < dest.limit:
+                # send() inlined: this is the per-message path of every async component
+                q.append(message)
+                if dest.isInbox:
+                    owner = dest.owner
+                    if owner._paused or not owner._queued:
+                        owner._wake()
+                if boxname == "signal" and isinstance(message, Shutdown):
+                    self._sentShutdown = True
                 return
             dest.addWaiter(self._wake)
-            await self._suspend(_SpaceWaiter((box,), take=False))
+            await self._suspend(
+                _SpaceWaiter((box,), take=False, abortOn=self.inboxes.get("control"))
+            )
 
     async def messages(
         self, boxname: str = "inbox", control: str = "control"
@@ -759,11 +819,16 @@ class Component(_Runnable):
                         "{component} ignored control message {msg!r}", component=self, msg=msg
                     )
                 continue
-            if box.queue:
+            q = box.queue
+            if q:
                 self._budget -= 1
                 if self._budget <= 0:
                     await self._suspend(_Waiter((), take=False))
-                yield box.take()
+                    continue
+                msg = q.popleft()
+                if box.waiters and len(q) <= box.low:
+                    box.fireWaiters()
+                yield msg
                 continue
             if ending is not None:
                 self.shutdownMessage = ending

@@ -77,8 +77,13 @@ class ProducerFinished(Shutdown):
     """The sender has produced everything: finish what is queued, then stop."""
 
 
-class SocketShutdown(Shutdown):
-    """A connection has closed (sent exactly once by a TCP component, last on ``signal``)."""
+class SocketShutdown(ProducerFinished):
+    """
+    A connection has closed (sent exactly once by a TCP component, last on ``signal``).
+
+    A kind of ``ProducerFinished``, as in Kamaelia, so code that waits for
+    ``producerFinished`` also ends when the socket closes.
+    """
 
 
 class ErrorInformation:

@@ -476,3 +476,32 @@ async def test_idle_components_use_no_cpu() -> None:
         c.inboxes["control"].deliver(producerFinished())
     for c in comps:
         await withTimeout(c.finished)
+
+
+@pytest_twisted.ensureDeferred
+async def test_async_sender_blocked_on_a_dead_component_is_stopped() -> None:
+    class AsyncSource(Component):
+        async def main(self) -> None:
+            for i in range(100):
+                await self.put(i, "outbox")
+            await self.put(producerFinished(self), "signal")
+
+    class DiesLater(Component):
+        async def main(self) -> None:
+            await deferLater(reactor, 0.1, lambda: None)
+            raise ValueError("boom")
+
+    src, bad, sink = AsyncSource(), DiesLater(), Collector()
+    bad.setInboxSize("inbox", 4)
+    p = Pipeline(src, bad, sink)
+    with pytest.raises(ValueError, match="boom"):
+        await withTimeout(p.activate().finished, 10)
+    # the source was waiting in put() on the dead component's full inbox: it was stopped
+    assert await withTimeout(src.finished, 1) is None
+    assert isinstance(src.shutdownMessage, ShutdownMicroprocess)
+
+
+def test_socketShutdown_is_a_producerFinished_as_in_kamaelia() -> None:
+    from pcpkit import SocketShutdown
+
+    assert isinstance(SocketShutdown(), ProducerFinished)
