@@ -100,6 +100,7 @@ class _Wakeable:
 
     _paused: bool = False
     _queued: bool = False
+    _poked: bool = False
 
     def _wake(self) -> None:
         raise NotImplementedError
@@ -435,6 +436,9 @@ class Component(_Runnable):
             owner = dest.owner
             if owner._paused or not owner._queued:
                 owner._wake()
+            else:
+                # queued or running: remember, so a pause() later in its step is not a sleep
+                owner._poked = True
         if boxname == "signal" and isinstance(message, Shutdown):
             self._sentShutdown = True
 
@@ -577,6 +581,7 @@ class Component(_Runnable):
 
     def _wake(self) -> None:
         self._paused = False
+        self._poked = True
         if not self._queued and self._active and not self._done:
             _scheduler.schedule(self)
 
@@ -651,6 +656,7 @@ class Component(_Runnable):
         gen = self._gen
         assert gen is not None
         for _ in range(GENERATOR_BATCH):
+            self._poked = False
             try:
                 yielded = next(gen)
             except StopIteration as stop:
@@ -665,6 +671,10 @@ class Component(_Runnable):
                 for c in yielded.components:
                     c.activate()
             if self._paused:
+                if self._poked:
+                    # a message arrived during the step, before it paused: not a sleep
+                    self._paused = False
+                    continue
                 self._queued = False
                 return
         # Still runnable: back of the queue, so others get their turn.
@@ -779,6 +789,8 @@ class Component(_Runnable):
                     owner = dest.owner
                     if owner._paused or not owner._queued:
                         owner._wake()
+                    else:
+                        owner._poked = True
                 if boxname == "signal" and isinstance(message, Shutdown):
                     self._sentShutdown = True
                 return

@@ -505,3 +505,31 @@ def test_socketShutdown_is_a_producerFinished_as_in_kamaelia() -> None:
     from pcpkit import SocketShutdown
 
     assert isinstance(SocketShutdown(), ProducerFinished)
+
+
+@pytest_twisted.ensureDeferred
+async def test_message_delivered_during_own_step_before_pause_is_not_lost() -> None:
+    class SelfFeeder(Component):
+        def main(self) -> Generator[int, None, list[Any]]:
+            got: list[Any] = []
+            # deliver to our own inbox during our step (as a Deferred callback might) ...
+            self.inboxes["inbox"].deliver("early")
+            while not got:
+                while self.dataReady("inbox"):
+                    got.append(self.recv("inbox"))
+                if got:
+                    break
+                self.pause()  # ... an Axon loop that pauses before looking
+                yield 1
+            return got
+
+    class LatePauser(Component):
+        def main(self) -> Generator[int, None, str]:
+            self.link((self, "outbox"), (self, "inbox"))
+            self.send("to myself", "outbox")
+            self.pause()
+            yield 1
+            return str(self.recv("inbox"))
+
+    assert await withTimeout(SelfFeeder().activate().finished, 5) == ["early"]
+    assert await withTimeout(LatePauser().activate().finished, 5) == "to myself"
