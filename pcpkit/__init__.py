@@ -30,10 +30,18 @@ from pcpkit.ipc import (
     shutdownMicroprocess,
     socketShutdown,
 )
+from pcpkit.pcp import (
+    BasicProducerConsumerProxy,
+    ProducerConsumerProxy,
+    ProxyClosedError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BasicProducerConsumerProxy",
+    "ProducerConsumerProxy",
+    "ProxyClosedError",
     "BoxAlreadyLinked",
     "BoxFull",
     "Component",

@@ -75,13 +75,13 @@ def test_fast_source_slow_sink_bounded_and_lossless(
     The scheduler driven by a deterministic ``Clock`` (pure logic, so hypothesis can shrink);
     the real-reactor versions of this are the TCP tests below and test_component.py.
     """
-    import pcpkit.component as componentModule
+    import pcpkit.component as component_module
 
     clock = Clock()
-    realGetReactor = componentModule.getReactor
-    componentModule.getReactor = lambda: clock
-    saved = componentModule._scheduler
-    componentModule._scheduler = componentModule._Scheduler()
+    realGetReactor = component_module.getReactor
+    component_module.getReactor = lambda: clock
+    saved = component_module._scheduler
+    component_module._scheduler = component_module._Scheduler()
     try:
         stages: list[Component] = [PassThrough() for _ in sizes[:-1]]
         sink = SlowSink(perTurn, delay, sizes[-1], clock=clock)
@@ -98,8 +98,8 @@ def test_fast_source_slow_sink_bounded_and_lossless(
                 assert comp.dataReady("inbox") <= size
         assert p.finished.called, "the pipeline stalled"
     finally:
-        componentModule.getReactor = realGetReactor
-        componentModule._scheduler = saved
+        component_module.getReactor = realGetReactor
+        component_module._scheduler = saved
     assert sink.got == list(range(count))
     assert sink.maxQueued <= sizes[-1]
 

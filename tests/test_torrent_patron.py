@@ -8,7 +8,6 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_twisted
 from twisted.internet.threads import blockingCallFromThread
 
@@ -165,7 +164,7 @@ async def test_200_patrons_see_only_their_own_messages(tmp_path: Path) -> None:
         folder = tmp_path / f"t{i}"
         writePayload(folder, f"file{i}.bin", 20_000, seed=i)
         torrents.append((makeTorrent(folder / f"file{i}.bin"), folder))
-    for i in range(200):
+    for _ in range(200):
         patron = TorrentPatron(tickInterval=0.5, savePath=str(tmp_path))
         pairs.append((patron, attach(patron)))
     for (patron, _), (torrent, folder) in zip(pairs, torrents, strict=True):
