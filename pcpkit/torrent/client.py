@@ -25,6 +25,7 @@ from pcpkit.torrent.ipc import (
     TIPCNewTorrentCreated,
     TIPCTorrentAlreadyDownloading,
     TIPCTorrentClosed,
+    TIPCTorrentCloseFail,
     TIPCTorrentError,
     TIPCTorrentFinished,
     TIPCTorrentStartFail,
@@ -74,7 +75,8 @@ class TorrentClient(Component):
       paused and released, nothing left on the reactor) and ends the component.
     * ``outbox``, answers in request order: ``TIPCNewTorrentCreated(torrentid, savefolder)``,
       ``TIPCTorrentStartFail(reason)``, ``TIPCTorrentAlreadyDownloading(torrentid)``,
-      ``TIPCTorrentClosed(torrentid)``, ``TIPCUnknownTorrent(torrentid)``; and per torrent,
+      ``TIPCTorrentClosed(torrentid)``, ``TIPCTorrentCloseFail(torrentid, reason)``,
+      ``TIPCUnknownTorrent(torrentid)``; and per torrent,
       after its ``TIPCNewTorrentCreated``: ``TIPCTorrentStatusUpdate(torrentid,
       statsdictionary)`` every ``tickInterval`` while it changes,
       ``TIPCTorrentFinished(torrentid)``, ``TIPCTorrentError(torrentid, reason)``.
@@ -135,7 +137,11 @@ class TorrentClient(Component):
             reply = _Reply()
             self._replies.append(reply)
             added = session.addTorrent(
-                rawmetainfo=msg.rawmetainfo, magnet=msg.magnet, savefolder=msg.savefolder
+                rawmetainfo=msg.rawmetainfo,
+                magnet=msg.magnet,
+                savefolder=msg.savefolder,
+                resumedata=msg.resumedata,
+                seed=msg.seed,
             )
             added.addCallback(self._added, reply, msg.peers)
             added.addErrback(self._addFailed, reply)
@@ -183,7 +189,7 @@ class TorrentClient(Component):
     def _closeFailed(tid: int, failure: Failure) -> object:
         if isinstance(failure.value, UnknownTorrent):
             return TIPCUnknownTorrent(tid)
-        return TIPCTorrentError(tid, getattr(failure.value, "reason", str(failure.value)))
+        return TIPCTorrentCloseFail(tid, getattr(failure.value, "reason", str(failure.value)))
 
     def _answer(self, reply: _Reply, message: object) -> None:
         reply.message = message

@@ -36,6 +36,7 @@ from pcpkit.torrent.ipc import (
     TIPCServiceRemove,
     TIPCTorrentAlreadyDownloading,
     TIPCTorrentClosed,
+    TIPCTorrentCloseFail,
     TIPCTorrentError,
     TIPCTorrentFinished,
     TIPCTorrentStartFail,
@@ -52,6 +53,7 @@ _ANSWERS = (
     TIPCTorrentStartFail,
     TIPCTorrentAlreadyDownloading,
     TIPCTorrentClosed,
+    TIPCTorrentCloseFail,
     TIPCUnknownTorrent,
 )
 _PER_TORRENT = (TIPCTorrentStatusUpdate, TIPCTorrentFinished, TIPCTorrentError)

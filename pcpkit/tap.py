@@ -1,0 +1,165 @@
+"""
+``twistd pcpkit``: the relay, the torrent daemon and the demo as twistd services.
+
+    twistd -n pcpkit relay --listen tcp:8080:interface=127.0.0.1 --connect tcp:example:80
+    twistd -n pcpkit torrent --save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT]
+    twistd -n pcpkit demo
+
+Listening defaults bind 127.0.0.1. Bad options are a usage error naming the option.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.python import usage
+
+__all__ = ["Options", "makeService", "RelayOptions", "TorrentOptions", "DemoOptions"]
+
+
+def _positiveInt(option: str) -> Any:
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise usage.UsageError(f"--{option} must be a whole number, not {value!r}") from None
+        if n < 1:
+            raise usage.UsageError(f"--{option} must be at least 1, not {n}")
+        return n
+
+    return parse
+
+
+def _hostPort(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise usage.UsageError(f"--peer must be HOST:PORT, not {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _checkEndpoint(option: str, description: str, server: bool) -> None:
+    """Parse an endpoint string now, so a typo is a usage error and not a traceback."""
+    from pcpkit._twisted import clientEndpoint, serverEndpoint
+
+    try:
+        if server:
+            serverEndpoint(description)
+        else:
+            clientEndpoint(description)
+    except Exception as e:
+        raise usage.UsageError(f"--{option}: bad endpoint {description!r}: {e}") from None
+
+
+class RelayOptions(usage.Options):
+    synopsis = "--listen ENDPOINT --connect ENDPOINT [--buffer BYTES] [--max-connections N]"
+    longdesc = "Relay every connection accepted on --listen to a new connection to --connect."
+    optParameters = [
+        ["listen", "l", None, "server endpoint, e.g. tcp:8080:interface=127.0.0.1 (or a port)"],
+        ["connect", "c", None, "client endpoint, e.g. tcp:127.0.0.1:80"],
+        ["buffer", "b", 262144, "bytes held per direction of a connection", _positiveInt("buffer")],
+        ["max-connections", "m", 256, "connections open at once",
+         _positiveInt("max-connections")],
+    ]
+    optFlags = [["no-splice", None, "always relay through Python (no os.splice)"]]
+
+    def postOptions(self) -> None:
+        for name in ("listen", "connect"):
+            if not self[name]:
+                raise usage.UsageError(f"--{name} is required")
+        listen = self["listen"]
+        if listen.isdigit():
+            listen = self["listen"] = f"tcp:{listen}:interface=127.0.0.1"
+        _checkEndpoint("listen", listen, server=True)
+        _checkEndpoint("connect", self["connect"], server=False)
+
+
+class TorrentOptions(usage.Options):
+    synopsis = ("--save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT] "
+                "[--listen-interfaces IFACES] [--peer HOST:PORT ...]")
+    longdesc = (
+        "Run a torrent daemon: .torrent and .magnet files dropped into --watch are added "
+        "(removing the file stops the torrent); resume data is kept in --state-dir; --http "
+        "serves a status page, /status.json and /stream/<infohash>/<fileIndex> with Range."
+    )
+    optParameters = [
+        ["save-path", "s", None, "where downloads are saved"],
+        ["watch", "w", None, "folder of .torrent / .magnet files to follow"],
+        ["state-dir", None, None, "folder for resume data (default: SAVE_PATH/.pcpkit-state)"],
+        ["http", None, None, "HTTP server endpoint, e.g. tcp:8080:interface=127.0.0.1"],
+        ["listen-interfaces", None, "127.0.0.1:0", "libtorrent listen_interfaces"],
+        ["tick", None, "1", "seconds between status updates"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
+        self["peer"] = []
+
+    def opt_peer(self, value: str) -> None:
+        """HOST:PORT of a peer to connect every torrent to (repeatable)."""
+        self["peer"].append(_hostPort(value))
+
+    def postOptions(self) -> None:
+        if not self["save-path"]:
+            raise usage.UsageError("--save-path is required")
+        http = self["http"]
+        if http is not None:
+            if http.isdigit():
+                http = self["http"] = f"tcp:{http}:interface=127.0.0.1"
+            _checkEndpoint("http", http, server=True)
+        try:
+            tick = float(self["tick"])
+        except ValueError:
+            raise usage.UsageError(f"--tick must be a number, not {self['tick']!r}") from None
+        if tick <= 0:
+            raise usage.UsageError("--tick must be positive")
+        self["tick"] = tick
+
+
+class DemoOptions(usage.Options):
+    synopsis = "[--size MIB]"
+    longdesc = "The embedded demo: a loopback swarm and a relay transfer, then stop."
+    optParameters = [["size", None, 64, "payload size in MiB", _positiveInt("size")]]
+    optFlags = [["no-tracker", None, "connect the peers directly even if opentracker is here"]]
+
+
+class Options(usage.Options):
+    synopsis = "relay|torrent|demo [options]"
+    subCommands = [
+        ["relay", None, RelayOptions, "a flow-controlled TCP relay"],
+        ["torrent", None, TorrentOptions, "a torrent daemon with a watch folder and HTTP"],
+        ["demo", None, DemoOptions, "the embedded demo (loopback swarm and relay)"],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("choose a subcommand: relay, torrent or demo")
+
+
+def makeService(options: Options) -> Any:
+    """The service for ``twistd pcpkit SUBCOMMAND``."""
+    sub = options.subOptions
+    if options.subCommand == "relay":
+        from pcpkit.internet.relay import Relay
+
+        return Relay(
+            sub["listen"],
+            sub["connect"],
+            bufferSize=sub["buffer"],
+            maxConnections=sub["max-connections"],
+            splice=False if sub["no-splice"] else None,
+        )
+    if options.subCommand == "torrent":
+        from pcpkit.torrent.daemon import TorrentDaemon
+
+        return TorrentDaemon(
+            savePath=sub["save-path"],
+            watchDir=sub["watch"],
+            stateDir=sub["state-dir"],
+            httpEndpoint=sub["http"],
+            listenInterfaces=sub["listen-interfaces"],
+            peers=tuple(sub["peer"]),
+            tickInterval=sub["tick"],
+        )
+    from pcpkit.demo import DemoService
+
+    return DemoService(sizeMiB=sub["size"], useTracker=False if sub["no-tracker"] else None)

@@ -1,0 +1,92 @@
+"""
+libtorrent on the Twisted reactor.
+
+- :mod:`pcpkit.torrent.ipc`: the Kamaelia ``TIPC*`` messages;
+- :mod:`pcpkit.torrent.session`: :class:`TorrentSession`, the engine owning one
+  ``libtorrent.session`` (alerts pumped through a socketpair, no thread, no polling);
+- :mod:`pcpkit.torrent.maker`: :func:`makeTorrent`, info-hash and magnet helpers,
+  :class:`BasicTorrentExplainer`;
+- :mod:`pcpkit.torrent.stream`: :func:`streamFile`, a torrent's file as an in-order
+  ``IPushProducer`` while it downloads.
+"""
+
+from __future__ import annotations
+
+from pcpkit.torrent.ipc import (
+    TIPC,
+    TIPCCloseTorrent,
+    TIPCCreateNewTorrent,
+    TIPCMakeTorrent,
+    TIPCNewTorrentCreated,
+    TIPCServiceAdd,
+    TIPCServicePassOn,
+    TIPCServiceRemove,
+    TIPCTorrentAlreadyDownloading,
+    TIPCTorrentClosed,
+    TIPCTorrentError,
+    TIPCTorrentFinished,
+    TIPCTorrentStartFail,
+    TIPCTorrentStatusUpdate,
+    TIPCUnknownTorrent,
+)
+from pcpkit.torrent.maker import BasicTorrentExplainer, infohashOf, makeTorrent, torrentName
+from pcpkit.torrent.session import (
+    AddedTorrent,
+    BaseTorrentSessionObserver,
+    InvalidTorrent,
+    MagnetInfo,
+    SessionStopped,
+    TorrentAlreadyDownloading,
+    TorrentDataMismatch,
+    TorrentError,
+    TorrentRemoved,
+    TorrentSession,
+    TorrentSessionObserver,
+    TorrentStartError,
+    TorrentStatus,
+    UnknownTorrent,
+    UnsafeTorrentPath,
+    parseMagnet,
+)
+from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer, streamFile
+
+__all__ = [
+    "TIPC",
+    "AddedTorrent",
+    "BaseTorrentSessionObserver",
+    "BasicTorrentExplainer",
+    "InvalidTorrent",
+    "MagnetInfo",
+    "SessionStopped",
+    "StreamStopped",
+    "TIPCCloseTorrent",
+    "TIPCCreateNewTorrent",
+    "TIPCMakeTorrent",
+    "TIPCNewTorrentCreated",
+    "TIPCServiceAdd",
+    "TIPCServicePassOn",
+    "TIPCServiceRemove",
+    "TIPCTorrentAlreadyDownloading",
+    "TIPCTorrentClosed",
+    "TIPCTorrentError",
+    "TIPCTorrentFinished",
+    "TIPCTorrentStartFail",
+    "TIPCTorrentStatusUpdate",
+    "TIPCUnknownTorrent",
+    "TorrentAlreadyDownloading",
+    "TorrentDataMismatch",
+    "TorrentError",
+    "TorrentFileProducer",
+    "TorrentRemoved",
+    "TorrentSession",
+    "TorrentSessionObserver",
+    "TorrentStartError",
+    "TorrentStatus",
+    "UnknownTorrent",
+    "UnsafeTorrentPath",
+    "infohashOf",
+    "makeTorrent",
+    "parseMagnet",
+    "streamFile",
+    "torrentName",
+]

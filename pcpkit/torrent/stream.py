@@ -1,0 +1,394 @@
+"""
+A file of a torrent as a Twisted push producer, delivered in order while it downloads.
+
+:func:`streamFile` registers a :class:`TorrentFileProducer` on a consumer (a transport, an
+HTTP request, a pcpkit proxy, ...) and writes a byte range of one file of the torrent to
+it, in order, as the pieces arrive:
+
+- a *window* of pieces ahead of the next one to deliver is given a
+  ``set_piece_deadline(..., alert_when_available)`` so libtorrent fetches them first and
+  posts a ``read_piece_alert`` with each piece's bytes as soon as it has passed its hash
+  check; pieces already on disk are read with ``read_piece``;
+- the ``read_piece_alert``\\ s come back in any order and are re-ordered by piece;
+- memory is bounded by the window: at most ``window`` pieces received ahead plus the one
+  being written (:attr:`TorrentFileProducer.maxBufferedBytes` records the peak, never
+  more than ``(window + 1) * pieceLength``);
+- ``pauseProducing`` stops writing *and* requesting, so a paused stream holds at most the
+  window; ``resumeProducing`` carries on;
+- ``stopProducing`` (the consumer gave up) cancels the outstanding deadlines and fails the
+  Deferred with :class:`StreamStopped`: the range was *not* delivered, and saying so is
+  safer than firing as if it had been. The producer does not call ``unregisterProducer``
+  then: the consumer that stopped it already let it go.
+
+The Deferred fires with ``None`` once the whole range is written and the producer is
+unregistered; it fails with a :class:`~pcpkit.torrent.session.TorrentError` when the
+torrent errors, is removed, or its session stops (the producer is unregistered first).
+A stream waits as long as the pieces take: with no peer it waits until cancelled
+(``deferred.cancel()`` stops it, unregisters the producer and fails with
+``CancelledError``; ``addTimeout`` does that for you).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pcpkit._fifo import ByteFIFO
+from pcpkit.torrent.session import TorrentError, TorrentSession, lt
+
+__all__ = ["StreamStopped", "TorrentFileProducer", "streamFile"]
+
+log = Logger()
+
+
+class StreamStopped(TorrentError):
+    """The consumer called ``stopProducing`` before the whole range was delivered."""
+
+
+@implementer(IPushProducer)
+class TorrentFileProducer:
+    """
+    Writes bytes ``[start, end)`` of file ``fileIndex`` of a torrent to ``consumer``.
+
+    :param session: the :class:`~pcpkit.torrent.session.TorrentSession` running it.
+    :param torrentid: the torrent's id in that session.
+    :param fileIndex: the file's index in the torrent (0 for a single-file torrent).
+    :param consumer: an ``IConsumer``; this registers itself on it as a push producer.
+    :param start: first byte of the file to deliver.
+    :param end: one past the last byte (``None``: the end of the file).
+    :param window: pieces requested ahead of the next one to deliver.
+    :param chunkSize: largest single ``write`` (pieces are cut so a pause takes effect
+        within one chunk).
+    :param deadlineMs: the deadline step: the *k*-th piece of the window must arrive
+        within ``k * deadlineMs`` ms (libtorrent requests late pieces from more peers).
+
+    Use :meth:`beginProducing` (or :func:`streamFile`) to start it.
+    """
+
+    #: re-requests of one piece whose read was cancelled before the stream gives up
+    MAX_CANCELLATIONS = 20
+
+    def __init__(
+        self,
+        session: TorrentSession,
+        torrentid: int,
+        fileIndex: int,
+        consumer: Any,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        window: int = 12,
+        chunkSize: int = 65536,
+        deadlineMs: int = 250,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, not {window!r}")
+        if chunkSize < 1:
+            raise ValueError(f"chunkSize must be >= 1, not {chunkSize!r}")
+        self.session = session
+        self.torrentid = torrentid
+        self.fileIndex = fileIndex
+        self.consumer = consumer
+        self.start = start
+        self.end = end
+        self.window = window
+        self.chunkSize = chunkSize
+        self.deadlineMs = deadlineMs
+        #: fires when the range is delivered; see the module documentation. Cancelling it
+        #: stops the stream and unregisters the producer.
+        self.deferred: Deferred[None] = Deferred(self._cancel)
+        #: bytes delivered to the consumer so far
+        self.bytesWritten = 0
+        #: the most bytes held at once (received ahead + being written)
+        self.maxBufferedBytes = 0
+        #: pieces reported finished by libtorrent while streaming (informational)
+        self.piecesFinished = 0
+
+        self._handle: Any = None
+        self._pieceLength = 0
+        self._absStart = 0
+        self._absEnd = 0
+        self._first = 0
+        self._next = 0  # next piece to move into the write buffer
+        self._last = -1
+        self._requested: set[int] = set()
+        self._cancellations: dict[int, int] = {}
+        self._received: dict[int, bytes] = {}
+        self._receivedBytes = 0
+        self._fifo = ByteFIFO()
+        self._paused = False
+        self._flushing = False
+        self._started = False
+        self._mapped = False
+        self._listening = False
+        self._registered = False
+        self._over = False
+
+    # -- public ------------------------------------------------------------------------
+
+    @property
+    def bufferedBytes(self) -> int:
+        """Bytes held now: pieces received ahead of their turn plus the write buffer."""
+        return self._receivedBytes + len(self._fifo)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def beginProducing(self) -> Deferred[None]:
+        """Register on the consumer and start delivering; returns :attr:`deferred`."""
+        if self._started:
+            return self.deferred
+        self._started = True
+        try:
+            self._handle = self.session.handle(self.torrentid)
+            self.session.addPieceListener(self.torrentid, self)
+        except TorrentError as e:
+            self._over = True
+            self.deferred.errback(e)
+            return self.deferred
+        self._listening = True
+        try:
+            self.consumer.registerProducer(self, True)
+        except Exception as e:  # e.g. the consumer already has a producer
+            self._fail(e)
+            return self.deferred
+        self._registered = True
+        if self._handle.torrent_file() is not None:
+            self._map()
+        # else: a magnet still fetching its metadata; metadataReceived() maps the range
+        return self.deferred
+
+    # -- IPushProducer -----------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        if self._over:
+            return
+        self._paused = False
+        if not self._flushing:
+            self._flush()
+            self._fill()
+
+    def stopProducing(self) -> None:
+        if self._over:
+            return
+        self._cleanup()
+        self.deferred.errback(
+            StreamStopped(
+                f"stream of torrent {self.torrentid} file {self.fileIndex} stopped by the "
+                f"consumer after {self.bytesWritten} of {self._absEnd - self._absStart} bytes"
+            )
+        )
+
+    # -- PieceListener -----------------------------------------------------------------
+
+    def pieceRead(self, piece: int, data: bytes | None, error: str | None) -> None:
+        if self._over or piece not in self._requested:
+            return  # another stream's piece, or one we already have
+        self._requested.discard(piece)
+        if data is None:
+            self._fail(TorrentError(
+                f"torrent {self.torrentid}: reading piece {piece} failed: {error}"
+            ))
+            return
+        base = piece * self._pieceLength
+        lo = max(self._absStart - base, 0)
+        hi = min(self._absEnd - base, len(data))
+        chunk = data[lo:hi] if (lo, hi) != (0, len(data)) else data
+        self._received[piece] = chunk
+        self._receivedBytes += len(chunk)
+        self.maxBufferedBytes = max(self.maxBufferedBytes, self.bufferedBytes)
+        if not self._flushing:
+            self._flush()
+            self._fill()
+
+    def pieceReadCancelled(self, piece: int) -> None:
+        if self._over or piece not in self._requested:
+            return
+        # another stream on this torrent reset this piece's deadline (or the torrent was
+        # paused): ask again; a piece cancelled over and over is given up on
+        self._requested.discard(piece)
+        self._cancellations[piece] = self._cancellations.get(piece, 0) + 1
+        if self._cancellations[piece] > self.MAX_CANCELLATIONS:
+            self._fail(TorrentError(
+                f"torrent {self.torrentid}: reading piece {piece} was cancelled "
+                f"{self._cancellations[piece]} times"
+            ))
+            return
+        self._fill()
+
+    def pieceFinished(self, piece: int) -> None:
+        # read_piece_alerts (from the deadline flag) carry the data; this only counts
+        if self._first <= piece <= self._last:
+            self.piecesFinished += 1
+
+    def metadataReceived(self) -> None:
+        if not self._over and not self._mapped:
+            self._map()
+
+    def torrentFailed(self, error: TorrentError) -> None:
+        self._listening = False  # the session dropped us already
+        self._fail(error)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _map(self) -> None:
+        """Turn (file, start, end) into torrent offsets and pieces, then start requesting."""
+        ti = self._handle.torrent_file()
+        files = ti.layout() if hasattr(ti, "layout") else ti.files()
+        if not 0 <= self.fileIndex < files.num_files():
+            self._fail(ValueError(
+                f"torrent {self.torrentid} has no file {self.fileIndex} "
+                f"(it has {files.num_files()})"
+            ))
+            return
+        size = int(files.file_size(self.fileIndex))
+        end = size if self.end is None else self.end
+        if not 0 <= self.start <= end <= size:
+            self._fail(ValueError(
+                f"range [{self.start}, {end}) is not within file {self.fileIndex} "
+                f"of {size} bytes"
+            ))
+            return
+        self._mapped = True
+        self._pieceLength = int(ti.piece_length())
+        offset = int(files.file_offset(self.fileIndex))
+        self._absStart = offset + self.start
+        self._absEnd = offset + end
+        if self._absEnd == self._absStart:
+            self._finish()
+            return
+        self._first = self._next = self._absStart // self._pieceLength
+        self._last = (self._absEnd - 1) // self._pieceLength
+        self._fill()
+
+    def _fill(self) -> None:
+        """Request the pieces of the window that are neither requested nor received."""
+        if self._over or self._paused or not self._mapped:
+            return
+        top = min(self._next + self.window - 1, self._last)
+        for piece in range(self._next, top + 1):
+            if piece in self._requested or piece in self._received:
+                continue
+            self._requested.add(piece)
+            try:
+                if self._handle.have_piece(piece):
+                    self._handle.read_piece(piece)
+                else:
+                    deadline = self.deadlineMs * (piece - self._next + 1)
+                    self._handle.set_piece_deadline(
+                        piece, deadline, lt.deadline_flags_t.alert_when_available
+                    )
+            except RuntimeError as e:  # an invalid handle: the torrent is going away
+                self._fail(TorrentError(f"torrent {self.torrentid}: {e}"))
+                return
+
+    def _advance(self) -> None:
+        """Move the next piece, if it is here, into the write buffer (cut into chunks)."""
+        if self._fifo or self._next not in self._received:
+            return
+        data = self._received.pop(self._next)
+        self._cancellations.pop(self._next, None)
+        self._receivedBytes -= len(data)
+        self._next += 1
+        if len(data) <= self.chunkSize:
+            self._fifo.append(data)
+        else:
+            view = memoryview(data)
+            for i in range(0, len(data), self.chunkSize):
+                self._fifo.append(bytes(view[i : i + self.chunkSize]))
+
+    def _flush(self) -> None:
+        self._flushing = True
+        try:
+            while not self._over:
+                self._advance()
+                if not self._fifo:
+                    break
+                if self._paused:
+                    return
+                chunk = self._fifo.popChunk()
+                self.bytesWritten += len(chunk)
+                # may pause, resume or stop us re-entrantly: the loop re-checks
+                self.consumer.write(chunk)
+        finally:
+            self._flushing = False
+        if not self._over and self._mapped and self._next > self._last and not self._fifo:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._cleanup()
+        self.consumer.unregisterProducer()
+        self.deferred.callback(None)
+
+    def _fail(self, error: BaseException) -> None:
+        if self._over:
+            return
+        registered = self._registered
+        self._cleanup()
+        if registered:
+            try:
+                self.consumer.unregisterProducer()
+            except Exception:
+                log.failure("unregisterProducer failed after a stream error")
+        self.deferred.errback(error)
+
+    def _cancel(self, d: Deferred[None]) -> None:
+        # Deferred.cancel(): stop and let go of the consumer; the Deferred then fails
+        # with CancelledError
+        if not self._over:
+            registered = self._registered
+            self._cleanup()
+            if registered:
+                self.consumer.unregisterProducer()
+
+    def _cleanup(self) -> None:
+        self._over = True
+        self._registered = False
+        for piece in self._requested:
+            try:
+                self._handle.reset_piece_deadline(piece)
+            except RuntimeError:
+                pass
+        self._requested.clear()
+        self._received.clear()
+        self._receivedBytes = 0
+        self._fifo.clear()
+        if self._listening:
+            self._listening = False
+            self.session.removePieceListener(self.torrentid, self)
+
+
+def streamFile(
+    session: TorrentSession,
+    torrentid: int,
+    fileIndex: int,
+    consumer: Any,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    window: int = 12,
+    chunkSize: int = 65536,
+) -> Deferred[None]:
+    """
+    Deliver bytes ``[start, end)`` of a torrent's file to ``consumer`` in order, as they
+    download; see :class:`TorrentFileProducer` and the module documentation.
+
+    :return: a Deferred firing with ``None`` when the range has been written and the
+        producer unregistered; failing with ``ValueError`` (no such file, bad range),
+        :class:`~pcpkit.torrent.session.UnknownTorrent`, :class:`StreamStopped` (the
+        consumer called ``stopProducing``) or another
+        :class:`~pcpkit.torrent.session.TorrentError` (torrent error or removal,
+        session stopped).
+    """
+    producer = TorrentFileProducer(
+        session, torrentid, fileIndex, consumer, start, end, window=window, chunkSize=chunkSize
+    )
+    return producer.beginProducing()

@@ -1,0 +1,310 @@
+"""
+Shared helpers for the torrent tests: payloads, sessions that clean up after themselves,
+an observer that records, a process runner, and an opentracker fixture.
+
+Import the fixtures (registered as ``sessions`` and ``tracker``) into a test module::
+
+    from tests.torrentutil import sessionsFixture, trackerFixture  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import libtorrent
+import pytest
+import pytest_twisted
+from twisted.internet import defer, protocol
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+
+from pcpkit.torrent.session import BaseTorrentSessionObserver, TorrentSession, TorrentStatus
+
+reactor: Any = _reactor
+
+MiB = 1024 * 1024
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def payload(size: int, seed: int = 1) -> bytes:
+    """Deterministic pseudo-random bytes (fast: one randbytes call)."""
+    return random.Random(seed).randbytes(size)
+
+
+def writePayload(folder: Path, name: str, size: int, seed: int = 1) -> bytes:
+    """Write ``payload(size, seed)`` to ``folder/name`` (creating folders); return it."""
+    data = payload(size, seed)
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
+def freePort() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def requireBinary(name: str, package: str) -> str:
+    """The path of ``name``; fail (never skip) the test when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed: apt-get install {package} (.ci/run installs it)",
+            pytrace=False,
+        )
+    return path
+
+
+# -- waiting -------------------------------------------------------------------------------
+
+
+def sleep(seconds: float) -> Deferred[None]:
+    return deferLater(reactor, seconds, lambda: None)
+
+
+def withTimeout(d: Deferred[Any], seconds: float) -> Deferred[Any]:
+    """``d``, failing with ``defer.TimeoutError`` (and cancelled) after ``seconds``."""
+    return d.addTimeout(seconds, reactor)
+
+
+async def waitUntil(
+    predicate: Callable[[], bool], timeout: float, what: str = "condition", step: float = 0.05
+) -> None:
+    """Poll ``predicate`` on the reactor until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await sleep(step)
+
+
+# -- an observer that records --------------------------------------------------------------
+
+
+class Recorder(BaseTorrentSessionObserver):
+    """Records every observer call; ``finished(tid)`` waits for torrentFinished."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, list[TorrentStatus]] = {}
+        self.finishedIds: list[int] = []
+        self.errors: list[tuple[int, str]] = []
+        self.removed: list[int] = []
+        self._finishWaiters: dict[int, list[Deferred[None]]] = {}
+
+    def torrentStatus(self, torrentid: int, status: TorrentStatus) -> None:
+        self.statuses.setdefault(torrentid, []).append(status)
+
+    def torrentFinished(self, torrentid: int) -> None:
+        self.finishedIds.append(torrentid)
+        for d in self._finishWaiters.pop(torrentid, []):
+            d.callback(None)
+
+    def torrentError(self, torrentid: int, reason: str) -> None:
+        self.errors.append((torrentid, reason))
+
+    def torrentRemoved(self, torrentid: int) -> None:
+        self.removed.append(torrentid)
+
+    def finished(self, torrentid: int, timeout: float = 30) -> Deferred[None]:
+        if torrentid in self.finishedIds:
+            return defer.succeed(None)
+        d: Deferred[None] = Deferred()
+        self._finishWaiters.setdefault(torrentid, []).append(d)
+        return withTimeout(d, timeout)
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+class Sessions:
+    """Makes loopback TorrentSessions and stops them all at teardown."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made: list[TorrentSession] = []
+
+    def __call__(self, tickInterval: float = 0.2, **kw: Any) -> TorrentSession:
+        kw.setdefault("savePath", str(self.root))
+        s = TorrentSession(tickInterval, **kw)
+        self.made.append(s)
+        return s
+
+    def stopAll(self) -> Deferred[Any]:
+        return defer.gatherResults([s.stop() for s in self.made])
+
+
+@pytest.fixture(name="sessions")
+def sessionsFixture(tmp_path: Path) -> Iterator[Sessions]:
+    made = Sessions(tmp_path)
+    yield made
+    pytest_twisted.blockon(made.stopAll())
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+class ProcessRunner(protocol.ProcessProtocol):
+    """A child process on the reactor: output kept (bounded), ``ended`` fires with rc."""
+
+    MAX_OUTPUT = 256 * 1024
+
+    def __init__(self, argv: Sequence[str], cwd: str | None = None) -> None:
+        self.argv = list(argv)
+        self.output = bytearray()
+        self.ended: Deferred[int] = Deferred()
+        self.running = False
+        self._process: Any = reactor.spawnProcess(
+            self, self.argv[0], self.argv, env=os.environ.copy(), path=cwd,
+            childFDs={0: "w", 1: "r", 2: "r"},
+        )
+        self.running = True
+
+    def connectionMade(self) -> None:
+        self.transport.closeStdin()  # type: ignore[union-attr]
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if len(self.output) < self.MAX_OUTPUT:
+            self.output += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.running = False
+        if reason.check(ProcessDone):
+            code = 0
+        elif reason.check(ProcessTerminated):
+            value: Any = reason.value
+            code = value.exitCode if value.exitCode is not None else -(value.signal or 1)
+        else:  # pragma: no cover
+            code = -1
+        self.ended.callback(code)
+
+    def text(self) -> str:
+        return self.output.decode("utf-8", "replace")
+
+    def stop(self, timeout: float = 5) -> Deferred[int]:
+        """SIGTERM (then SIGKILL) the process if it runs; fires when it has ended."""
+        if self.running:
+            self._process.signalProcess("TERM")
+
+            def kill() -> None:
+                if self.running:
+                    self._process.signalProcess("KILL")
+
+            call = reactor.callLater(timeout, kill)
+            self.ended.addBoth(lambda r: (call.cancel() if call.active() else None, r)[1])
+        d: Deferred[int] = Deferred()
+        self.ended.addBoth(lambda r: (d.callback(r if isinstance(r, int) else -1), r)[1])
+        return d
+
+
+# -- opentracker ---------------------------------------------------------------------------
+
+
+class OpenTracker:
+    """
+    A local opentracker. Debian's is built with a whitelist: only listed info-hashes are
+    tracked, so :meth:`start` takes them. As root it chroots into its directory and drops
+    to ``nobody``: the whitelist is given relative to that directory, which must be
+    world-readable.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.binary = requireBinary("opentracker", "opentracker")
+        self.dir = root / "opentracker"
+        self.dir.mkdir()
+        self.port = freePort()
+        self.announceURL = f"http://127.0.0.1:{self.port}/announce"
+        self.process: ProcessRunner | None = None
+
+    async def start(self, infohashes: Sequence[str]) -> None:
+        (self.dir / "whitelist").write_text("".join(h + "\n" for h in infohashes))
+        # as root, opentracker chroots here and reads the list as nobody
+        os.chmod(self.dir, 0o755)
+        self.process = ProcessRunner(
+            [self.binary, "-i", "127.0.0.1", "-p", str(self.port), "-P", str(self.port),
+             "-w", "whitelist", "-d", str(self.dir)],
+            cwd=str(self.dir),
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            if not self.process.running:
+                raise AssertionError(f"opentracker exited: {self.process.text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"opentracker did not listen on {self.port}: {self.process.text()}"
+                    ) from None
+                await sleep(0.05)
+        # a warning here means the whitelist could not be read: every announce would fail
+        await sleep(0.1)
+        if "Can't open accesslist" in self.process.text():
+            raise AssertionError(f"opentracker cannot read its whitelist: {self.process.text()}")
+
+    def scrape(self, infohash: str) -> tuple[int, int]:
+        """(seeds, leechers) the tracker knows for ``infohash`` (a quick local request)."""
+        query = urllib.parse.quote_from_bytes(bytes.fromhex(infohash))
+        url = self.announceURL.replace("/announce", "/scrape") + f"?info_hash={query}"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            answer = libtorrent.bdecode(response.read())
+        stats = answer.get(b"files", {}).get(bytes.fromhex(infohash), {})
+        return int(stats.get(b"complete", 0)), int(stats.get(b"incomplete", 0))
+
+    async def waitForSeeds(self, infohash: str, seeds: int = 1, timeout: float = 20) -> None:
+        """Wait until ``seeds`` seeders have announced ``infohash``."""
+        await waitUntil(
+            lambda: self.scrape(infohash)[0] >= seeds, timeout, f"{seeds} seed(s) announced",
+            step=0.1,
+        )
+
+    def stop(self) -> Deferred[int]:
+        if self.process is None:
+            return defer.succeed(0)
+        return self.process.stop()
+
+
+@pytest.fixture(name="tracker")
+def trackerFixture(tmp_path: Path) -> Iterator[OpenTracker]:
+    t = OpenTracker(tmp_path)
+    yield t
+    pytest_twisted.blockon(t.stop())
+
+
+# -- aria2c --------------------------------------------------------------------------------
+
+
+def aria2c(torrentFile: Path, folder: Path, *extra: str) -> ProcessRunner:
+    """
+    aria2c on ``torrentFile`` saving into ``folder``: no DHT, LPD or PEX (peers only from
+    the tracker), IPv4 only, a free listen port, announcing every second, and stopping by
+    itself if this process dies.
+    """
+    binary = requireBinary("aria2c", "aria2")
+    argv = [
+        binary, "--no-conf", f"--dir={folder}",
+        "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false", "--disable-ipv6=true",
+        f"--listen-port={freePort()}", "--bt-tracker-interval=1",
+        "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
+        f"--stop-with-process={os.getpid()}",
+        *extra, str(torrentFile),
+    ]
+    return ProcessRunner(argv, cwd=str(folder))
