@@ -1,0 +1,772 @@
+"""
+A flow-controlled TCP relay: :class:`Relay`.
+
+Every connection accepted on the ``listen`` endpoint is forwarded to a new connection to
+the ``connect`` endpoint, both ways, with the flow-control contract of pcpkit: each
+direction holds at most ``bufferSize`` bytes in the relay, whatever the mix of fast and slow
+peers; an end of stream (a half-close) is passed on once everything before it has been
+written; a connection that fails takes its partner down with it.
+
+Two ways to move the bytes:
+
+* the **portable** path, on any Twisted endpoints (TCP, UNIX, TLS, ...): each transport is
+  registered as a streaming producer on the other one, so a full write buffer pauses the
+  reading side;
+* the **splice** path, on Linux when both ends are plain TCP or UNIX sockets: the payload
+  goes socket -> pipe -> socket with ``os.splice`` and never enters Python
+  (:mod:`pcpkit.internet._splice`).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+from typing import Protocol as TypingProtocol
+
+from twisted.application.service import Service
+from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ClientEndpoint,
+    TCP6ServerEndpoint,
+    UNIXClientEndpoint,
+    UNIXServerEndpoint,
+    clientFromString,
+    serverFromString,
+)
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableProtocol,
+    IListeningPort,
+    IPushProducer,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pcpkit._fifo import ByteFIFO
+from pcpkit._twisted import currentFailure, getReactor
+from pcpkit.internet._splice import Flow, SpliceConnection, spliceAvailable
+
+__all__ = ["Flow", "FlowTotals", "Relay", "RelayStats", "RelayedConnection"]
+
+log = Logger(namespace="pcpkit.relay")
+
+# Endpoints whose connections are plain stream sockets owned by a Twisted FileDescriptor:
+# the only ones the splice path may take over (TLS and other wrappers hold state in Python).
+_PLAIN_SERVERS = (
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    UNIXServerEndpoint,
+    AdoptedStreamServerEndpoint,
+)
+_PLAIN_CLIENTS = (TCP4ClientEndpoint, TCP6ClientEndpoint, HostnameEndpoint, UNIXClientEndpoint)
+
+# Typed views of two functions Twisted leaves unannotated.
+_serverFromString: Callable[[Any, str], Any] = serverFromString
+_clientFromString: Callable[[Any, str], Any] = clientFromString
+
+_DIALLING, _RELAYING, _CLOSING = "dialling", "relaying", "closing"
+
+
+class _Transport(TypingProtocol):
+    """What the relay uses of a stream transport (``ITCPTransport`` + producer/consumer)."""
+
+    def write(self, data: bytes) -> None: ...
+    def loseConnection(self) -> None: ...
+    def abortConnection(self) -> None: ...
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+    def registerProducer(self, producer: Any, streaming: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
+    def getHost(self) -> IAddress: ...
+    def getPeer(self) -> IAddress: ...
+
+
+@dataclass(frozen=True)
+class FlowTotals:
+    """One direction summed over every connection a :class:`Relay` has relayed."""
+
+    #: Bytes relayed.
+    bytes: int
+    #: Times a reading side was paused because the writing side was full.
+    pauses: int
+    #: The most bytes one connection ever held for this direction.
+    peakBuffered: int
+    #: Bytes held right now, over all open connections.
+    buffered: int
+
+
+@dataclass(frozen=True)
+class RelayStats:
+    """A snapshot of a :class:`Relay`'s counters (see :attr:`Relay.stats`)."""
+
+    #: Connections open now (accepted and not yet closed on both sides).
+    active: int
+    #: Connections accepted since the relay was created.
+    total: int
+    #: Connections closed at once because ``maxConnections`` were open.
+    refused: int
+    #: Connections whose target could not be reached.
+    failedDials: int
+    #: Connections relayed by the splice path.
+    spliced: int
+    #: Client -> target.
+    toTarget: FlowTotals
+    #: Target -> client.
+    toClient: FlowTotals
+
+
+def _bufferMeter(transport: object) -> Callable[[], int]:
+    """
+    How to read the bytes waiting in a transport's write buffer.
+
+    Twisted does not publish this, but every ``FileDescriptor`` (TCP, UNIX) keeps it in
+    ``dataBuffer`` (from ``offset``) plus a list of ``_tempDataLen`` bytes not yet joined.
+    Other transports (TLS) report 0: their buffering is theirs to bound.
+    """
+    if isinstance(transport, FileDescriptor):
+        fd = transport
+
+        def meter() -> int:
+            return len(fd.dataBuffer) - fd.offset + int(getattr(fd, "_tempDataLen", 0))
+
+        return meter
+    return lambda: 0
+
+
+def _isPlainSocket(transport: object) -> bool:
+    return isinstance(transport, tcp.Connection) and isinstance(
+        transport.getHandle(), socket.socket
+    )
+
+
+@implementer(IPushProducer)
+class _Pump:
+    """
+    One direction of the portable path, registered as the streaming producer of the
+    writing transport, pausing and resuming the reading transport.
+
+    A Twisted transport uses one ``bufferSize`` both as its read size and as the buffer
+    level at which it pauses its producer, and calls ``pauseProducing`` on every write
+    above that level. We keep reads at ``chunk`` bytes but take the pause only once
+    another chunk could take the buffer past ``limit``: so a direction holds at most
+    ``limit`` bytes, without pausing every other read. The transport resumes us when its
+    buffer is empty. For transports whose buffer we cannot see (TLS) every pause is taken.
+    """
+
+    def __init__(self, flow: Flow, source: _Side, sink: _Transport, limit: int, chunk: int) -> None:
+        self.flow = flow
+        self.source = source
+        self.sink = sink
+        self.paused = False
+        self.measure = _bufferMeter(sink)
+        self.known = isinstance(sink, FileDescriptor)
+        self.highWatermark = limit - chunk
+        flow.measure = self.measure
+
+    def write(self, data: bytes) -> None:
+        flow = self.flow
+        flow.bytes += len(data)
+        self.sink.write(data)
+        # The buffer only shrinks between writes, so right after one is where it peaks.
+        held = self.measure()
+        if held > flow.peakBuffered:
+            flow.peakBuffered = held
+
+    def pauseProducing(self) -> None:
+        if self.known and self.measure() <= self.highWatermark:
+            return  # room for one more read: keep going
+        if not self.paused:
+            self.paused = True
+            self.flow.pauses += 1
+            self.source.tr.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self.paused:
+            self.paused = False
+            # A transport whose reading has ended must not start reading again: it would
+            # see its end of stream a second time.
+            if not (self.source.readDone or self.source.lost):
+                self.source.tr.resumeProducing()
+
+    def stopProducing(self) -> None:
+        # The writing side went away; RelayedConnection decides what happens to the other.
+        pass
+
+
+@implementer(IHalfCloseableProtocol)
+class _Side(Protocol):
+    """The protocol on either socket of a relayed connection."""
+
+    tr: _Transport
+
+    def __init__(self, conn: RelayedConnection, isClient: bool) -> None:
+        self.conn = conn
+        self.isClient = isClient
+        self.pump: _Pump | None = None  # the direction this side reads for
+        self.readDone = False
+        self.writeDone = False
+        self.lost = False
+
+    def connectionMade(self) -> None:
+        self.tr = cast(_Transport, self.transport)
+        # Read nothing until both ends are there and the relay path is chosen.
+        self.tr.pauseProducing()
+        try:
+            if self.isClient:
+                self.conn._clientConnected(self)
+            else:
+                self.conn._targetConnected(self)
+        except Exception:
+            # A bug must not leave a paused client hanging: log it and close both.
+            log.failure("relay could not set up a connection", currentFailure())
+            self.conn.abort()
+
+    def dataReceived(self, data: bytes) -> None:
+        pump = self.pump
+        if pump is not None:
+            pump.write(data)
+        else:
+            # Only a wrapping endpoint can deliver data while we are paused.
+            self.conn._early.append(data)
+
+    def readConnectionLost(self) -> None:
+        self.conn._readEnded(self)
+
+    def writeConnectionLost(self) -> None:
+        self.conn._writeEnded(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.conn._sideLost(self, reason)
+
+
+class _TargetFactory(Factory):
+    def __init__(self, conn: RelayedConnection) -> None:
+        self.conn = conn
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        return _Side(self.conn, isClient=False)
+
+
+class RelayedConnection:
+    """
+    One accepted connection and the connection dialled for it.
+
+    :ivar toTarget: the :class:`Flow` counters of the client -> target direction.
+    :ivar toClient: the :class:`Flow` counters of the target -> client direction.
+    :ivar spliced: whether the splice path relays it.
+    """
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.toTarget = Flow()
+        self.toClient = Flow()
+        self.spliced = False
+        self._state = _DIALLING
+        self._client: _Side | None = None
+        self._target: _Side | None = None
+        self._dial: Deferred[Any] | None = None
+        self._splice: SpliceConnection | None = None
+        self._early = ByteFIFO()
+        self._finished = False
+        self._aborted = False
+        self._waiters: list[Deferred[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<RelayedConnection {self._state} spliced={self.spliced}>"
+
+    @property
+    def state(self) -> str:
+        """``"dialling"``, ``"relaying"`` or ``"closing"``."""
+        return self._state
+
+    def whenClosed(self) -> Deferred[None]:
+        """A ``Deferred`` that fires once both sockets are closed."""
+        if self._finished:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def abort(self) -> None:
+        """Close both sides now, dropping whatever is buffered."""
+        # Also when already closing: a graceful close may be waiting on a peer that never
+        # reads, and stop() must not wait for it.
+        if self._aborted:
+            return
+        self._aborted = True
+        self._state = _CLOSING
+        if self._splice is not None:
+            self._splice.abort()
+            self._endSplice()
+        if self._dial is not None:
+            self._dial.cancel()
+        for side in (self._client, self._target):
+            if side is not None and not side.lost:
+                side.tr.abortConnection()
+
+    # -- wiring -------------------------------------------------------------------------
+
+    def _clientConnected(self, side: _Side) -> None:
+        self._client = side
+        relay = self.relay
+        try:
+            d = relay.connectEndpoint.connect(_TargetFactory(self))
+        except Exception:
+            self._dialFailed(currentFailure())
+            return
+        self._dial = d
+        d.addCallbacks(self._dialled, self._dialFailed)
+
+    def _dialled(self, protocol: object) -> None:
+        # _targetConnected has already run (from connectionMade).
+        self._dial = None
+        self._checkFinished()
+
+    def _dialFailed(self, reason: Failure) -> None:
+        self._dial = None
+        if self._state != _DIALLING:
+            self._checkFinished()  # cancelled by abort()
+            return
+        self._state = _CLOSING
+        self.relay._failedDials += 1
+        log.warn(
+            "could not connect to {target}: {reason}",
+            target=self.relay.connectDescription,
+            reason=reason.getErrorMessage(),
+        )
+        client = self._client
+        if client is not None and not client.lost:
+            client.tr.loseConnection()
+        self._checkFinished()
+
+    def _targetConnected(self, target: _Side) -> None:
+        self._target = target
+        client = self._client
+        if self._state != _DIALLING or client is None or client.lost:
+            target.tr.abortConnection()
+            return
+        self._state = _RELAYING
+        for side in (client, target):
+            # Do not add Nagle's delay on top of what the endpoints chose.
+            if isinstance(side.tr.getHost(), (IPv4Address, IPv6Address)):
+                setNoDelay = getattr(side.tr, "setTcpNoDelay", None)
+                if setNoDelay is not None:
+                    setNoDelay(True)
+        if self.relay._useSplice and not self._early and not client.readDone:
+            if _isPlainSocket(client.tr) and _isPlainSocket(target.tr):
+                if self._startSplice(client, target):
+                    return
+        self._startPortable(client, target)
+
+    def _startSplice(self, client: _Side, target: _Side) -> bool:
+        try:
+            self._splice = SpliceConnection(
+                self.relay.reactor,
+                cast(tcp.Connection, client.tr).getHandle(),
+                cast(tcp.Connection, target.tr).getHandle(),
+                self.relay.bufferSize,
+                self.toTarget,
+                self.toClient,
+                self._spliceDone,
+            )
+        except OSError as e:
+            # Out of descriptors for the pipes, say: the portable path needs none.
+            log.warn("splice unavailable for a connection ({error}); relaying in Python", error=e)
+            return False
+        self.spliced = True
+        self.relay._spliced += 1
+        self._splice.start()
+        return True
+
+    def _startPortable(self, client: _Side, target: _Side) -> None:
+        chunk = self.relay._chunkSize
+        for side in (client, target):
+            if isinstance(side.tr, FileDescriptor):
+                side.tr.bufferSize = chunk
+        limit = self.relay.bufferSize
+        client.pump = up = _Pump(self.toTarget, client, target.tr, limit, chunk)
+        target.pump = down = _Pump(self.toClient, target, client.tr, limit, chunk)
+        target.tr.registerProducer(up, True)
+        client.tr.registerProducer(down, True)
+        for data in self._early.popAll():
+            up.write(data)
+        if client.readDone:
+            self._propagateEnd(client)
+        elif not up.paused:
+            client.tr.resumeProducing()
+        target.tr.resumeProducing()
+
+    # -- the portable path's life cycle -------------------------------------------------
+
+    def _other(self, side: _Side) -> _Side | None:
+        return self._target if side is self._client else self._client
+
+    def _readEnded(self, side: _Side) -> None:
+        side.readDone = True
+        if self._state == _RELAYING:
+            self._propagateEnd(side)
+
+    def _propagateEnd(self, source: _Side) -> None:
+        """``source`` sent its end of stream: end the other side's writing after the flush."""
+        sink = self._other(source)
+        if sink is None or sink.lost:
+            return
+        sink.tr.unregisterProducer()
+        loseWriteConnection = getattr(sink.tr, "loseWriteConnection", None)
+        if loseWriteConnection is not None:
+            loseWriteConnection()
+        else:
+            # Cannot half-close this transport: close it once it has flushed.
+            sink.tr.loseConnection()
+        self._closeIfDone(source)
+
+    def _writeEnded(self, side: _Side) -> None:
+        side.writeDone = True
+        self._closeIfDone(side)
+
+    def _closeIfDone(self, side: _Side) -> None:
+        if side.readDone and side.writeDone and not side.lost:
+            side.tr.loseConnection()
+
+    def _sideLost(self, side: _Side, reason: Failure) -> None:
+        side.lost = True
+        if self._state == _RELAYING and not (side.readDone and side.writeDone):
+            # Gone before both of its directions ended: a reset, an error, or an end of
+            # stream on a transport that cannot half-close.
+            self._state = _CLOSING
+            log.debug(
+                "{which} side closed early: {reason}",
+                which="client" if side.isClient else "target",
+                reason=reason.getErrorMessage(),
+            )
+            other = self._other(side)
+            if other is not None and not other.lost:
+                if isinstance(reason.value, ConnectionDone):
+                    other.tr.unregisterProducer()
+                    other.tr.loseConnection()
+                else:
+                    other.tr.abortConnection()
+        elif self._state == _DIALLING:
+            self._state = _CLOSING
+            if self._dial is not None:
+                self._dial.cancel()
+        self._checkFinished()
+
+    # -- the splice path's end ----------------------------------------------------------
+
+    def _endSplice(self) -> None:
+        # Freeze what the flows report: the pipes are gone.
+        self.toTarget.measure = self.toClient.measure = _nothing
+        self._splice = None
+
+    def _spliceDone(self, reason: Failure | None) -> None:
+        self._endSplice()
+        self._state = _CLOSING
+        for side in (self._client, self._target):
+            if side is None or side.lost:
+                continue
+            if reason is None:
+                side.readDone = side.writeDone = True
+                side.tr.loseConnection()
+            else:
+                side.tr.abortConnection()
+        if reason is not None:
+            log.debug("spliced connection failed: {reason}", reason=reason.getErrorMessage())
+
+    def _checkFinished(self) -> None:
+        if self._finished or self._dial is not None:
+            return
+        for side in (self._client, self._target):
+            if side is not None and not side.lost:
+                return
+        self._finished = True
+        self._state = _CLOSING
+        for flow in (self.toTarget, self.toClient):
+            flow.measure = _nothing
+        self.relay._connectionFinished(self)
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+
+def _nothing() -> int:
+    return 0
+
+
+class _RelayFactory(Factory):
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        return self.relay._accept(addr)
+
+
+class Relay(Service):
+    """
+    Forward every connection accepted on ``listen`` to a new connection to ``connect``.
+
+    :param listen: a server endpoint string (``serverFromString``), e.g.
+        ``"tcp:8080:interface=127.0.0.1"``, or an ``IStreamServerEndpoint``. A bare port
+        (``8080`` or ``"8080"``) means ``tcp:8080:interface=127.0.0.1``: loopback only. An
+        endpoint string is taken as Twisted defines it (``"tcp:8080"`` listens on every
+        interface).
+    :param connect: a client endpoint string (``clientFromString``), e.g.
+        ``"tcp:127.0.0.1:80"``, or an ``IStreamClientEndpoint``.
+    :param bufferSize: the most bytes the relay holds per direction of a connection.
+    :param maxConnections: connections open at once; one more is accepted and closed at once
+        (without reading from it), and the refusals are logged.
+    :param splice: ``None`` (default): use the ``os.splice`` path when the platform has it and
+        both endpoints are plain TCP or UNIX; ``True``: insist on it (``ValueError`` for other
+        endpoints, ``RuntimeError`` on a platform without ``os.splice``); ``False``: always
+        relay through Python.
+    :param reactor: the reactor to use; the global one by default.
+    """
+
+    def __init__(
+        self,
+        listen: str | int | IStreamServerEndpoint,
+        connect: str | IStreamClientEndpoint,
+        bufferSize: int = 262144,
+        maxConnections: int = 256,
+        *,
+        splice: bool | None = None,
+        reactor: Any = None,
+    ) -> None:
+        if bufferSize < 1024:
+            raise ValueError(f"bufferSize must be at least 1024 bytes, not {bufferSize!r}")
+        if maxConnections < 1:
+            raise ValueError(f"maxConnections must be at least 1, not {maxConnections!r}")
+        self.reactor: Any = getReactor() if reactor is None else reactor
+        if isinstance(listen, int) or (isinstance(listen, str) and listen.isdigit()):
+            listen = f"tcp:{int(listen)}:interface=127.0.0.1"
+        self.listenDescription = listen if isinstance(listen, str) else repr(listen)
+        self.connectDescription = connect if isinstance(connect, str) else repr(connect)
+        # Any: zope interfaces are opaque to mypy (their methods have no ``self``).
+        self.listenEndpoint: Any = (
+            _serverFromString(self.reactor, listen) if isinstance(listen, str) else listen
+        )
+        self.connectEndpoint: Any = (
+            _clientFromString(self.reactor, connect) if isinstance(connect, str) else connect
+        )
+        self.bufferSize = bufferSize
+        self.maxConnections = maxConnections
+        plain = isinstance(self.listenEndpoint, _PLAIN_SERVERS) and isinstance(
+            self.connectEndpoint, _PLAIN_CLIENTS
+        )
+        if splice:
+            if not spliceAvailable():
+                raise RuntimeError("splice=True: this platform has no os.splice (Linux only)")
+            if not plain:
+                raise ValueError(
+                    "splice=True needs plain TCP or UNIX endpoints on both sides, not "
+                    f"{self.listenDescription!r} -> {self.connectDescription!r}"
+                )
+        self._useSplice = splice is not False and plain and spliceAvailable()
+        # The read size of each transport on the portable path. Twisted's default of 64 KiB
+        # is the fastest measured: bigger reads make bigger ``bytes`` objects, which glibc
+        # maps and unmaps page by page (twice the CPU per byte at 128 KiB).
+        self._chunkSize = min(65536, bufferSize // 2)
+        self._port: Any = None
+        self._starting: Deferred[IListeningPort] | None = None
+        self._listenWaiters: list[Deferred[IListeningPort]] = []
+        self._listenFailure: Failure | None = None
+        self._stopping: Deferred[None] | None = None
+        self._connections: set[RelayedConnection] = set()
+        self._total = 0
+        self._refused = 0
+        self._refusedInEpisode = 0
+        self._failedDials = 0
+        self._spliced = 0
+        self._closedToTarget = Flow()
+        self._closedToClient = Flow()
+
+    def __repr__(self) -> str:
+        return f"<Relay {self.listenDescription} -> {self.connectDescription}>"
+
+    # -- public surface -----------------------------------------------------------------
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """The listening port once :meth:`start` has succeeded (``None`` before and after)."""
+        return cast("IListeningPort | None", self._port)
+
+    @property
+    def usesSplice(self) -> bool:
+        """Whether connections will be relayed with ``os.splice``."""
+        return self._useSplice
+
+    @property
+    def listening(self) -> Deferred[IListeningPort]:
+        """A new ``Deferred`` that fires with the listening port (at once if listening)."""
+        if self._port is not None:
+            return succeed(self._port)
+        d: Deferred[IListeningPort] = Deferred()
+        if self._listenFailure is not None:
+            d.errback(self._listenFailure)
+        else:
+            self._listenWaiters.append(d)
+        return d
+
+    @property
+    def connections(self) -> tuple[RelayedConnection, ...]:
+        """The connections open now."""
+        return tuple(self._connections)
+
+    @property
+    def stats(self) -> RelayStats:
+        """The counters now: open and total connections, bytes and pauses each way."""
+        conns = self._connections
+
+        def totals(closed: Flow, flows: list[Flow]) -> FlowTotals:
+            return FlowTotals(
+                bytes=closed.bytes + sum(f.bytes for f in flows),
+                pauses=closed.pauses + sum(f.pauses for f in flows),
+                peakBuffered=max([closed.peakBuffered, *(f.peakBuffered for f in flows)]),
+                buffered=sum(f.buffered for f in flows),
+            )
+
+        return RelayStats(
+            active=len(conns),
+            total=self._total,
+            refused=self._refused,
+            failedDials=self._failedDials,
+            spliced=self._spliced,
+            toTarget=totals(self._closedToTarget, [c.toTarget for c in conns]),
+            toClient=totals(self._closedToClient, [c.toClient for c in conns]),
+        )
+
+    def start(self) -> Deferred[IListeningPort]:
+        """Start listening; the ``Deferred`` fires with the ``IListeningPort``."""
+        if self._starting is not None or self._port is not None:
+            raise RuntimeError(f"{self!r} is already started")
+        self._stopping = None
+        self._listenFailure = None
+        d: Deferred[IListeningPort] = self.listenEndpoint.listen(_RelayFactory(self))
+        self._starting = d
+
+        def listening(port: IListeningPort) -> IListeningPort:
+            self._starting = None
+            self._port = port
+            log.info(
+                "relay listening on {address}, forwarding to {target}"
+                " ({path} path, {bufferSize} bytes per direction)",
+                address=self._port.getHost(),
+                target=self.connectDescription,
+                path="splice" if self._useSplice else "portable",
+                bufferSize=self.bufferSize,
+            )
+            waiters, self._listenWaiters = self._listenWaiters, []
+            for w in waiters:
+                w.callback(port)
+            return port
+
+        def failed(reason: Failure) -> Failure:
+            self._starting = None
+            self._listenFailure = reason
+            waiters, self._listenWaiters = self._listenWaiters, []
+            for w in waiters:
+                w.errback(reason)
+            return reason
+
+        return d.addCallbacks(listening, failed)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop listening and abort every relayed connection.
+
+        The ``Deferred`` fires once the port is closed and every connection's sockets are,
+        so the reactor is left clean.
+        """
+        if self._stopping is not None:
+            return _chain(self._stopping)
+        waits: list[Deferred[Any]] = []
+        if self._starting is not None:
+            self._starting.addErrback(lambda _: None)
+            self._starting.cancel()
+        if self._port is not None:
+            port, self._port = self._port, None
+            waits.append(maybeDeferred(port.stopListening))
+        for conn in list(self._connections):
+            waits.append(conn.whenClosed())
+            conn.abort()
+        done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(
+            lambda _: None
+        )
+        self._stopping = done
+        return _chain(done)
+
+    def startService(self) -> None:
+        """``IService``: start listening (a failure to listen is logged)."""
+        self.running = 1
+        self.start().addErrback(
+            lambda f: log.failure("relay {relay!r} could not listen", f, relay=self)
+        )
+
+    def stopService(self) -> Deferred[None]:
+        """``IService``: :meth:`stop`."""
+        self.running = 0
+        return self.stop()
+
+    # -- called by the connections ------------------------------------------------------
+
+    def _accept(self, addr: IAddress | None) -> Protocol | None:
+        if self._stopping is not None:
+            return None
+        if len(self._connections) >= self.maxConnections:
+            self._refused += 1
+            if not self._refusedInEpisode:
+                log.warn(
+                    "relay at its cap of {maxConnections} connections: refusing {peer}"
+                    " and any more until one closes",
+                    maxConnections=self.maxConnections,
+                    peer=addr,
+                )
+            self._refusedInEpisode += 1
+            # Twisted closes an accepted socket that gets no protocol, at once.
+            return None
+        conn = RelayedConnection(self)
+        self._connections.add(conn)
+        self._total += 1
+        return _Side(conn, isClient=True)
+
+    def _connectionFinished(self, conn: RelayedConnection) -> None:
+        self._connections.discard(conn)
+        for closed, flow in (
+            (self._closedToTarget, conn.toTarget),
+            (self._closedToClient, conn.toClient),
+        ):
+            closed.bytes += flow.bytes
+            closed.pauses += flow.pauses
+            closed.peakBuffered = max(closed.peakBuffered, flow.peakBuffered)
+        if self._refusedInEpisode:
+            log.info(
+                "relay below its cap again; {count} connection(s) were refused",
+                count=self._refusedInEpisode,
+            )
+            self._refusedInEpisode = 0
+
+
+def _chain(d: Deferred[None]) -> Deferred[None]:
+    """A new ``Deferred`` that fires when ``d`` does, leaving ``d``'s result alone."""
+    result: Deferred[None] = Deferred()
+
+    def fire(value: object) -> object:
+        result.callback(None)
+        return value
+
+    d.addBoth(fire)
+    return result
