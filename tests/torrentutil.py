@@ -198,19 +198,26 @@ class ProcessRunner(protocol.ProcessProtocol):
         return self.output.decode("utf-8", "replace")
 
     def stop(self, timeout: float = 5) -> Deferred[int]:
-        """SIGTERM (then SIGKILL) the process if it runs; fires when it has ended."""
+        """SIGTERM (then SIGKILL) the process if it runs; fires with its exit code."""
         if self.running:
             self._process.signalProcess("TERM")
-
-            def kill() -> None:
-                if self.running:
-                    self._process.signalProcess("KILL")
-
-            call = reactor.callLater(timeout, kill)
-            self.ended.addBoth(lambda r: (call.cancel() if call.active() else None, r)[1])
+            self._kill = reactor.callLater(timeout, self._killIfRunning)
         d: Deferred[int] = Deferred()
-        self.ended.addBoth(lambda r: (d.callback(r if isinstance(r, int) else -1), r)[1])
+
+        def ended(code: int) -> int:
+            if self._kill is not None and self._kill.active():
+                self._kill.cancel()
+            d.callback(code)
+            return code
+
+        self.ended.addCallback(ended)
         return d
+
+    _kill: Any = None
+
+    def _killIfRunning(self) -> None:
+        if self.running:
+            self._process.signalProcess("KILL")
 
 
 # -- opentracker ---------------------------------------------------------------------------
