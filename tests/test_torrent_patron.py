@@ -258,3 +258,29 @@ async def test_torrentclient_alone_answers_in_request_order(tmp_path: Path) -> N
     client.inboxes["control"].deliver(producerFinished())
     await withTimeout(client.finished, 30)
     await withTimeout(box.finished, 10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_streamFile_takes_a_torrentclient(tmp_path: Path) -> None:
+    from pcpkit.testing import RecordingConsumer
+    from pcpkit.torrent.stream import streamFile
+
+    data = writePayload(tmp_path, "s.bin", 3 * MiB, seed=9)
+    client = TorrentClient(0.2, savePath=str(tmp_path))
+    box = attach(client)
+    client.inboxes["inbox"].deliver(TIPCCreateNewTorrent(rawmetainfo=makeTorrent(
+        tmp_path / "s.bin", pieceSize=64 * 1024)))
+    await waitUntil(lambda: bool(box.of(TIPCNewTorrentCreated)), 20, "the torrent")
+    tid = box.of(TIPCNewTorrentCreated)[0].torrentid
+    consumer = RecordingConsumer()
+    await withTimeout(streamFile(client, tid, 0, consumer, start=100_000, end=1_100_000), 30)
+    assert consumer.data == data[100_000:1_100_000]
+    try:
+        streamFile(object(), tid, 0, consumer)
+    except TypeError as e:
+        assert "TorrentSession or a started TorrentClient" in str(e)
+    else:
+        raise AssertionError("streamFile accepted an object without a session")
+    client.inboxes["control"].deliver(producerFinished())
+    await withTimeout(client.finished, 30)
+    await withTimeout(box.finished, 10)

@@ -367,7 +367,7 @@ class TorrentFileProducer:
 
 
 def streamFile(
-    session: TorrentSession,
+    session: Any,
     torrentid: int,
     fileIndex: int,
     consumer: Any,
@@ -381,6 +381,9 @@ def streamFile(
     Deliver bytes ``[start, end)`` of a torrent's file to ``consumer`` in order, as they
     download; see :class:`TorrentFileProducer` and the module documentation.
 
+    ``session`` is a :class:`~pcpkit.torrent.session.TorrentSession` or a started
+    :class:`~pcpkit.torrent.client.TorrentClient` (its ``session`` is used).
+
     :return: a Deferred firing with ``None`` when the range has been written and the
         producer unregistered; failing with ``ValueError`` (no such file, bad range),
         :class:`~pcpkit.torrent.session.UnknownTorrent`, :class:`StreamStopped` (the
@@ -388,6 +391,15 @@ def streamFile(
         :class:`~pcpkit.torrent.session.TorrentError` (torrent error or removal,
         session stopped).
     """
+    if not isinstance(session, TorrentSession):
+        # a TorrentClient component (or anything else that owns a session) will do
+        owned = getattr(session, "session", None)
+        if not isinstance(owned, TorrentSession):
+            raise TypeError(
+                "streamFile needs a TorrentSession or a started TorrentClient, "
+                f"not {session!r}"
+            )
+        session = owned
     producer = TorrentFileProducer(
         session, torrentid, fileIndex, consumer, start, end, window=window, chunkSize=chunkSize
     )
