@@ -21,6 +21,7 @@ from pcpkit import Component, producerFinished
 from pcpkit.bridge import InboxConsumer, OutboxProducer
 from pcpkit.chassis import Pipeline
 from tests.componentutil import PassThrough, Source
+from tests.tcputil import Streamer
 
 
 class SlowSink(Component):
@@ -107,34 +108,6 @@ def test_fast_source_slow_sink_bounded_and_lossless(
 # -- the bridge with real TCP ------------------------------------------------------------------
 
 
-class Blaster(Protocol):
-    """Server side: writes ``total`` bytes of a known pattern as fast as the transport takes."""
-
-    total = 8 * 1024 * 1024
-
-    def connectionMade(self) -> None:
-        self.sent = 0
-        self.paused = False
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
-        self.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        chunk = bytes(range(256)) * 256
-        while not self.paused and self.sent < self.total:
-            self.transport.write(chunk)  # type: ignore[union-attr]
-            self.sent += len(chunk)
-        if self.sent >= self.total:
-            self.transport.unregisterProducer()  # type: ignore[union-attr]
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def stopProducing(self) -> None:
-        self.paused = True
-
-
 class IntoInbox(Protocol):
     """Client side: the transport is the producer for an InboxConsumer."""
 
@@ -161,9 +134,10 @@ async def test_transport_feeding_an_inbox_is_paused_and_resumed() -> None:
     sink.setInboxSize("inbox", 16)
     consumer = InboxConsumer(sink, "inbox")
     verifyObject(IConsumer, consumer)
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        Factory.forProtocol(Blaster)
-    )
+    total = 8 * 1024 * 1024
+    factory = Factory.forProtocol(Streamer)
+    factory.total = total  # type: ignore[attr-defined]
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
     try:
         sink.activate()
         proto = IntoInbox(consumer, sink)
@@ -175,9 +149,9 @@ async def test_transport_feeding_an_inbox_is_paused_and_resumed() -> None:
     finally:
         await port.stopListening()
     data = b"".join(got)
-    assert len(data) == Blaster.total
+    assert len(data) == total
     assert hashlib.sha256(data).digest() == hashlib.sha256(
-        (bytes(range(256)) * 256) * (Blaster.total // 65536)
+        Streamer.chunk * (total // len(Streamer.chunk))
     ).digest()
     assert consumer.pauses > 0
     # a transport writes at most one read's worth after being paused
