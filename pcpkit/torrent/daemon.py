@@ -293,8 +293,9 @@ class TorrentDaemon(MultiService):
             settings=self.settings,
             observers=[self._observer],
             reactor=self.reactor,
+            # stopService saves resume data first, then stops the session itself
+            stopAtShutdown=False,
         )
-        self._detachShutdownTrigger(session)
         self._session = session
         log.info(
             "torrent daemon: saving to {savePath}, state in {stateDir}, watching {watchDir}",
@@ -315,19 +316,6 @@ class TorrentDaemon(MultiService):
                 self._pollLoop.start(self.pollInterval, now=True)
 
         self._restore(session).addCallback(restored)
-
-    def _detachShutdownTrigger(self, session: TorrentSession) -> None:
-        # TorrentSession stops itself in a "before shutdown" trigger. Under twistd that
-        # trigger runs before stopService (the session is made in startService, which
-        # twistd calls before it registers stopService), so the session would be gone
-        # before the final resume data could be asked for. This service stops its session
-        # itself, after saving: take the session's trigger out.
-        trigger = getattr(session, "_shutdownTrigger", None)
-        if trigger is not None:
-            try:
-                self.reactor.removeSystemEventTrigger(trigger)
-            except (ValueError, KeyError, TypeError):  # pragma: no cover - already gone
-                pass
 
     def stopService(self) -> Deferred[None]:
         """

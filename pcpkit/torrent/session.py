@@ -561,6 +561,8 @@ class TorrentSession:
         needs, never replaces them. Unknown names or wrong types raise ``ValueError``.
     :param observers: initial :class:`TorrentSessionObserver` objects.
     :param reactor: the reactor (the global one by default).
+    :param stopAtShutdown: stop the session in a "before shutdown" trigger (default); pass
+        ``False`` when the owner stops it itself at shutdown, after saving resume data.
 
     Every method that waits returns a ``Deferred`` that always fires: with its result, or
     with a :class:`TorrentError` subclass whose ``reason`` says what went wrong. After
@@ -575,6 +577,7 @@ class TorrentSession:
         settings: Mapping[str, Any] | None = None,
         observers: Iterable[TorrentSessionObserver] = (),
         reactor: Any = None,
+        stopAtShutdown: bool = True,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -615,8 +618,12 @@ class TorrentSession:
         self._ticker = LoopingCall(self._tick)
         self._ticker.clock = reactor
         self._ticker.start(tickInterval, now=False)
-        self._shutdownTrigger: Any = reactor.addSystemEventTrigger(
-            "before", "shutdown", self.stop
+        # An owner that must do more before the session goes (save resume data, as the
+        # twistd daemon does in stopService) passes stopAtShutdown=False and stops it itself.
+        self._shutdownTrigger: Any = (
+            reactor.addSystemEventTrigger("before", "shutdown", self.stop)
+            if stopAtShutdown
+            else None
         )
 
     # -- observers ---------------------------------------------------------------------
@@ -939,10 +946,12 @@ class TorrentSession:
         if self._ticker.running:
             self._ticker.stop()
         self._reactor.removeReader(self._reader)
-        try:
-            self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
-        except ValueError:  # pragma: no cover - already run (we are the trigger)
-            pass
+        if self._shutdownTrigger is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
+            except ValueError:  # pragma: no cover - already run (we are the trigger)
+                pass
+            self._shutdownTrigger = None
         self._session.pause()
 
         stopped = SessionStopped()
