@@ -41,18 +41,22 @@ def inReactorThread() -> bool:
     return bool(threadable.isInIOThread())  # type: ignore[no-untyped-call,unused-ignore]
 
 
-def clientEndpoint(description: str) -> Any:
-    """``clientFromString`` on the global reactor."""
+def clientEndpoint(description: str, reactor: Any = None) -> Any:
+    """``clientFromString`` on ``reactor`` (the global one by default)."""
     from twisted.internet.endpoints import clientFromString
 
-    return clientFromString(getReactor(), description)  # type: ignore[no-untyped-call,unused-ignore]
+    return clientFromString(  # type: ignore[no-untyped-call,unused-ignore]
+        getReactor() if reactor is None else reactor, description
+    )
 
 
-def serverEndpoint(description: str) -> Any:
-    """``serverFromString`` on the global reactor."""
+def serverEndpoint(description: str, reactor: Any = None) -> Any:
+    """``serverFromString`` on ``reactor`` (the global one by default)."""
     from twisted.internet.endpoints import serverFromString
 
-    return serverFromString(getReactor(), description)  # type: ignore[no-untyped-call,unused-ignore]
+    return serverFromString(  # type: ignore[no-untyped-call,unused-ignore]
+        getReactor() if reactor is None else reactor, description
+    )
 
 
 def connectProtocol(endpoint: Any, protocol: Any) -> Any:

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pipeline.py"
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(EXAMPLE), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.exampleutil import runExample
 
 
 def test_pipeline_example() -> None:
-    result = run()
+    result = runExample("pipeline.py", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK: 5000 messages delivered in order through 4 components" in result.stdout
     assert "report thread: 5000 lines, in order, ended by ProducerFinished" in result.stdout
@@ -31,6 +19,6 @@ def test_pipeline_example() -> None:
 
 
 def test_pipeline_example_small_count() -> None:
-    result = run("3")
+    result = runExample("pipeline.py", "3", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK: 3 messages delivered in order" in result.stdout

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.exampleutil import runExample
 
 
 def test_file_to_tcp_example() -> None:
-    result = run("file_to_tcp.py", "--size", "120000", "--rate", "200000")
+    result = runExample("file_to_tcp.py", "--size", "120000", "--rate", "200000")
     assert result.returncode == 0, result.stderr
     assert "every byte arrived, in order" in result.stdout
     assert "received 120000 bytes" in result.stdout
 
 
 def test_echo_server_example_selftest() -> None:
-    result = run("echo_server.py", "--selftest", "--clients", "10")
+    result = runExample("echo_server.py", "--selftest", "--clients", "10")
     assert result.returncode == 0, result.stderr
     assert "10 of 10 clients got their exact echo" in result.stdout

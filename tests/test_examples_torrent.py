@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.exampleutil import runExample
 
 
 def test_torrent_download_example_selfcontained() -> None:
-    result = run("torrent_download.py")
+    result = runExample("torrent_download.py")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     # both patrons' messages, explained by BasicTorrentExplainer
@@ -33,14 +22,14 @@ def test_torrent_download_example_selfcontained() -> None:
 def test_torrent_download_example_reports_a_bad_torrent(tmp_path: Path) -> None:
     bad = tmp_path / "bad.torrent"
     bad.write_bytes(b"this is not bencoded")
-    result = run("torrent_download.py", str(bad), "-o", str(tmp_path / "out"))
+    result = runExample("torrent_download.py", str(bad), "-o", str(tmp_path / "out"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Torrent failed to start: not a .torrent" in result.stdout
     assert "FAILED: not a .torrent" in result.stdout
 
 
 def test_torrent_stream_example_selfcontained() -> None:
-    result = run("torrent_stream.py")
+    result = runExample("torrent_stream.py")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "streaming movie.bin in order" in out
@@ -51,7 +40,7 @@ def test_torrent_stream_example_selfcontained() -> None:
 
 def test_torrent_stream_example_slow_consumer_to_a_file(tmp_path: Path) -> None:
     copy = tmp_path / "copy.bin"
-    result = run("torrent_stream.py", "--size", "4", "--rate", "4", "--output", str(copy))
+    result = runExample("torrent_stream.py", "--size", "4", "--rate", "4", "--output", str(copy))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK: 4194304 bytes arrived in order" in result.stdout
     assert copy.stat().st_size == 4 * 1024 * 1024

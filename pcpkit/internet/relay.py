@@ -39,8 +39,6 @@ from twisted.internet.endpoints import (
     TCP6ServerEndpoint,
     UNIXClientEndpoint,
     UNIXServerEndpoint,
-    clientFromString,
-    serverFromString,
 )
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
@@ -57,7 +55,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pcpkit._fifo import ByteFIFO
-from pcpkit._twisted import currentFailure, getReactor
+from pcpkit._twisted import clientEndpoint, currentFailure, getReactor, serverEndpoint
 from pcpkit.internet._splice import Flow, SpliceConnection, spliceAvailable
 
 __all__ = ["Flow", "FlowTotals", "Relay", "RelayStats", "RelayedConnection"]
@@ -73,10 +71,6 @@ _PLAIN_SERVERS = (
     AdoptedStreamServerEndpoint,
 )
 _PLAIN_CLIENTS = (TCP4ClientEndpoint, TCP6ClientEndpoint, HostnameEndpoint, UNIXClientEndpoint)
-
-# Typed views of two functions Twisted leaves unannotated.
-_serverFromString: Callable[[Any, str], Any] = serverFromString
-_clientFromString: Callable[[Any, str], Any] = clientFromString
 
 _DIALLING, _RELAYING, _CLOSING = "dialling", "relaying", "closing"
 
@@ -557,10 +551,10 @@ class Relay(Service):
         self.connectDescription = connect if isinstance(connect, str) else repr(connect)
         # Any: zope interfaces are opaque to mypy (their methods have no ``self``).
         self.listenEndpoint: Any = (
-            _serverFromString(self.reactor, listen) if isinstance(listen, str) else listen
+            serverEndpoint(listen, self.reactor) if isinstance(listen, str) else listen
         )
         self.connectEndpoint: Any = (
-            _clientFromString(self.reactor, connect) if isinstance(connect, str) else connect
+            clientEndpoint(connect, self.reactor) if isinstance(connect, str) else connect
         )
         self.bufferSize = bufferSize
         self.maxConnections = maxConnections

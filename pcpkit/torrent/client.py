@@ -112,6 +112,8 @@ class TorrentClient(Component):
         # torrent ids whose TIPCNewTorrentCreated has gone out; events for others wait
         self._announced: set[int] = set()
         self._held: dict[int, list[object]] = {}
+        #: fires with the :class:`TorrentSession` once the component has started it (what
+        #: ``streamFile(client, ...)`` needs); ``session`` is ``None`` until then
         self.ready: Deferred[TorrentSession] = Deferred()
 
     def __str__(self) -> str:
