@@ -15,6 +15,10 @@ unchanged, and fixes what they get wrong:
 * ``finish()`` and ``unregisterProducer()`` wait until the buffer has drained, so nothing
   buffered is dropped.
 
+The upstream producer is paused through :mod:`pcpkit._pause`, the one pause mechanism of
+pcpkit: a :class:`~pcpkit._pause.Pauser` per proxy, and, in :class:`ProducerConsumerProxy`,
+a :class:`~pcpkit._pause.Watermark` over the buffered bytes.
+
 See :doc:`pcp` for the contract in prose.
 """
 
@@ -30,9 +34,11 @@ from twisted.internet.interfaces import (
     IPullProducer,
     IPushProducer,
 )
+from twisted.logger import Logger
 from zope.interface import alsoProvides, implementer
 
 from pcpkit._fifo import ByteFIFO, asBytes
+from pcpkit._pause import Pause, Pauser, Watermark
 
 __all__ = [
     "DEFAULT_HIGH_WATERMARK",
@@ -43,6 +49,8 @@ __all__ = [
 
 #: The default high watermark, in bytes: the same as Twisted's ``bufferSize``.
 DEFAULT_HIGH_WATERMARK = 65536
+
+log = Logger()
 
 
 class _Consumer(Protocol):
@@ -73,15 +81,14 @@ class _DelayedCall(Protocol):
 
 
 class _Clock(Protocol):
-    def callLater(
-        self, delay: float, callable: Callable[..., object], /
-    ) -> _DelayedCall: ...
+    def callLater(self, delay: float, callable: Callable[..., object], /) -> _DelayedCall: ...
 
 
 class ProxyClosedError(RuntimeError):
     """
-    Raised by ``write()`` on a proxy that takes no more data: after ``stopProducing()``
-    (its consumer went away) or after ``finish()`` (its producer said the stream ended).
+    Raised by ``write()`` after ``finish()``: the producer said the stream ended and then
+    wrote more. (A write after ``stopProducing()`` is discarded instead, as a disconnected
+    transport does; see :attr:`BasicProducerConsumerProxy.discardedBytes`.)
 
     A subclass of ``RuntimeError``, so ``except RuntimeError`` also catches it.
     """
@@ -124,8 +131,9 @@ class BasicProducerConsumerProxy:
     paused: bool = False
     #: Whether ``stopProducing()`` was called.
     stopped: bool = False
-    #: Whether I paused my (streaming) producer.
-    producerPaused: bool = False
+    #: Bytes written to me after ``stopProducing()`` and discarded (there is no consumer
+    #: left to deliver them to), as a disconnected Twisted transport discards them.
+    discardedBytes: int = 0
     #: Whether my producer unregistered (and no new one registered since).
     unregistered: bool = False
     # The basic proxy never pauses its producer: a high watermark it cannot reach.
@@ -133,6 +141,12 @@ class BasicProducerConsumerProxy:
 
     def __init__(self, consumer: _Consumer | None) -> None:
         self._buffer = ByteFIFO()
+        # Every pause of my producer is a Pause taken from this Pauser; it is the one
+        # place that calls the producer's pauseProducing/resumeProducing.
+        self._pauser = Pauser(self._pauseUpstream, self._resumeUpstream)
+        # The basic proxy relays its consumer's pause as one Pause.
+        self._consumerPause: Pause | None = None
+        self._makeWatermark()
         # True while a call to the consumer is in progress: a write that arrives then
         # (from a re-entrant resume/pull) is queued behind what is being sent, not sent
         # ahead of the unsent rest of a partial write.
@@ -148,9 +162,7 @@ class BasicProducerConsumerProxy:
         self._pulled = 0
         # Partial writes are only possible through an overridden ``_writeSomeData``;
         # without one the flush can hand the consumer's ``writeSequence`` every chunk.
-        self._hooked = (
-            type(self)._writeSomeData is not BasicProducerConsumerProxy._writeSomeData
-        )
+        self._hooked = type(self)._writeSomeData is not BasicProducerConsumerProxy._writeSomeData
         alsoProvides(self, IPushProducer if self.iAmStreaming else IPullProducer)
         if consumer is not None:
             self.consumer = consumer
@@ -160,14 +172,18 @@ class BasicProducerConsumerProxy:
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else ("paused" if self.paused else "running")
         return (
-            f"<{type(self).__name__} at 0x{id(self):x} {state}, "
-            f"{len(self._buffer)} bytes buffered>"
+            f"<{type(self).__name__} at 0x{id(self):x} {state}, {len(self._buffer)} bytes buffered>"
         )
 
     @property
     def bufferedBytes(self) -> int:
         """The number of bytes I hold, waiting for my consumer (O(1))."""
         return len(self._buffer)
+
+    @property
+    def producerPaused(self) -> bool:
+        """Whether I paused my (streaming) producer and have not resumed it yet."""
+        return self._pauser.count > 0
 
     # -- producer side (called by my consumer) ------------------------------------------
 
@@ -176,9 +192,8 @@ class BasicProducerConsumerProxy:
         if self.stopped:
             return
         self.paused = True
-        producer = self.producer
-        if producer is not None and self.producerIsStreaming:
-            cast(_PushProducer, producer).pauseProducing()
+        if self._consumerPause is None and self.producerIsStreaming:
+            self._consumerPause = self._pauser.pause("consumer")
 
     def resumeProducing(self) -> None:
         """
@@ -193,16 +208,25 @@ class BasicProducerConsumerProxy:
         if not self.iAmStreaming:
             self.outstandingPull = True
         self._drain()
-        producer = self.producer
-        if producer is not None and not self.paused:
-            producer.resumeProducing()
+        if self.paused:
+            return  # paused again by my consumer during the flush: still held
+        held = self._consumerPause
+        if held is not None:
+            self._consumerPause = None
+            held.unpause()
+        elif self.producer is not None:
+            # A pull, or (as Twisted's proxy does) a resume relayed to a push producer
+            # that I had not paused.
+            self.producer.resumeProducing()
 
     def stopProducing(self) -> None:
         """
         My consumer wants no more data: stop my producer and let go of both ends.
 
-        Whatever is still buffered is discarded (there is no one left to deliver it to);
-        a later ``write`` raises :class:`ProxyClosedError`.
+        Whatever is still buffered is discarded (there is no one left to deliver it to).
+        Later writes are discarded too and counted in :attr:`discardedBytes`, as a
+        disconnected Twisted transport does, so a protocol still writing while its
+        connection tears down does not fail.
         """
         if self.stopped:
             return
@@ -226,12 +250,14 @@ class BasicProducerConsumerProxy:
         :param data: ``bytes``, ``bytearray`` or ``memoryview`` (the latter two are
             copied, so the caller may reuse them).
         :raises TypeError: for any other type (``str`` included), naming it.
-        :raises ProxyClosedError: after ``stopProducing()`` or ``finish()``.
+        :raises ProxyClosedError: after ``finish()``. (After ``stopProducing()`` the data
+            is discarded and counted in :attr:`discardedBytes`.)
         """
         if type(data) is not bytes:
             data = asBytes(data)
         if self._closed:
-            self._raiseClosed()
+            self._writeClosed(data)
+            return
         if not data:
             return
         if self._pulling:
@@ -247,13 +273,11 @@ class BasicProducerConsumerProxy:
         ):
             buf = self._buffer
             buf.append(data)
-            if (
-                self.paused
-                and self.producerIsStreaming
-                and not self.producerPaused
-                and len(buf) < self._high
-            ):
-                return  # the common case: buffered below the high watermark
+            # The common case, the watermark check inlined: buffered below the high
+            # watermark there is nothing to do (a held pause is released only by a
+            # drain, which checks the watermark itself).
+            if self.paused and self.producerIsStreaming and len(buf) < self._high:
+                return
             self._afterWrite()
             return
         # Write-through: nothing buffered and the consumer takes data now.
@@ -296,9 +320,7 @@ class BasicProducerConsumerProxy:
         Twisted transport does.
         """
         if self._finishing:
-            raise RuntimeError(
-                f"Cannot register producer {producer!r}: {self!r} has finished."
-            )
+            raise RuntimeError(f"Cannot register producer {producer!r}: {self!r} has finished.")
         if self.stopped:
             producer.stopProducing()
             return
@@ -316,7 +338,6 @@ class BasicProducerConsumerProxy:
             consumer.registerProducer(self, self.iAmStreaming)
         self.producer = producer
         self.producerIsStreaming = bool(streaming)
-        self.producerPaused = False
         self.unregistered = False
 
     def unregisterProducer(self) -> None:
@@ -336,7 +357,10 @@ class BasicProducerConsumerProxy:
         consumer's ``unregisterProducer()`` and then its ``finish()`` (if it has one) are
         called. Later writes raise :class:`ProxyClosedError`.
         """
-        if self._finishing or self.stopped:
+        if self._finishing:
+            return
+        if self.stopped:
+            self._finishing = True  # nothing left to finish, but later writes are errors
             return
         self._finishing = self._closed = True
         self._dropProducer()
@@ -360,13 +384,39 @@ class BasicProducerConsumerProxy:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _raiseClosed(self) -> None:
-        if self.stopped:
-            raise ProxyClosedError(
-                f"write() after stopProducing(): {self!r} was stopped by its consumer "
-                f"and takes no more data"
-            )
-        raise ProxyClosedError(f"write() after finish(): {self!r} has finished")
+    def _writeClosed(self, data: bytes) -> None:
+        if self._finishing:
+            raise ProxyClosedError(f"write() after finish(): {self!r} has finished")
+        # Stopped by my consumer: discard, as FileDescriptor.write does after a disconnect.
+        if data:
+            if not self.discardedBytes:
+                log.debug(
+                    "{proxy!r} was stopped by its consumer: discarding later writes",
+                    proxy=self,
+                )
+            self.discardedBytes += len(data)
+
+    def _makeWatermark(self) -> None:
+        """Set up the pausing that needs the Pauser (the bounded proxy's watermark)."""
+
+    def _pauseUpstream(self) -> None:
+        # Called by my Pauser when the first pause is taken.
+        producer = self.producer
+        if producer is not None and self.producerIsStreaming:
+            cast(_PushProducer, producer).pauseProducing()
+
+    def _resumeUpstream(self) -> None:
+        # Called by my Pauser when the last pause is released; after _dropProducer the
+        # producer is gone and there is nobody to resume.
+        producer = self.producer
+        if producer is not None:
+            producer.resumeProducing()
+
+    def _releasePauses(self) -> None:
+        held = self._consumerPause
+        if held is not None:
+            self._consumerPause = None
+            held.unpause()
 
     def _canSend(self) -> bool:
         return (
@@ -379,7 +429,8 @@ class BasicProducerConsumerProxy:
         self._cancelPull()
         self.producer = None
         self.producerIsStreaming = None
-        self.producerPaused = False
+        # The producer is gone first, so releasing its pauses resumes nothing.
+        self._releasePauses()
 
     def _cancelPull(self) -> None:
         pass
@@ -514,13 +565,22 @@ class ProducerConsumerProxy(BasicProducerConsumerProxy):
             self._low = _checkWatermark("lowWatermark", lowWatermark)
             if self._low > self._high:
                 raise ValueError(
-                    f"lowWatermark ({lowWatermark}) must not exceed "
-                    f"highWatermark ({high})"
+                    f"lowWatermark ({lowWatermark}) must not exceed highWatermark ({high})"
                 )
         self._clock = clock
         self._pullCall: _DelayedCall | None = None
         # Last: registering on the consumer may pull me straight away.
         super().__init__(consumer)
+
+    def _makeWatermark(self) -> None:
+        self._wm = Watermark(self._pauser, *self._limits(), reason="buffer")
+
+    def _limits(self) -> tuple[int, int]:
+        # The Watermark pauses at >= high and resumes at <= low < high. A high watermark
+        # of 0 pauses as soon as anything is buffered, like 1; a low watermark equal to
+        # the high one resumes one byte below it, so there is still no flapping.
+        high = max(self._high, 1)
+        return high, min(self.lowWatermark, high - 1)
 
     @property
     def highWatermark(self) -> int:
@@ -530,6 +590,7 @@ class ProducerConsumerProxy(BasicProducerConsumerProxy):
     @highWatermark.setter
     def highWatermark(self, value: int) -> None:
         self._high = _checkWatermark("highWatermark", value)
+        self._wm.setLimits(*self._limits())
         self._regulate()
 
     @property
@@ -541,6 +602,7 @@ class ProducerConsumerProxy(BasicProducerConsumerProxy):
     @lowWatermark.setter
     def lowWatermark(self, value: int | None) -> None:
         self._low = None if value is None else _checkWatermark("lowWatermark", value)
+        self._wm.setLimits(*self._limits())
         self._regulate()
 
     @property
@@ -589,33 +651,28 @@ class ProducerConsumerProxy(BasicProducerConsumerProxy):
     def _afterWrite(self) -> None:
         if not self.paused and not self._sending and self._canSend():
             self._drain()
-        producer = self.producer
-        if producer is None:
-            return
-        if self.producerIsStreaming and not self.producerPaused:
-            # The common case, inlined: below the high watermark there is nothing to do.
-            size = len(self._buffer)
-            if size and size >= self._high:
-                self.producerPaused = True
-                cast(_PushProducer, producer).pauseProducing()
-            return
-        self._regulate()
-
-    def _regulate(self) -> None:
-        producer = self.producer
-        if producer is None:
+        if self.producer is None:
             return
         if self.producerIsStreaming:
             size = len(self._buffer)
-            if self.producerPaused:
-                if size <= self.lowWatermark:
-                    self.producerPaused = False
-                    producer.resumeProducing()
-            elif size and size >= self._high:
-                self.producerPaused = True
-                cast(_PushProducer, producer).pauseProducing()
+            wm = self._wm
+            # Inlined: below the high watermark with no pause held, nothing to do.
+            if size >= wm.high or self._pauser.count:
+                wm.check(size)
+            return
+        self._pullMore()
+
+    def _regulate(self) -> None:
+        if self.producer is None:
+            return
+        if self.producerIsStreaming:
+            self._wm.check(len(self._buffer))
         else:
             self._pullMore()
+
+    def _releasePauses(self) -> None:
+        super()._releasePauses()
+        self._wm.release()
 
     def _wantsPull(self) -> bool:
         if self.producer is None or self.producerIsStreaming or self._finishing:

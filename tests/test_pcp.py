@@ -19,6 +19,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
 )
 from twisted.internet.task import deferLater
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from zope.interface.verify import verifyObject
 
 from pcpkit.pcp import (
@@ -591,8 +592,7 @@ def test_registering_over_a_registered_producer_raises(cls: type) -> None:
     with pytest.raises(RuntimeError) as info:
         proxy.registerProducer(second, True)
     assert str(info.value) == (
-        f"Cannot register producer {second!r}, because producer {first!r} was never "
-        "unregistered."
+        f"Cannot register producer {second!r}, because producer {first!r} was never unregistered."
     )
     assert proxy.producer is first
 
@@ -705,11 +705,8 @@ def test_stopProducing_propagates_and_releases_both_ends(cls: type) -> None:
     assert producer.stops == 1
     assert proxy.stopped and proxy.producer is None and proxy.consumer is None
     assert proxy.bufferedBytes == 0
-    with pytest.raises(ProxyClosedError) as info:
-        proxy.write(b"more")
-    assert isinstance(info.value, RuntimeError)
-    assert "write() after stopProducing()" in str(info.value)
-    assert "takes no more data" in str(info.value)
+    proxy.write(b"more")  # discarded, as a disconnected transport does
+    assert proxy.discardedBytes == 4
     proxy.stopProducing()
     proxy.pauseProducing()
     proxy.resumeProducing()
@@ -718,6 +715,88 @@ def test_stopProducing_propagates_and_releases_both_ends(cls: type) -> None:
     proxy.registerProducer(late, True)  # like a disconnected transport: stop it
     assert late.stops == 1 and proxy.producer is None
     assert consumer.data == b""
+
+
+@pytest.mark.parametrize("cls", PROXIES)
+def test_writes_after_stop_are_discarded_counted_and_logged_once(cls: type) -> None:
+    consumer = Consumer()
+    proxy = cls(consumer)
+    proxy.write(b"before")
+    with capturedLogs() as events:
+        proxy.stopProducing()
+        proxy.write(b"12345")
+        proxy.write(bytearray(b"678"))
+        proxy.write(b"")
+        with pytest.raises(TypeError, match="str"):
+            proxy.write("text")  # bad input is still refused, not counted
+    assert proxy.discardedBytes == 8
+    assert consumer.data == b"before"
+    assert len(events) == 1
+    assert events[0]["log_level"] is LogLevel.debug
+    assert "discarding later writes" in formatEvent(events[0])
+
+
+@pytest.mark.parametrize("cls", PROXIES)
+def test_write_after_finish_stays_an_error_even_once_stopped(cls: type) -> None:
+    # finish() then stopProducing(), and stopProducing() then finish(): the producer that
+    # said the stream ended and writes again is told, whatever the consumer did.
+    for order in (("finish", "stopProducing"), ("stopProducing", "finish")):
+        proxy = cls(Consumer())
+        proxy.pauseProducing()
+        proxy.write(b"x")
+        for name in order:
+            getattr(proxy, name)()
+        with pytest.raises(ProxyClosedError, match=re.escape("write() after finish()")):
+            proxy.write(b"more")
+        assert proxy.discardedBytes == 0
+
+
+def test_basic_proxy_relays_its_consumers_pause_once() -> None:
+    # The consumer's pauses are not counted (pauseProducing twice, resumeProducing once
+    # resumes, as in Twisted); the upstream sees one pause and one resume.
+    consumer = Consumer()
+    proxy = BasicProducerConsumerProxy(consumer)
+    producer = PushProducer()
+    proxy.registerProducer(producer, True)
+    proxy.pauseProducing()
+    proxy.pauseProducing()
+    assert producer.pauses == 1 and proxy.producerPaused
+    proxy.write(b"held")
+    proxy.resumeProducing()
+    assert producer.resumes == 1 and not proxy.producerPaused
+    assert consumer.data == b"held"
+    # Unregistering while paused releases the pause without resuming the old producer.
+    proxy.pauseProducing()
+    proxy.unregisterProducer()
+    assert not proxy.producerPaused and producer.resumes == 1
+
+
+def test_zero_and_equal_watermarks_keep_hysteresis() -> None:
+    # highWatermark=0 pauses as soon as anything is buffered; a low watermark equal to the
+    # high one resumes one byte below it (never at the level that paused).
+    consumer = TransportLike(capacity=10**9)
+    proxy = ProducerConsumerProxy(consumer, highWatermark=0)
+    producer = PushProducer(proxy)
+    proxy.registerProducer(producer, True)
+    proxy.pauseProducing()
+    assert not producer.paused
+    proxy.write(b"a")
+    assert producer.paused
+    proxy.resumeProducing()
+    assert not producer.paused and producer.bufferedAtResume == [0]
+
+    class Two(ProducerConsumerProxy):
+        def _writeSomeData(self, data: bytes) -> int:
+            return super()._writeSomeData(data[:1])
+
+    proxy = Two(Consumer(), highWatermark=4, lowWatermark=4)
+    producer = PushProducer(proxy)
+    proxy.registerProducer(producer, True)
+    proxy.pauseProducing()
+    proxy.write(b"abcd")
+    assert producer.paused and proxy.lowWatermark == 4
+    proxy.resumeProducing()  # one byte goes out per call
+    assert proxy.bufferedBytes == 3 and not producer.paused
 
 
 def test_stop_cancels_a_scheduled_pull() -> None:
@@ -806,8 +885,9 @@ def test_repr_names_the_state() -> None:
     proxy = ProducerConsumerProxy(Consumer())
     proxy.pauseProducing()
     proxy.write(b"abc")
-    assert re.fullmatch(r"<ProducerConsumerProxy at 0x[0-9a-f]+ paused, 3 bytes buffered>",
-                        repr(proxy))
+    assert re.fullmatch(
+        r"<ProducerConsumerProxy at 0x[0-9a-f]+ paused, 3 bytes buffered>", repr(proxy)
+    )
 
 
 @pytest_twisted.inlineCallbacks

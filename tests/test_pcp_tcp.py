@@ -24,6 +24,7 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
@@ -238,3 +239,88 @@ def test_throttle_example_runs_and_every_byte_arrives() -> None:
     assert f"received {3 * 2**20 + 12345} bytes" in out
     held = re.search(r"proxy held at most (\d+) bytes", out)
     assert held is not None and int(held.group(1)) <= 131072 + 32768
+
+
+class ClosingSink(Protocol):
+    """Reads ``limit`` bytes, then closes its connection: the reader went away."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.received = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received >= self.limit:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class Forwarder(Protocol):
+    """Writes everything it receives into ``proxy``, as a relay's ``dataReceived`` does."""
+
+    def __init__(self, proxy: ProducerConsumerProxy) -> None:
+        self.proxy = proxy
+        self.received = 0
+        self.writtenAfterStop = 0
+        self.reason: Failure | None = None
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.proxy.stopped:
+            self.writtenAfterStop += len(data)
+        self.proxy.write(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reason = reason
+        self.lost.callback(None)
+
+
+class LosingClient(Client):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.closed.callback(None)
+
+
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_writes_after_the_consumer_disconnects_are_discarded() -> None:
+    # sender -> Forwarder.dataReceived -> proxy -> TCP -> ClosingSink. The sink hangs up
+    # after 64 KiB; its transport stops the proxy; the forwarder keeps receiving and
+    # writing, and those writes are dropped and counted instead of failing dataReceived
+    # (which would tear the *sender's* connection down with an error).
+    sinkPort = reactor.listenTCP(
+        0, Factory.forProtocol(lambda: ClosingSink(64 * 1024)), interface="127.0.0.1"
+    )
+    forwarders: list[Forwarder] = []
+    forwardPort: Any = None
+    try:
+        out = await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", sinkPort.getHost().port), LosingClient()
+        )
+        proxy = ProducerConsumerProxy(out.transport)
+
+        def build() -> Forwarder:
+            forwarders.append(Forwarder(proxy))
+            return forwarders[-1]
+
+        forwardPort = reactor.listenTCP(0, Factory.forProtocol(build), interface="127.0.0.1")
+        sender = await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", forwardPort.getHost().port), Client()
+        )
+        half = 1024 * 1024
+        sender.transport.write(b"a" * half)  # type: ignore[union-attr]
+        await out.closed.addTimeout(20, reactor)  # the sink hung up: the proxy is stopped
+        assert proxy.stopped
+        sender.transport.write(b"b" * half)  # type: ignore[union-attr]
+        sender.transport.loseConnection()  # type: ignore[union-attr]
+        await forwarders[0].lost.addTimeout(20, reactor)
+        await sender.closed
+    finally:
+        await sinkPort.stopListening()
+        if forwardPort is not None:
+            await forwardPort.stopListening()
+    forwarder = forwarders[0]
+    # A clean close: dataReceived never raised.
+    assert forwarder.reason is not None and forwarder.reason.check(ConnectionDone)
+    assert forwarder.received == 2 * half
+    assert forwarder.writtenAfterStop >= half
+    assert proxy.discardedBytes == forwarder.writtenAfterStop
