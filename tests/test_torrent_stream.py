@@ -86,6 +86,7 @@ class SlowConsumer:
             self._paused = True
             self.pauses += 1
             self.producer.pauseProducing()
+            assert self.producer.paused
             self._call = reactor.callLater(self.delay, self._resume)
 
     def _resume(self) -> None:

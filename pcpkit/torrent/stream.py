@@ -14,7 +14,9 @@ it, in order, as the pieces arrive:
   being written (:attr:`TorrentFileProducer.maxBufferedBytes` records the peak, never
   more than ``(window + 1) * pieceLength``);
 - ``pauseProducing`` stops writing *and* requesting, so a paused stream holds at most the
-  window; ``resumeProducing`` carries on;
+  window; ``resumeProducing`` carries on (the consumer's pause is a
+  :class:`~pcpkit._pause.Pause` of the stream's :class:`~pcpkit._pause.Pauser`, pcpkit's one
+  pause mechanism);
 - ``stopProducing`` (the consumer gave up) cancels the outstanding deadlines and fails the
   Deferred with :class:`StreamStopped`: the range was *not* delivered, and saying so is
   safer than firing as if it had been. The producer does not call ``unregisterProducer``
@@ -38,6 +40,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pcpkit._fifo import ByteFIFO
+from pcpkit._pause import Pause, Pauser
 from pcpkit.torrent.session import TorrentError, TorrentSession, lt
 
 __all__ = ["StreamStopped", "TorrentFileProducer", "streamFile"]
@@ -128,7 +131,10 @@ class TorrentFileProducer:
         self._received: dict[int, bytes] = {}
         self._receivedBytes = 0
         self._fifo = ByteFIFO()
-        self._paused = False
+        # Delivery and requests stop while any pause is held (both loops check it); the
+        # last release carries on. The consumer's pause is one Pause.
+        self._pauser = Pauser(_nothing, self._carryOn)
+        self._consumerPause: Pause | None = None
         self._flushing = False
         self._started = False
         self._mapped = False
@@ -145,7 +151,8 @@ class TorrentFileProducer:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        """Whether delivery is paused (by the consumer)."""
+        return self._pauser.paused
 
     def beginProducing(self) -> Deferred[None]:
         """Register on the consumer and start delivering; returns :attr:`deferred`."""
@@ -174,15 +181,18 @@ class TorrentFileProducer:
     # -- IPushProducer -----------------------------------------------------------------
 
     def pauseProducing(self) -> None:
-        self._paused = True
+        if self._consumerPause is None:
+            self._consumerPause = self._pauser.pause("consumer")
 
     def resumeProducing(self) -> None:
         if self._over:
             return
-        self._paused = False
-        if not self._flushing:
-            self._flush()
-            self._fill()
+        held = self._consumerPause
+        if held is not None:
+            self._consumerPause = None
+            held.unpause()  # the last pause released: _carryOn
+        elif not self._pauser.paused:
+            self._carryOn()  # a resume without a pause (some consumers start that way)
 
     def stopProducing(self) -> None:
         if self._over:
@@ -202,9 +212,9 @@ class TorrentFileProducer:
             return  # another stream's piece, or one we already have
         self._requested.discard(piece)
         if data is None:
-            self._fail(TorrentError(
-                f"torrent {self.torrentid}: reading piece {piece} failed: {error}"
-            ))
+            self._fail(
+                TorrentError(f"torrent {self.torrentid}: reading piece {piece} failed: {error}")
+            )
             return
         base = piece * self._pieceLength
         lo = max(self._absStart - base, 0)
@@ -225,10 +235,12 @@ class TorrentFileProducer:
         self._requested.discard(piece)
         self._cancellations[piece] = self._cancellations.get(piece, 0) + 1
         if self._cancellations[piece] > self.MAX_CANCELLATIONS:
-            self._fail(TorrentError(
-                f"torrent {self.torrentid}: reading piece {piece} was cancelled "
-                f"{self._cancellations[piece]} times"
-            ))
+            self._fail(
+                TorrentError(
+                    f"torrent {self.torrentid}: reading piece {piece} was cancelled "
+                    f"{self._cancellations[piece]} times"
+                )
+            )
             return
         self._fill()
 
@@ -247,23 +259,32 @@ class TorrentFileProducer:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _carryOn(self) -> None:
+        if not self._over and not self._flushing:
+            self._flush()
+            self._fill()
+
     def _map(self) -> None:
         """Turn (file, start, end) into torrent offsets and pieces, then start requesting."""
         ti = self._handle.torrent_file()
         files = ti.layout() if hasattr(ti, "layout") else ti.files()
         if not 0 <= self.fileIndex < files.num_files():
-            self._fail(ValueError(
-                f"torrent {self.torrentid} has no file {self.fileIndex} "
-                f"(it has {files.num_files()})"
-            ))
+            self._fail(
+                ValueError(
+                    f"torrent {self.torrentid} has no file {self.fileIndex} "
+                    f"(it has {files.num_files()})"
+                )
+            )
             return
         size = int(files.file_size(self.fileIndex))
         end = size if self.end is None else self.end
         if not 0 <= self.start <= end <= size:
-            self._fail(ValueError(
-                f"range [{self.start}, {end}) is not within file {self.fileIndex} "
-                f"of {size} bytes"
-            ))
+            self._fail(
+                ValueError(
+                    f"range [{self.start}, {end}) is not within file {self.fileIndex} "
+                    f"of {size} bytes"
+                )
+            )
             return
         self._mapped = True
         self._pieceLength = int(ti.piece_length())
@@ -286,7 +307,7 @@ class TorrentFileProducer:
 
     def _fill(self) -> None:
         """Request the pieces of the window that are neither requested nor received."""
-        if self._over or self._paused or not self._mapped:
+        if self._over or self._pauser.count or not self._mapped:
             return
         top = min(self._next + (self.window or MIN_WINDOW) - 1, self._last)
         for piece in range(self._next, top + 1):
@@ -327,7 +348,7 @@ class TorrentFileProducer:
                 self._advance()
                 if not self._fifo:
                     break
-                if self._paused:
+                if self._pauser.count:
                     return
                 chunk = self._fifo.popChunk()
                 self.bytesWritten += len(chunk)
@@ -381,6 +402,10 @@ class TorrentFileProducer:
             self.session.removePieceListener(self.torrentid, self)
 
 
+def _nothing() -> None:
+    pass
+
+
 def streamFile(
     session: Any,
     torrentid: int,
@@ -411,8 +436,7 @@ def streamFile(
         owned = getattr(session, "session", None)
         if not isinstance(owned, TorrentSession):
             raise TypeError(
-                "streamFile needs a TorrentSession or a started TorrentClient, "
-                f"not {session!r}"
+                f"streamFile needs a TorrentSession or a started TorrentClient, not {session!r}"
             )
         session = owned
     producer = TorrentFileProducer(
