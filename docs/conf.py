@@ -10,7 +10,8 @@ sys.path.insert(0, os.path.abspath(".."))
 project = "pcpkit"
 author = "The pcpkit developers"
 copyright = "2026, The pcpkit developers"
-release = "0.1.0"
+# The version is written once, in pcpkit/__init__.py.
+release = version = __import__("pcpkit").__version__
 
 extensions = [
     "sphinx.ext.autodoc",

@@ -36,7 +36,7 @@ from pcpkit.pcp import (
     ProxyClosedError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BasicProducerConsumerProxy",

@@ -41,6 +41,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.python.failure import Failure
 
+from pcpkit import __version__
 from pcpkit._progress import Progress
 from pcpkit._twisted import getReactor
 
@@ -154,6 +155,7 @@ def _buildParser() -> _Parser:
     )
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log Twisted and libtorrent events to stderr")
+    parser.add_argument("--version", action="version", version=f"pcpkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     make = sub.add_parser("make", help="make a .torrent of a file or folder",
