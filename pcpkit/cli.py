@@ -41,7 +41,6 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.python.failure import Failure
 
-from pcpkit import __version__
 from pcpkit._progress import Progress
 from pcpkit._twisted import getReactor
 
@@ -155,7 +154,6 @@ def _buildParser() -> _Parser:
     )
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log Twisted and libtorrent events to stderr")
-    parser.add_argument("--version", action="version", version=f"pcpkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     make = sub.add_parser("make", help="make a .torrent of a file or folder",
@@ -842,7 +840,10 @@ async def _demoRun(args: argparse.Namespace, stopper: Any) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``pcpkit`` console command; returns the exit status."""
+    from pcpkit import __version__  # written once, in pcpkit/__init__.py
+
     parser = _buildParser()
+    parser.add_argument("--version", action="version", version=f"pcpkit {__version__}")
     try:
         args = parser.parse_args(argv)
         if args.command is None:
