@@ -87,11 +87,15 @@ class Pauser:
 
     def pause(self, reason: object = None) -> Pause:
         """Take a pause; the producer is paused if it was running."""
+        p = Pause(self, reason)
+        self._take()
+        return p
+
+    def _take(self) -> None:
         self.count += 1
         if self.count == 1:
             self.pauses += 1
             self._actuallyPause()
-        return Pause(self, reason)
 
     def _release(self) -> None:
         self.count -= 1
@@ -146,7 +150,11 @@ class Watermark:
         """Pause or resume according to ``level``."""
         if self._pause is None:
             if level >= self.high:
-                self._pause = self.pauser.pause(self.reason)
+                # Hold the pause before the producer hears of it: its pauseProducing() may
+                # re-enter check() (a producer that writes a last chunk when paused), which
+                # must find the pause held rather than take a second one that nobody frees.
+                self._pause = Pause(self.pauser, self.reason)
+                self.pauser._take()
         elif level <= self.low:
             self.release()
 

@@ -93,3 +93,21 @@ def test_watermarkProperty(levels: list[int], high: int) -> None:
             expected = False
         assert r.pauser.paused is expected
     assert r.calls == ["pause", "resume"] * (len(r.calls) // 2) + ["pause"] * (len(r.calls) % 2)
+
+
+def test_watermarkReenteredFromPause() -> None:
+    """A producer whose pause re-enters the check (it writes a last chunk) is paused once."""
+    calls: list[str] = []
+    level = [10]
+
+    def pause() -> None:
+        calls.append("pause")
+        level[0] += 5  # the producer's last chunk, written while it is being paused
+        w.check(level[0])
+
+    pauser = Pauser(pause, lambda: calls.append("resume"))
+    w = Watermark(pauser, 10)
+    w.check(level[0])
+    assert calls == ["pause"] and pauser.count == 1 and w.holding
+    w.check(5)
+    assert calls == ["pause", "resume"] and pauser.count == 0 and not w.holding

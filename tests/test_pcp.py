@@ -799,6 +799,28 @@ def test_zero_and_equal_watermarks_keep_hysteresis() -> None:
     assert proxy.bufferedBytes == 3 and not producer.paused
 
 
+def test_producer_writing_from_pauseProducing_is_resumed_after_the_drain() -> None:
+    # A producer that flushes a last chunk when paused re-enters the proxy from inside
+    # pauseProducing(); it must still be paused once and resumed once.
+    consumer = Consumer()
+    proxy = ProducerConsumerProxy(consumer, highWatermark=10)
+
+    class LastChunk(PushProducer):
+        def pauseProducing(self) -> None:
+            super().pauseProducing()
+            proxy.write(b"z" * 10)
+
+    producer = LastChunk(proxy)
+    proxy.registerProducer(producer, True)
+    proxy.pauseProducing()
+    proxy.write(b"y" * 10)
+    assert producer.pauses == 1 and proxy.producerPaused
+    proxy.resumeProducing()
+    assert proxy.bufferedBytes == 0 and not proxy.producerPaused
+    assert producer.resumes == 1
+    assert consumer.data == b"y" * 10 + b"z" * 10
+
+
 def test_stop_cancels_a_scheduled_pull() -> None:
     clock = TurnClock()
     proxy = ProducerConsumerProxy(Consumer(), highWatermark=10, clock=clock)
