@@ -31,23 +31,28 @@ def _positiveInt(option: str) -> Any:
 
 
 def _hostPort(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise usage.UsageError(f"--peer must be HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
+    from pcpkit._endpoints import EndpointError, parseHostPort
+
+    try:
+        return parseHostPort(value)
+    except EndpointError as e:
+        raise usage.UsageError(f"--peer: {e}") from None
 
 
-def _checkEndpoint(option: str, description: str, server: bool) -> None:
-    """Parse an endpoint string now, so a typo is a usage error and not a traceback."""
-    from pcpkit._twisted import clientEndpoint, serverEndpoint
+def _endpoint(option: str, value: str, server: bool) -> str:
+    """Parse an endpoint now, so a typo is a usage error naming the option, not a traceback."""
+    from pcpkit import _endpoints
 
     try:
         if server:
-            serverEndpoint(description)
+            description = _endpoints.listenDescription(value)
+            _endpoints.serverEndpoint(description)
         else:
-            clientEndpoint(description)
-    except Exception as e:
-        raise usage.UsageError(f"--{option}: bad endpoint {description!r}: {e}") from None
+            description = _endpoints.connectDescription(value)
+            _endpoints.clientEndpoint(description)
+    except _endpoints.EndpointError as e:
+        raise usage.UsageError(f"--{option}: {e}") from None
+    return description
 
 
 class RelayOptions(usage.Options):
@@ -57,8 +62,7 @@ class RelayOptions(usage.Options):
         ["listen", "l", None, "server endpoint, e.g. tcp:8080:interface=127.0.0.1 (or a port)"],
         ["connect", "c", None, "client endpoint, e.g. tcp:127.0.0.1:80"],
         ["buffer", "b", 262144, "bytes held per direction of a connection", _positiveInt("buffer")],
-        ["max-connections", "m", 256, "connections open at once",
-         _positiveInt("max-connections")],
+        ["max-connections", "m", 256, "connections open at once", _positiveInt("max-connections")],
     ]
     optFlags = [["no-splice", None, "always relay through Python (no os.splice)"]]
 
@@ -66,16 +70,15 @@ class RelayOptions(usage.Options):
         for name in ("listen", "connect"):
             if not self[name]:
                 raise usage.UsageError(f"--{name} is required")
-        listen = self["listen"]
-        if listen.isdigit():
-            listen = self["listen"] = f"tcp:{listen}:interface=127.0.0.1"
-        _checkEndpoint("listen", listen, server=True)
-        _checkEndpoint("connect", self["connect"], server=False)
+        self["listen"] = _endpoint("listen", self["listen"], server=True)
+        self["connect"] = _endpoint("connect", self["connect"], server=False)
 
 
 class TorrentOptions(usage.Options):
-    synopsis = ("--save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT] "
-                "[--listen-interfaces IFACES] [--peer HOST:PORT ...]")
+    synopsis = (
+        "--save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT] "
+        "[--listen-interfaces IFACES] [--peer HOST:PORT ...]"
+    )
     longdesc = (
         "Run a torrent daemon: .torrent and .magnet files dropped into --watch are added "
         "(removing the file stops the torrent); resume data is kept in --state-dir; --http "
@@ -101,11 +104,8 @@ class TorrentOptions(usage.Options):
     def postOptions(self) -> None:
         if not self["save-path"]:
             raise usage.UsageError("--save-path is required")
-        http = self["http"]
-        if http is not None:
-            if http.isdigit():
-                http = self["http"] = f"tcp:{http}:interface=127.0.0.1"
-            _checkEndpoint("http", http, server=True)
+        if self["http"] is not None:
+            self["http"] = _endpoint("http", self["http"], server=True)
         try:
             tick = float(self["tick"])
         except ValueError:

@@ -270,7 +270,7 @@ async def test_missing_save_path_is_a_usage_error(daemons: Daemons, tmp_path: Pa
 @pytest_twisted.ensureDeferred
 async def test_bad_peer_and_http_are_usage_errors(daemons: Daemons, tmp_path: Path) -> None:
     for args, expected in (
-        (["--peer", "nonsense"], "--peer must be HOST:PORT"),
+        (["--peer", "nonsense"], "--peer: bad address 'nonsense': expected HOST:PORT"),
         (["--http", "tcp:notaport"], "--http"),
     ):
         runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(tmp_path), *args))

@@ -54,8 +54,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pcpkit._endpoints import clientEndpoint, connectDescription, listenDescription, serverEndpoint
 from pcpkit._fifo import ByteFIFO
-from pcpkit._twisted import clientEndpoint, currentFailure, getReactor, serverEndpoint
+from pcpkit._twisted import currentFailure, getReactor
 from pcpkit.internet._splice import Flow, SpliceConnection, spliceAvailable
 
 __all__ = ["Flow", "FlowTotals", "Relay", "RelayStats", "RelayedConnection"]
@@ -515,11 +516,11 @@ class Relay(Service):
 
     :param listen: a server endpoint string (``serverFromString``), e.g.
         ``"tcp:8080:interface=127.0.0.1"``, or an ``IStreamServerEndpoint``. A bare port
-        (``8080`` or ``"8080"``) means ``tcp:8080:interface=127.0.0.1``: loopback only. An
-        endpoint string is taken as Twisted defines it (``"tcp:8080"`` listens on every
-        interface).
+        (``8080`` or ``"8080"``) means ``tcp:8080:interface=127.0.0.1``: loopback only;
+        ``HOST:PORT`` listens on that interface. An endpoint string is taken as Twisted
+        defines it (``"tcp:8080"`` listens on every interface).
     :param connect: a client endpoint string (``clientFromString``), e.g.
-        ``"tcp:127.0.0.1:80"``, or an ``IStreamClientEndpoint``.
+        ``"tcp:127.0.0.1:80"``, ``HOST:PORT``, or an ``IStreamClientEndpoint``.
     :param bufferSize: the most bytes the relay holds per direction of a connection.
     :param maxConnections: connections open at once; one more is accepted and closed at once
         (without reading from it), and the refusals are logged.
@@ -545,8 +546,10 @@ class Relay(Service):
         if maxConnections < 1:
             raise ValueError(f"maxConnections must be at least 1, not {maxConnections!r}")
         self.reactor: Any = getReactor() if reactor is None else reactor
-        if isinstance(listen, int) or (isinstance(listen, str) and listen.isdigit()):
-            listen = f"tcp:{int(listen)}:interface=127.0.0.1"
+        if isinstance(listen, (str, int)):
+            listen = listenDescription(listen)
+        if isinstance(connect, str):
+            connect = connectDescription(connect)
         self.listenDescription = listen if isinstance(listen, str) else repr(listen)
         self.connectDescription = connect if isinstance(connect, str) else repr(connect)
         # Any: zope interfaces are opaque to mypy (their methods have no ``self``).
@@ -697,9 +700,7 @@ class Relay(Service):
         for conn in list(self._connections):
             waits.append(conn.whenClosed())
             conn.abort()
-        done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(
-            lambda _: None
-        )
+        done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
         self._stopping = done
         return _chain(done)
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pcpkit._twisted import getReactor, serverEndpoint
+from pcpkit._endpoints import EndpointError, listenDescription, resolveHostPort, serverEndpoint
+from pcpkit._twisted import getReactor
 from pcpkit.torrent.maker import infohashOf
 from pcpkit.torrent.session import (
     AddedTorrent,
@@ -124,16 +124,6 @@ class _Observer(BaseTorrentSessionObserver):
         self.daemon._torrentRemoved(torrentid)
 
 
-def _isIPAddress(host: str) -> bool:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return True
-    return False
-
-
 def _atomicWrite(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data``: readers see the old or the new file, never a part."""
     tmp = f"{path}.tmp"
@@ -197,8 +187,10 @@ class TorrentDaemon(MultiService):
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         for name, value in (
-            ("tickInterval", tickInterval), ("pollInterval", pollInterval),
-            ("resumeInterval", resumeInterval), ("peerInterval", peerInterval),
+            ("tickInterval", tickInterval),
+            ("pollInterval", pollInterval),
+            ("resumeInterval", resumeInterval),
+            ("peerInterval", peerInterval),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, not {value!r}")
@@ -208,15 +200,14 @@ class TorrentDaemon(MultiService):
         self.stateDir = os.path.abspath(
             stateDir if stateDir else os.path.join(self.savePath, DEFAULT_STATE_FOLDER)
         )
-        if httpEndpoint is not None and httpEndpoint.isdigit():
-            httpEndpoint = f"tcp:{int(httpEndpoint)}:interface=127.0.0.1"
-        self.httpEndpoint = httpEndpoint
         self._httpServerEndpoint: Any = None
         if httpEndpoint is not None:
             try:
-                self._httpServerEndpoint = serverEndpoint(httpEndpoint)
-            except Exception as e:
-                raise ValueError(f"bad HTTP endpoint {httpEndpoint!r}: {e}") from None
+                httpEndpoint = listenDescription(httpEndpoint)
+                self._httpServerEndpoint = serverEndpoint(httpEndpoint, self.reactor)
+            except EndpointError as e:
+                raise ValueError(f"bad HTTP endpoint: {e}") from None
+        self.httpEndpoint = httpEndpoint
         self.peers = tuple((str(h), int(p)) for h, p in peers)
         self.tickInterval = tickInterval
         self.pollInterval = pollInterval
@@ -299,7 +290,9 @@ class TorrentDaemon(MultiService):
         self._session = session
         log.info(
             "torrent daemon: saving to {savePath}, state in {stateDir}, watching {watchDir}",
-            savePath=self.savePath, stateDir=self.stateDir, watchDir=self.watchDir or "nothing",
+            savePath=self.savePath,
+            stateDir=self.stateDir,
+            watchDir=self.watchDir or "nothing",
         )
         self._resolvePeers()
         self._listenHttp()
@@ -309,8 +302,11 @@ class TorrentDaemon(MultiService):
 
         def restored(count: int) -> None:
             if count:
-                log.info("restored {count} torrent(s) from {stateDir}", count=count,
-                         stateDir=self.stateDir)
+                log.info(
+                    "restored {count} torrent(s) from {stateDir}",
+                    count=count,
+                    stateDir=self.stateDir,
+                )
             if self.running and self._session is session and self.watchDir is not None:
                 self._firstScan = True
                 self._pollLoop.start(self.pollInterval, now=True)
@@ -338,8 +334,11 @@ class TorrentDaemon(MultiService):
 
         def stopSession(saved: int) -> Deferred[None]:
             if session is not None:
-                log.info("saved the resume data of {saved} torrent(s) in {stateDir}",
-                         saved=saved, stateDir=self.stateDir)
+                log.info(
+                    "saved the resume data of {saved} torrent(s) in {stateDir}",
+                    saved=saved,
+                    stateDir=self.stateDir,
+                )
                 return session.stop()
             return succeed(None)
 
@@ -376,15 +375,19 @@ class TorrentDaemon(MultiService):
             host = getattr(address, "host", "?")
             if ":" in host:
                 host = f"[{host}]"
-            log.info("HTTP status page on http://{host}:{port}/", host=host,
-                     port=getattr(address, "port", "?"))
+            log.info(
+                "HTTP status page on http://{host}:{port}/",
+                host=host,
+                port=getattr(address, "port", "?"),
+            )
             return port
 
         def failed(reason: Failure) -> None:
             self._listening = None
             log.critical(
                 "cannot serve HTTP on {endpoint}: {reason}; the daemon runs without HTTP",
-                endpoint=self.httpEndpoint, reason=reason.getErrorMessage(),
+                endpoint=self.httpEndpoint,
+                reason=reason.getErrorMessage(),
             )
 
         d.addCallbacks(listening, failed)
@@ -413,8 +416,11 @@ class TorrentDaemon(MultiService):
         try:
             names = sorted(os.listdir(self.stateDir))
         except OSError as e:
-            log.error("cannot read the state folder {stateDir}: {error}",
-                      stateDir=self.stateDir, error=e.strerror or e)
+            log.error(
+                "cannot read the state folder {stateDir}: {error}",
+                stateDir=self.stateDir,
+                error=e.strerror or e,
+            )
             return succeed(0)
         adds: list[Deferred[bool]] = []
         for name in names:
@@ -426,8 +432,12 @@ class TorrentDaemon(MultiService):
                 record = self._loadState(infohash)
             except (OSError, ValueError, KeyError, TypeError, TorrentError) as e:
                 reason = e.reason if isinstance(e, TorrentError) else str(e)
-                log.error("cannot restore torrent {infohash} from {stateDir}: {reason}",
-                          infohash=infohash, stateDir=self.stateDir, reason=reason)
+                log.error(
+                    "cannot restore torrent {infohash} from {stateDir}: {reason}",
+                    infohash=infohash,
+                    stateDir=self.stateDir,
+                    reason=reason,
+                )
                 continue
             try:
                 with open(self._statePath(infohash, ".resume"), "rb") as f:
@@ -435,8 +445,11 @@ class TorrentDaemon(MultiService):
             except FileNotFoundError:
                 resume = None
             except OSError as e:
-                log.warn("cannot read the resume data of {infohash}: {error}",
-                         infohash=infohash, error=e.strerror or e)
+                log.warn(
+                    "cannot read the resume data of {infohash}: {error}",
+                    infohash=infohash,
+                    error=e.strerror or e,
+                )
                 resume = None
             adds.append(self._start(record, resume))
         results = DeferredList(adds)
@@ -461,7 +474,10 @@ class TorrentDaemon(MultiService):
             raise ValueError("'sources' must be a list of paths")
         name = state.get("name")
         return _Torrent(
-            infohash, metainfo, magnet, name if isinstance(name, str) else infohash,
+            infohash,
+            metainfo,
+            magnet,
+            name if isinstance(name, str) else infohash,
             set(sources),
         )
 
@@ -479,11 +495,17 @@ class TorrentDaemon(MultiService):
                 "magnet": record.magnet,
                 "sources": sorted(record.sources),
             }
-            _atomicWrite(self._statePath(record.infohash, ".json"),
-                         json.dumps(state, indent=1).encode("utf-8"))
+            _atomicWrite(
+                self._statePath(record.infohash, ".json"),
+                json.dumps(state, indent=1).encode("utf-8"),
+            )
         except OSError as e:
-            log.error("cannot write the state of {torrent} in {stateDir}: {error}",
-                      torrent=record.label, stateDir=self.stateDir, error=e.strerror or e)
+            log.error(
+                "cannot write the state of {torrent} in {stateDir}: {error}",
+                torrent=record.label,
+                stateDir=self.stateDir,
+                error=e.strerror or e,
+            )
 
     def _deleteState(self, infohash: str) -> None:
         for suffix in (".json", ".torrent", ".resume"):
@@ -536,8 +558,12 @@ class TorrentDaemon(MultiService):
                 return False
             self._writeState(record)
             how = "resumed" if resumedata is not None else "added"
-            log.info("{how} {torrent}, saving to {savePath}", how=how, torrent=record.label,
-                     savePath=self.savePath)
+            log.info(
+                "{how} {torrent}, saving to {savePath}",
+                how=how,
+                torrent=record.label,
+                savePath=self.savePath,
+            )
             self._connectPeers(record)
             return True
 
@@ -548,8 +574,12 @@ class TorrentDaemon(MultiService):
             error = reason.value
             why = error.reason if isinstance(error, TorrentError) else str(error)
             if resumedata is not None and isinstance(error, InvalidTorrent) and not record.dropped:
-                log.warn("the resume data of {torrent} is unusable ({why}): checking its "
-                         "data from scratch instead", torrent=record.label, why=why)
+                log.warn(
+                    "the resume data of {torrent} is unusable ({why}): checking its "
+                    "data from scratch instead",
+                    torrent=record.label,
+                    why=why,
+                )
                 _removeQuietly(self._statePath(record.infohash, ".resume"))
                 return self._add(session, record, None)
             if self._torrents.get(record.infohash) is record:
@@ -580,8 +610,11 @@ class TorrentDaemon(MultiService):
             if isinstance(result, Failure) and not isinstance(
                 result.value, (SessionStopped, UnknownTorrent)
             ):
-                log.warn("removing {torrent} failed: {why}", torrent=record.label,
-                         why=result.getErrorMessage())
+                log.warn(
+                    "removing {torrent} failed: {why}",
+                    torrent=record.label,
+                    why=result.getErrorMessage(),
+                )
 
         d.addBoth(removed)
 
@@ -593,8 +626,12 @@ class TorrentDaemon(MultiService):
         if self._torrents.get(record.infohash) is record:
             del self._torrents[record.infohash]
         self._deleteState(record.infohash)
-        log.info("stopped {torrent}: {why}; its files stay in {savePath}",
-                 torrent=record.label, why=why, savePath=self.savePath)
+        log.info(
+            "stopped {torrent}: {why}; its files stay in {savePath}",
+            torrent=record.label,
+            why=why,
+            savePath=self.savePath,
+        )
         if not record.adding:
             self._removeFromSession(record)
         # else: added() removes it when the add completes
@@ -618,8 +655,11 @@ class TorrentDaemon(MultiService):
 
     def _torrentError(self, torrentid: int, reason: str) -> None:
         record = self._byId.get(torrentid)
-        log.error("torrent {torrent}: {reason}",
-                  torrent=record.label if record is not None else torrentid, reason=reason)
+        log.error(
+            "torrent {torrent}: {reason}",
+            torrent=record.label if record is not None else torrentid,
+            reason=reason,
+        )
 
     def _torrentRemoved(self, torrentid: int) -> None:
         record = self._byId.pop(torrentid, None)
@@ -638,20 +678,20 @@ class TorrentDaemon(MultiService):
     def _resolvePeers(self) -> None:
         self._peerAddresses = []
         for host, port in self.peers:
-            if _isIPAddress(host):
-                self._peerAddresses.append((host, port))
+            d = resolveHostPort(self.reactor, host, port)
+            if d.called:
+                d.addCallback(self._peerAddresses.append)
                 continue
 
-            def resolved(ip: str, host: str = host, port: int = port) -> None:
-                log.info("peer {host} is {ip}", host=host, ip=ip)
-                self._peerAddresses.append((ip, port))
+            def resolved(address: tuple[str, int], host: str = host) -> None:
+                log.info("peer {host} is {ip}", host=host, ip=address[0])
+                self._peerAddresses.append(address)
                 self._reconnectPeers()
 
-            def unresolved(reason: Failure, host: str = host) -> None:
-                log.warn("cannot resolve peer {host}: {why}; it is left out", host=host,
-                         why=reason.getErrorMessage())
+            def unresolved(reason: Failure) -> None:
+                log.warn("{why}; that peer is left out", why=reason.getErrorMessage())
 
-            self.reactor.resolve(host).addCallbacks(resolved, unresolved)
+            d.addCallbacks(resolved, unresolved)
 
     def _connectPeers(self, record: _Torrent) -> None:
         session = self._session
@@ -661,8 +701,13 @@ class TorrentDaemon(MultiService):
             try:
                 session.connectPeer(record.torrentid, host, port)
             except (ValueError, TorrentError) as e:
-                log.debug("cannot connect {torrent} to {host}:{port}: {e}",
-                          torrent=record.label, host=host, port=port, e=e)
+                log.debug(
+                    "cannot connect {torrent} to {host}:{port}: {e}",
+                    torrent=record.label,
+                    host=host,
+                    port=port,
+                    e=e,
+                )
 
     def _reconnectPeers(self) -> None:
         session = self._session
@@ -689,15 +734,21 @@ class TorrentDaemon(MultiService):
             try:
                 _atomicWrite(self._statePath(record.infohash, ".resume"), data)
             except OSError as e:
-                log.error("cannot write the resume data of {torrent}: {error}",
-                          torrent=record.label, error=e.strerror or e)
+                log.error(
+                    "cannot write the resume data of {torrent}: {error}",
+                    torrent=record.label,
+                    error=e.strerror or e,
+                )
                 return False
             return True
 
         def failed(reason: Failure) -> bool:
             if not isinstance(reason.value, (SessionStopped, TorrentRemoved, UnknownTorrent)):
-                log.warn("saving the resume data of {torrent} failed: {why}",
-                         torrent=record.label, why=reason.getErrorMessage())
+                log.warn(
+                    "saving the resume data of {torrent} failed: {why}",
+                    torrent=record.label,
+                    why=reason.getErrorMessage(),
+                )
             return False
 
         return session.saveResumeData(record.torrentid).addCallbacks(write, failed)
@@ -726,8 +777,7 @@ class TorrentDaemon(MultiService):
             return sum(1 for ok, saved in results if ok and saved)
 
         def timedOut(reason: Failure) -> int:
-            log.error("saving resume data took over {timeout} s; giving up on it",
-                      timeout=timeout)
+            log.error("saving resume data took over {timeout} s; giving up on it", timeout=timeout)
             return 0
 
         return d.addCallbacks(counted, timedOut)
@@ -752,8 +802,11 @@ class TorrentDaemon(MultiService):
         except OSError as e:
             problem = e.strerror or str(e)
             if problem != self._watchProblem:
-                log.error("cannot read the watch folder {watchDir}: {problem}; the torrents "
-                          "keep running", watchDir=self.watchDir, problem=problem)
+                log.error(
+                    "cannot read the watch folder {watchDir}: {problem}; the torrents keep running",
+                    watchDir=self.watchDir,
+                    problem=problem,
+                )
                 self._watchProblem = problem
             return
         if self._watchProblem is not None:
@@ -785,8 +838,7 @@ class TorrentDaemon(MultiService):
         """After a restart: stop the torrents whose watch files went while we were down."""
         for record in list(self._torrents.values()):
             missing = {
-                s for s in record.sources
-                if os.path.dirname(s) == self.watchDir and s not in seen
+                s for s in record.sources if os.path.dirname(s) == self.watchDir and s not in seen
             }
             if not missing:
                 continue
@@ -807,8 +859,9 @@ class TorrentDaemon(MultiService):
         except OSError as e:
             raise _BadFile(f"cannot read it: {e.strerror or e}") from None
         if len(data) > limit:
-            raise _BadFile(f"too large for a {'.magnet' if isMagnet else '.torrent'} file "
-                           f"(over {limit} bytes)")
+            raise _BadFile(
+                f"too large for a {'.magnet' if isMagnet else '.torrent'} file (over {limit} bytes)"
+            )
         if not isMagnet:
             try:
                 return data, None, infohashOf(data)
@@ -838,9 +891,7 @@ class TorrentDaemon(MultiService):
             watched.reason = reason
             log.warn("skipping {file}: {reason}", file=path, reason=reason)
 
-    def _fileChanged(
-        self, path: str, signature: tuple[int, int], old: _WatchedFile | None
-    ) -> None:
+    def _fileChanged(self, path: str, signature: tuple[int, int], old: _WatchedFile | None) -> None:
         try:
             metainfo, magnet, infohash = self._readWatchFile(path)
         except _BadFile as e:
@@ -850,8 +901,9 @@ class TorrentDaemon(MultiService):
             self._skip(path, e.reason)
             return
         if old is not None and old.infohash is not None and old.infohash != infohash:
-            self._dropSource(old.infohash, path,
-                             f"{os.path.basename(path)} now names another torrent")
+            self._dropSource(
+                old.infohash, path, f"{os.path.basename(path)} now names another torrent"
+            )
         self._watched[path] = _WatchedFile(signature, infohash)
         record = self._torrents.get(infohash)
         if record is not None:
@@ -869,7 +921,8 @@ class TorrentDaemon(MultiService):
         watched = self._watched.pop(path)
         if watched.infohash is not None:
             self._dropSource(
-                watched.infohash, path,
+                watched.infohash,
+                path,
                 f"{os.path.basename(path)} was removed from the watch folder",
             )
 
