@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -653,3 +654,69 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
         await running([], "the torrent to stop with its last file")
     finally:
         await withTimeout(daemon.stopService(), 20)
+
+
+# -- a daemon that cannot do its job -------------------------------------------------------
+
+
+def _busyPort() -> socket.socket:
+    """A port taken by a listening socket (a plain one: the reactor never sees it)."""
+    return socket.create_server(("127.0.0.1", 0))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("problem", ["http-busy", "unwritable-save-path", "listen-busy",
+                                     "listen-foreign-address"])
+@pytest_twisted.ensureDeferred
+async def test_a_daemon_that_cannot_work_exits_naming_the_option(
+    daemons: Daemons, tmp_path: Path, problem: str
+) -> None:
+    """A supervisor sees the failure: exit status 1 and one line naming the option."""
+    busy = _busyPort()
+    port = busy.getsockname()[1]
+    savePath = tmp_path / "save"
+    try:
+        if problem == "http-busy":
+            args = ["--http", str(port)]
+            expected = (f"twistd pcpkit torrent: --http: cannot serve HTTP on "
+                        f"tcp:{port}:interface=127.0.0.1: Couldn't listen on 127.0.0.1:{port}")
+        elif problem == "unwritable-save-path":
+            (tmp_path / "afile").write_bytes(b"not a folder")
+            savePath = tmp_path / "afile" / "downloads"
+            args = []
+            expected = (f"twistd pcpkit torrent: --save-path: {savePath} is not a writable "
+                        "folder: Not a directory")
+        elif problem == "listen-busy":
+            args = ["--listen-interfaces", f"127.0.0.1:{port}"]
+            expected = (f"twistd pcpkit torrent: --listen-interfaces: cannot listen on "
+                        f"127.0.0.1:{port}: Address already in use")
+        else:
+            args = ["--listen-interfaces", "192.0.2.1:0"]  # TEST-NET-1: not this host's
+            expected = ("twistd pcpkit torrent: --listen-interfaces: cannot listen on "
+                        "192.0.2.1:0: Cannot assign requested address")
+        runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(savePath), *args))
+        code = await withTimeout(runner.ended, 60)
+    finally:
+        busy.close()
+    text = runner.text()
+    assert code == 1, text
+    assert expected in text, text
+    assert "Traceback" not in text, text
+    assert "Main loop terminated" not in text, text  # it never ran
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_bad_listen_interfaces_are_usage_errors(daemons: Daemons, tmp_path: Path) -> None:
+    for value, expected in (
+        ("nonsense", "--listen-interfaces: 'nonsense' is not ADDRESS:PORT"),
+        ("127.0.0.1:0,", "--listen-interfaces: '127.0.0.1:0,' has an empty entry"),
+        ("127.0.0.1:70000", "--listen-interfaces: '127.0.0.1:70000': port 70000 is out of range"),
+        ("nosuchdevice0:6881", "'nosuchdevice0' is neither an IP address nor a network device"),
+    ):
+        runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(tmp_path),
+                                          "--listen-interfaces", value))
+        code = await withTimeout(runner.ended, 30)
+        assert code != 0, runner.text()
+        assert expected in runner.text(), runner.text()
+        assert "Traceback" not in runner.text()

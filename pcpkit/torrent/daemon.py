@@ -31,6 +31,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +59,7 @@ from pcpkit.torrent.session import (
 )
 from pcpkit.torrent.web import DaemonSite, makeSite
 
-__all__ = ["TorrentDaemon", "DEFAULT_STATE_FOLDER"]
+__all__ = ["TorrentDaemon", "DaemonStartError", "DEFAULT_STATE_FOLDER", "listenInterfacesProblem"]
 
 log = Logger()
 
@@ -71,6 +73,80 @@ MAX_MAGNET_FILE = 64 * 1024
 
 _STATE_FILE = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64})\.json")
 _WATCHED_SUFFIXES = (".torrent", ".magnet")
+
+
+class DaemonStartError(Exception):
+    """
+    The daemon cannot do its job with one of its parameters: ``parameter`` names it (as
+    :class:`TorrentDaemon` spells it: ``savePath``, ``httpEndpoint``, ...), ``str()`` is one
+    line saying why.
+    """
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(reason)
+        self.parameter = parameter
+        self.reason = reason
+
+
+def listenInterfacesProblem(value: str, bind: bool = False) -> str | None:
+    """
+    What is wrong with a libtorrent ``listen_interfaces`` value (``None``: nothing).
+
+    Each comma-separated entry is ``ADDRESS:PORT``, ``[IPV6]:PORT`` or ``DEVICE:PORT``, the
+    port optionally followed by libtorrent's flags (``s`` for SSL, ``l`` for local). With
+    ``bind``, each address is also bound once (and let go), so an address this host does not
+    have, or a port in use, is found now rather than as a libtorrent warning later.
+    """
+    entries = [e.strip() for e in value.split(",")]
+    if not value.strip() or not all(entries):
+        return f"{value!r} has an empty entry (expected ADDRESS:PORT[,ADDRESS:PORT...])"
+    for entry in entries:
+        host, sep, port = entry.rpartition(":")
+        port = port.rstrip("sl")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not (port.isascii() and port.isdigit()) or len(port) > 5:
+            return f"{entry!r} is not ADDRESS:PORT"
+        if int(port) > 65535:
+            return f"{entry!r}: port {port} is out of range"
+        family = _addressFamily(host)
+        if family is None:
+            try:
+                socket.if_nametoindex(host)
+            except OSError:
+                return f"{entry!r}: {host!r} is neither an IP address nor a network device"
+            continue
+        if bind:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, int(port)))
+                except OSError as e:
+                    return f"cannot listen on {entry}: {e.strerror or e}"
+    return None
+
+
+def _addressFamily(host: str) -> int | None:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
+def _checkFolder(parameter: str, folder: str) -> None:
+    """Create ``folder`` if needed and write a file in it. :raises DaemonStartError:"""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pcpkit-probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise DaemonStartError(
+            parameter, f"{folder} is not a writable folder: {e.strerror or e}"
+        ) from None
 
 
 class _BadFile(Exception):
@@ -267,17 +343,38 @@ class TorrentDaemon(MultiService):
     # -- service -----------------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
-        """Listen on the HTTP endpoint now, before twistd gives up its privileges."""
+        """
+        Listen on the HTTP endpoint now, before twistd gives up its privileges.
+
+        :raises DaemonStartError: (``httpEndpoint``) the port cannot be had.
+        """
         super().privilegedStartService()  # type: ignore[no-untyped-call,unused-ignore]
         self._listenHttp()
 
     def startService(self) -> None:
-        """Create the folders and the session, restore the torrents, start watching."""
-        super().startService()  # type: ignore[no-untyped-call,unused-ignore]
+        """
+        Create the folders and the session, restore the torrents, start watching.
+
+        :raises DaemonStartError: a folder is not writable, the listen interfaces cannot be
+            listened on, or the HTTP port cannot be had: the daemon could not do its job.
+        """
         self._stopping = None
-        for folder in (self.savePath, self.stateDir, self.watchDir):
-            if folder is not None:
-                os.makedirs(folder, exist_ok=True)
+        try:
+            for parameter, folder in (
+                ("savePath", self.savePath),
+                ("stateDir", self.stateDir),
+                ("watchDir", self.watchDir),
+            ):
+                if folder is not None:
+                    _checkFolder(parameter, folder)
+            problem = listenInterfacesProblem(self.settings["listen_interfaces"], bind=True)
+            if problem is not None:
+                raise DaemonStartError("listenInterfaces", problem)
+            self._listenHttp()
+        except DaemonStartError:
+            self._stopHttp()
+            raise
+        super().startService()  # type: ignore[no-untyped-call,unused-ignore]
         session = TorrentSession(
             self.tickInterval,
             savePath=self.savePath,
@@ -295,7 +392,6 @@ class TorrentDaemon(MultiService):
             watchDir=self.watchDir or "nothing",
         )
         self._resolvePeers()
-        self._listenHttp()
         self._resumeLoop.start(self.resumeInterval, now=False)
         if self.peers:
             self._peerLoop.start(self.peerInterval, now=False)
@@ -360,6 +456,7 @@ class TorrentDaemon(MultiService):
     # -- HTTP --------------------------------------------------------------------------
 
     def _listenHttp(self) -> None:
+        """Listen for HTTP. :raises DaemonStartError: when that failed at once (port taken)."""
         if self._httpServerEndpoint is None or self._listening is not None:
             return
         self.site = makeSite(self)
@@ -382,15 +479,26 @@ class TorrentDaemon(MultiService):
             )
             return port
 
+        failures: list[Failure] | None = []  # a failure while listen() runs: the port is taken
+
         def failed(reason: Failure) -> None:
             self._listening = None
+            if failures is not None:
+                failures.append(reason)
+                return
             log.critical(
-                "cannot serve HTTP on {endpoint}: {reason}; the daemon runs without HTTP",
+                "cannot serve HTTP on {endpoint}: {reason}",
                 endpoint=self.httpEndpoint,
                 reason=reason.getErrorMessage(),
             )
 
         d.addCallbacks(listening, failed)
+        if failures:
+            raise DaemonStartError(
+                "httpEndpoint",
+                f"cannot serve HTTP on {self.httpEndpoint}: {failures[0].getErrorMessage()}",
+            )
+        failures = None  # from now on a failure is logged
 
     def _stopHttp(self) -> Deferred[Any]:
         listening, self._listening = self._listening, None
