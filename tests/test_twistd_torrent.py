@@ -23,6 +23,8 @@ from typing import Any
 import libtorrent
 import pytest
 import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol, connectionDone
@@ -337,6 +339,9 @@ async def test_watch_download_stream_stop_resume_and_remove(
     # errors: past the end, unknown torrent or file, malformed paths, other methods
     code, headers, _ = await daemon.request(stream, {"Range": f"bytes={size}-"})
     assert (code, headers["content-range"]) == (416, f"bytes */{size}")
+    # an absurd number (past Python's int-string limit) is a 416 too, not a 500
+    code, headers, body = await daemon.request(stream, {"Range": f"bytes={'9' * 5000}-"})
+    assert (code, headers["content-range"]) == (416, f"bytes */{size}"), body[:200]
     assert (await daemon.request(f"/stream/{'0' * 40}/0"))[0] == 404
     assert (await daemon.request(f"/stream/{infohash}/1"))[0] == 404
     for bad in (f"/stream/{infohash[:-1]}/0", f"/stream/{infohash}/x", f"/stream/{infohash}/-1",
@@ -720,3 +725,63 @@ async def test_bad_listen_interfaces_are_usage_errors(daemons: Daemons, tmp_path
         assert code != 0, runner.text()
         assert expected in runner.text(), runner.text()
         assert "Traceback" not in runner.text()
+
+
+def test_parse_range_absurd_numbers() -> None:
+    """5,000 digits: 416 for a start past the end, cut to the end for a last byte, no 500."""
+    huge = "9" * 5000
+    with pytest.raises(RangeNotSatisfiable) as info:
+        parseRange(f"bytes={huge}-", 1000)
+    assert len(str(info.value)) < 100
+    assert parseRange(f"bytes=0-{huge}", 1000) == (0, 1000)
+    assert parseRange(f"bytes=-{huge}", 1000) == (0, 1000)
+    assert parseRange(f"bytes={'0' * 5000}5-6", 1000) == (5, 7)
+    assert parseRange(f"bytes={huge}-5", 1000) is None  # last < first: ignored
+
+
+def _rangeModel(first: int | None, last: int | None, size: int) -> tuple[int, int] | None | str:
+    """RFC 9110's single byte range, as plain integers: the oracle for parseRange."""
+    if first is None and last is None:
+        return None
+    if first is None:
+        assert last is not None
+        return "416" if last == 0 or size == 0 else (max(size - last, 0), size)
+    if last is not None and last < first:
+        return None
+    if first >= size:
+        return "416"
+    return first, size if last is None else min(last + 1, size)
+
+
+@given(
+    first=st.none() | st.integers(0, 10**30),
+    last=st.none() | st.integers(0, 10**30),
+    size=st.integers(0, 2**40),
+    zeros=st.integers(0, 3),
+    spaces=st.sampled_from(["", " ", "\t"]),
+)
+def test_parse_range_matches_the_model(
+    first: int | None, last: int | None, size: int, zeros: int, spaces: str
+) -> None:
+    def digits(n: int | None) -> str:
+        return "" if n is None else "0" * zeros + str(n)
+
+    header = f"bytes{spaces}={spaces}{digits(first)}{spaces}-{spaces}{digits(last)}"
+    expected = _rangeModel(first, last, size)
+    if expected == "416":
+        with pytest.raises(RangeNotSatisfiable):
+            parseRange(header, size)
+    else:
+        assert parseRange(header, size) == expected
+
+
+@given(header=st.text(max_size=60) | st.binary(max_size=60), size=st.integers(0, 2**40))
+def test_parse_range_any_header(header: str | bytes, size: int) -> None:
+    """Whatever the header: the whole file, a range inside it, or 416; nothing else."""
+    try:
+        got = parseRange(header, size)
+    except RangeNotSatisfiable:
+        return
+    if got is not None:
+        start, end = got
+        assert 0 <= start < end <= size
