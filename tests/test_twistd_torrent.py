@@ -785,3 +785,70 @@ def test_parse_range_any_header(header: str | bytes, size: int) -> None:
     if got is not None:
         start, end = got
         assert 0 <= start < end <= size
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_daemon_disk_work_runs_off_the_reactor_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    State and resume writes, state-folder reads and watch-folder scans run in threads, one at
+    a time; fsync happens at shutdown only, not on every save.
+    """
+    from twisted.python import threadable
+
+    from pcpkit.torrent import daemon as daemonmod
+
+    calls: list[tuple[str, bool]] = []  # (what, on the reactor thread)
+    running = [0]
+    overlapped = [False]
+
+    def spy(name: str, f: Any) -> Any:
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            calls.append((name, threadable.isInIOThread()))
+            running[0] += 1
+            overlapped[0] = overlapped[0] or running[0] > 1
+            try:
+                return f(*args, **kw)
+            finally:
+                running[0] -= 1
+
+        return wrapper
+
+    monkeypatch.setattr(daemonmod, "_atomicWrite", spy("write", daemonmod._atomicWrite))
+    monkeypatch.setattr(daemonmod, "_scanFolder", spy("scan", daemonmod._scanFolder))
+    monkeypatch.setattr(daemonmod, "_removeFiles", spy("remove", daemonmod._removeFiles))
+    monkeypatch.setattr(
+        TorrentDaemon, "_readStateFolder", spy("restore", TorrentDaemon._readStateFolder)
+    )
+    monkeypatch.setattr(os, "fsync", spy("fsync", os.fsync))
+
+    save, watch = tmp_path / "save", tmp_path / "watch"
+    writePayload(save, "doc.pdf", 512 * 1024 + 3)
+    raw = makeTorrent(save / "doc.pdf", pieceSize=PIECE)
+    infohash = infohashOf(raw)
+    stateDir = save / ".pcpkit-state"
+    daemon = TorrentDaemon(
+        savePath=str(save), watchDir=str(watch), tickInterval=0.2, pollInterval=0.05,
+        resumeInterval=0.2,
+    )
+    daemon.startService()
+    try:
+        drop(watch, "doc.torrent", raw)
+        await waitUntil(lambda: (stateDir / f"{infohash}.resume").exists(), 10,
+                        "resume data to be saved")
+        await waitUntil(lambda: (stateDir / f"{infohash}.json").exists(), 10, "the state")
+        (watch / "doc.torrent").unlink()
+        await waitUntil(lambda: not (stateDir / f"{infohash}.json").exists(), 10,
+                        "the state to be removed with the watch file")
+        drop(watch, "again.torrent", raw)
+        await waitUntil(lambda: (stateDir / f"{infohash}.json").exists(), 10, "the state again")
+        assert "fsync" not in {name for name, _ in calls}, calls
+    finally:
+        await withTimeout(daemon.stopService(), 20)
+    names = {name for name, _ in calls}
+    assert {"write", "scan", "remove", "restore", "fsync"} <= names, names
+    onReactor = [name for name, inReactor in calls if inReactor]
+    assert onReactor == [], onReactor
+    assert not overlapped[0]

@@ -4,22 +4,25 @@
 :class:`TorrentDaemon` is a :class:`~twisted.application.service.MultiService` that owns a
 :class:`~pcpkit.torrent.session.TorrentSession` for as long as it runs:
 
-- **Watch folder.** The folder is polled (a ``LoopingCall``, every second by default; no
-  thread) for ``*.torrent`` files and ``*.magnet`` files (a ``.magnet`` file holds one
-  magnet link). A new file starts its torrent, saving into the save path and connecting to
-  every ``--peer``; removing the file stops the torrent (its downloaded files are kept);
-  changing the file to another torrent does both. A file that is not a valid torrent is
-  logged once, with the reason, listed on the status page, and skipped until it changes;
-  the daemon keeps serving. File names starting with ``.`` are ignored, so a tool can write
-  ``.name.torrent`` and rename it when complete.
+- **Watch folder.** The folder is polled (a ``LoopingCall``, every second by default; the
+  listing and the reading in a thread) for ``*.torrent`` files and ``*.magnet`` files (a
+  ``.magnet`` file holds one magnet link). A new file starts its torrent, saving into the save
+  path and connecting to every ``--peer``; removing the file stops the torrent (its downloaded
+  files are kept); changing the file to another torrent does both. A file that is not a valid
+  torrent is logged once, with the reason, listed on the status page, and skipped until it
+  changes; the daemon keeps serving. File names starting with ``.`` are ignored, so a tool can
+  write ``.name.torrent`` and rename it when complete.
 - **State.** For each torrent the state folder (default ``SAVE_PATH/.pcpkit-state``) holds
   ``<infohash>.json`` (how it was added: magnet link, watch-folder files),
   ``<infohash>.torrent`` (its metainfo) and ``<infohash>.resume`` (libtorrent resume data).
   Resume data is written when a torrent finishes, every ``resumeInterval`` seconds for the
   torrents that changed, and for every torrent at :meth:`TorrentDaemon.stopService`; files
-  are replaced atomically. On start the torrents are re-added with their resume data, so
-  nothing is downloaded or checked again: a finished torrent comes back seeding. Unusable
-  resume data is logged and the torrent re-checked from its data instead.
+  are replaced atomically. Every disk access (state and resume files, the watch folder) runs
+  in the reactor's thread pool, one at a time in order, so the reactor never waits on a disk;
+  written files are synced (``fsync``) once, at shutdown. On start the torrents are re-added
+  with their resume data, so nothing is downloaded or checked again: a finished torrent comes
+  back seeding. Unusable resume data is logged and the torrent re-checked from its data
+  instead.
 - **HTTP** (``httpEndpoint``): the status page, ``/status.json`` and
   ``/stream/<infohash>/<fileIndex>`` of :mod:`pcpkit.torrent.web`.
 
@@ -28,18 +31,20 @@ File names inside a torrent are checked by the engine: none can leave the save p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -201,22 +206,183 @@ class _Observer(BaseTorrentSessionObserver):
 
 
 def _atomicWrite(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data``: readers see the old or the new file, never a part."""
+    """
+    Replace ``path`` with ``data``: readers see the old or the new file, never a part. Not
+    synced here (:meth:`_Disk.flush` does, at shutdown); a failed write leaves no ``.tmp``.
+    """
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _removeQuietly(path: str) -> None:
     try:
-        os.remove(path)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _removeFiles(paths: Iterable[str]) -> list[str]:
+    """Remove what exists of ``paths``; returns the errors (one line each)."""
+    errors = []
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            errors.append(f"cannot remove {path}: {e.strerror or e}")
+    return errors
+
+
+def _readFile(path: str) -> bytes | None:
+    """The bytes of ``path``, ``None`` if there is no such file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
     except FileNotFoundError:
-        pass
+        return None
+
+
+_T = TypeVar("_T")
+
+
+def _readWatchFile(path: str) -> tuple[bytes | None, str | None, str]:
+    """``(metainfo, magnet, infohash)`` of a watch-folder file. :raises _BadFile:"""
+    isMagnet = path.lower().endswith(".magnet")
+    limit = MAX_MAGNET_FILE if isMagnet else MAX_TORRENT_FILE
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as e:
-        log.warn("cannot remove {path}: {error}", path=path, error=e.strerror or e)
+        raise _BadFile(f"cannot read it: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise _BadFile(
+            f"too large for a {'.magnet' if isMagnet else '.torrent'} file (over {limit} bytes)"
+        )
+    if not isMagnet:
+        try:
+            return data, None, infohashOf(data)
+        except InvalidTorrent as e:
+            raise _BadFile(e.reason) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _BadFile("not a magnet link: the file is not UTF-8 text") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise _BadFile("not a magnet link: the file is empty")
+    if len(lines) > 1:
+        raise _BadFile(f"a .magnet file holds one magnet link, not {len(lines)} lines")
+    try:
+        return None, lines[0], parseMagnet(lines[0]).infohash
+    except InvalidTorrent as e:
+        raise _BadFile(e.reason) from None
+
+
+#: A watch-folder scan: ``(signature of each watched file, what each new or changed one
+#: holds (or why it was skipped), the problem reading the folder)``.
+_Scan = tuple[
+    dict[str, tuple[int, int]],
+    dict[str, "tuple[bytes | None, str | None, str] | _BadFile"],
+    str | None,
+]
+
+
+def _scanFolder(folder: str, known: dict[str, tuple[int, int]]) -> _Scan:
+    """(In a thread.) List ``folder``; read the files not in ``known`` or changed since."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        return {}, {}, e.strerror or str(e)
+    seen: dict[str, tuple[int, int]] = {}
+    reads: dict[str, tuple[bytes | None, str | None, str] | _BadFile] = {}
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or not name.lower().endswith(_WATCHED_SUFFIXES):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            st = entry.stat()
+        except OSError:
+            continue  # gone since the listing
+        signature = (st.st_mtime_ns, st.st_size)
+        seen[entry.path] = signature
+        if known.get(entry.path) != signature:
+            try:
+                reads[entry.path] = _readWatchFile(entry.path)
+            except _BadFile as e:
+                reads[entry.path] = e
+    return seen, reads, None
+
+
+class _Disk:
+    """
+    The daemon's disk work, off the reactor thread (the reactor's thread pool), one job at a
+    time in the order asked: a state file written and then deleted ends deleted. Files are
+    written without ``fsync``; :meth:`flush` syncs the ones written since the last flush (the
+    daemon does at shutdown).
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._tail: Deferred[None] = succeed(None)
+        self._written: set[str] = set()  # touched only by jobs, which run one at a time
+
+    def run(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """Run ``f(*args)`` in a thread after the jobs before it; fires with its result."""
+        result: Deferred[_T] = Deferred()
+
+        def start(_: object) -> Deferred[None]:
+            work = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), f, *args)
+
+            def done(outcome: object) -> None:
+                if isinstance(outcome, Failure):
+                    result.errback(outcome)
+                else:
+                    result.callback(cast(_T, outcome))
+
+            return work.addBoth(done)
+
+        self._tail.addCallback(start)
+        return result
+
+    def write(self, path: str, data: bytes) -> Deferred[None]:
+        """:func:`_atomicWrite` as a job."""
+
+        def job() -> None:
+            _atomicWrite(path, data)
+            self._written.add(path)
+
+        return self.run(job)
+
+    def flush(self) -> Deferred[int]:
+        """``fsync`` every file written since the last flush, and their folders."""
+
+        def job() -> int:
+            folders = set()
+            synced = 0
+            for path in sorted(self._written):
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # deleted since
+                try:
+                    os.fsync(fd)
+                    synced += 1
+                finally:
+                    os.close(fd)
+                folders.add(os.path.dirname(path))
+            for folder in folders:
+                fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._written.clear()
+            return synced
+
+        return self.run(job)
 
 
 class TorrentDaemon(MultiService):
@@ -312,6 +478,7 @@ class TorrentDaemon(MultiService):
         self._watchProblem: str | None = None
         self._listening: Deferred[Any] | None = None
         self._stopping: Deferred[None] | None = None
+        self._disk = _Disk(self.reactor)
         self._pollLoop = self._loop(self._poll)
         self._resumeLoop = self._loop(self._saveChangedResumeData)
         self._peerLoop = self._loop(self._reconnectPeers)
@@ -428,6 +595,18 @@ class TorrentDaemon(MultiService):
                 return succeed(0)
             return self._saveResumeData(session, onlyChanged=False)
 
+        def flush(saved: int) -> Deferred[int]:
+            # Every write queued so far (state, resume data) is done, then synced once.
+            def failed(reason: Failure) -> int:
+                log.error(
+                    "cannot sync the state folder {stateDir}: {why}",
+                    stateDir=self.stateDir,
+                    why=reason.getErrorMessage(),
+                )
+                return saved
+
+            return self._disk.flush().addCallbacks(lambda _: saved, failed)
+
         def stopSession(saved: int) -> Deferred[None]:
             if session is not None:
                 log.info(
@@ -448,6 +627,7 @@ class TorrentDaemon(MultiService):
 
         d: Deferred[Any] = gatherResults([children, http], consumeErrors=True)
         d.addBoth(saveAll)
+        d.addCallback(flush)
         d.addCallback(stopSession)
         d.addCallback(stopped)
         self._stopping = d
@@ -521,16 +701,16 @@ class TorrentDaemon(MultiService):
 
     def _restore(self, session: TorrentSession) -> Deferred[int]:
         """Re-add the torrents of the state folder; fires with how many were added."""
+        return self._disk.run(self._readStateFolder).addCallback(self._restoreFrom)
+
+    def _readStateFolder(self) -> tuple[list[tuple[_Torrent, bytes | None]], list[str]]:
+        """(In a thread.) The torrents of the state folder, and what could not be read."""
         try:
             names = sorted(os.listdir(self.stateDir))
         except OSError as e:
-            log.error(
-                "cannot read the state folder {stateDir}: {error}",
-                stateDir=self.stateDir,
-                error=e.strerror or e,
-            )
-            return succeed(0)
-        adds: list[Deferred[bool]] = []
+            return [], [f"cannot read the state folder {self.stateDir}: {e.strerror or e}"]
+        found: list[tuple[_Torrent, bytes | None]] = []
+        problems: list[str] = []
         for name in names:
             match = _STATE_FILE.fullmatch(name)
             if match is None:
@@ -540,30 +720,31 @@ class TorrentDaemon(MultiService):
                 record = self._loadState(infohash)
             except (OSError, ValueError, KeyError, TypeError, TorrentError) as e:
                 reason = e.reason if isinstance(e, TorrentError) else str(e)
-                log.error(
-                    "cannot restore torrent {infohash} from {stateDir}: {reason}",
-                    infohash=infohash,
-                    stateDir=self.stateDir,
-                    reason=reason,
-                )
+                problems.append(f"cannot restore torrent {infohash} from {self.stateDir}: {reason}")
                 continue
             try:
-                with open(self._statePath(infohash, ".resume"), "rb") as f:
-                    resume: bytes | None = f.read()
-            except FileNotFoundError:
-                resume = None
+                resume = _readFile(self._statePath(infohash, ".resume"))
             except OSError as e:
-                log.warn(
-                    "cannot read the resume data of {infohash}: {error}",
-                    infohash=infohash,
-                    error=e.strerror or e,
+                problems.append(
+                    f"cannot read the resume data of {infohash}: {e.strerror or e}; "
+                    "checking its data instead"
                 )
                 resume = None
-            adds.append(self._start(record, resume))
+            found.append((record, resume))
+        return found, problems
+
+    def _restoreFrom(
+        self, result: tuple[list[tuple[_Torrent, bytes | None]], list[str]]
+    ) -> Deferred[int]:
+        found, problems = result
+        for problem in problems:
+            log.error("{problem}", problem=problem)
+        adds = [self._start(record, resume) for record, resume in found]
         results = DeferredList(adds)
         return results.addCallback(lambda rs: sum(1 for ok, added in rs if ok and added))
 
     def _loadState(self, infohash: str) -> _Torrent:
+        """(In a thread.) One torrent's record from its state files."""
         with open(self._statePath(infohash, ".json"), "rb") as f:
             state = json.loads(f.read().decode("utf-8"))
         if not isinstance(state, dict):
@@ -590,34 +771,50 @@ class TorrentDaemon(MultiService):
         )
 
     def _writeState(self, record: _Torrent) -> None:
+        """Write ``record``'s state files (in a thread, after earlier disk work)."""
         if record.dropped:
             return
-        try:
-            if record.metainfo is not None:
-                path = self._statePath(record.infohash, ".torrent")
-                if not os.path.exists(path):
-                    _atomicWrite(path, record.metainfo)
-            state = {
-                "infohash": record.infohash,
-                "name": record.name,
-                "magnet": record.magnet,
-                "sources": sorted(record.sources),
-            }
-            _atomicWrite(
-                self._statePath(record.infohash, ".json"),
-                json.dumps(state, indent=1).encode("utf-8"),
-            )
-        except OSError as e:
+        state = {
+            "infohash": record.infohash,
+            "name": record.name,
+            "magnet": record.magnet,
+            "sources": sorted(record.sources),
+        }
+        statePath = self._statePath(record.infohash, ".json")
+        torrentPath = self._statePath(record.infohash, ".torrent")
+        metainfo = record.metainfo
+        disk = self._disk
+
+        def job() -> None:
+            if metainfo is not None and not os.path.exists(torrentPath):
+                _atomicWrite(torrentPath, metainfo)
+                disk._written.add(torrentPath)
+            _atomicWrite(statePath, json.dumps(state, indent=1).encode("utf-8"))
+            disk._written.add(statePath)
+
+        def failed(reason: Failure) -> None:
+            error = reason.value
             log.error(
                 "cannot write the state of {torrent} in {stateDir}: {error}",
                 torrent=record.label,
                 stateDir=self.stateDir,
-                error=e.strerror or e,
+                error=error.strerror if isinstance(error, OSError) else error,
             )
 
+        disk.run(job).addErrback(failed)
+
+    def _removeState(self, infohash: str, suffixes: Sequence[str]) -> None:
+        """Remove state files (in a thread, after earlier disk work)."""
+        paths = [self._statePath(infohash, suffix) for suffix in suffixes]
+
+        def logged(errors: list[str]) -> None:
+            for error in errors:
+                log.warn("{error}", error=error)
+
+        self._disk.run(_removeFiles, paths).addCallback(logged)
+
     def _deleteState(self, infohash: str) -> None:
-        for suffix in (".json", ".torrent", ".resume"):
-            _removeQuietly(self._statePath(infohash, suffix))
+        self._removeState(infohash, (".json", ".torrent", ".resume"))
 
     # -- adding and stopping torrents --------------------------------------------------
 
@@ -688,7 +885,7 @@ class TorrentDaemon(MultiService):
                     torrent=record.label,
                     why=why,
                 )
-                _removeQuietly(self._statePath(record.infohash, ".resume"))
+                self._removeState(record.infohash, (".resume",))
                 return self._add(session, record, None)
             if self._torrents.get(record.infohash) is record:
                 del self._torrents[record.infohash]
@@ -836,19 +1033,21 @@ class TorrentDaemon(MultiService):
         if record.torrentid is None or session.stopped:
             return succeed(False)
 
-        def write(data: bytes) -> bool:
+        def write(data: bytes) -> Deferred[bool] | bool:
             if record.dropped:
                 return False
-            try:
-                _atomicWrite(self._statePath(record.infohash, ".resume"), data)
-            except OSError as e:
+
+            def failed(reason: Failure) -> bool:
+                error = reason.value
                 log.error(
                     "cannot write the resume data of {torrent}: {error}",
                     torrent=record.label,
-                    error=e.strerror or e,
+                    error=error.strerror if isinstance(error, OSError) else error,
                 )
                 return False
-            return True
+
+            written = self._disk.write(self._statePath(record.infohash, ".resume"), data)
+            return written.addCallbacks(lambda _: True, failed)
 
         def failed(reason: Failure) -> bool:
             if not isinstance(reason.value, (SessionStopped, TorrentRemoved, UnknownTorrent)):
@@ -897,18 +1096,27 @@ class TorrentDaemon(MultiService):
 
     # -- the watch folder --------------------------------------------------------------
 
-    def _poll(self) -> None:
-        try:
-            self._scan()
-        except Exception:
-            log.failure("looking at the watch folder {watchDir} failed", watchDir=self.watchDir)
-
-    def _scan(self) -> None:
+    def _poll(self) -> Deferred[None]:
+        """Look at the watch folder: listed and read in a thread, applied on the reactor."""
         assert self.watchDir is not None
-        try:
-            entries = list(os.scandir(self.watchDir))
-        except OSError as e:
-            problem = e.strerror or str(e)
+        known = {path: watched.signature for path, watched in self._watched.items()}
+        d = self._disk.run(_scanFolder, self.watchDir, known)
+
+        def apply(result: _Scan) -> None:
+            if self.running and self._session is not None:
+                self._applyScan(result)
+
+        def failed(reason: Failure) -> None:
+            log.failure(
+                "looking at the watch folder {watchDir} failed", reason, watchDir=self.watchDir
+            )
+
+        # The LoopingCall waits for this Deferred: scans never overlap.
+        return d.addCallback(apply).addErrback(failed)
+
+    def _applyScan(self, result: _Scan) -> None:
+        seen, reads, problem = result
+        if problem is not None:
             if problem != self._watchProblem:
                 log.error(
                     "cannot read the watch folder {watchDir}: {problem}; the torrents keep running",
@@ -920,24 +1128,12 @@ class TorrentDaemon(MultiService):
         if self._watchProblem is not None:
             log.info("the watch folder {watchDir} is readable again", watchDir=self.watchDir)
             self._watchProblem = None
-        seen: dict[str, tuple[int, int]] = {}
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or not name.lower().endswith(_WATCHED_SUFFIXES):
-                continue
-            try:
-                if not entry.is_file():
-                    continue
-                st = entry.stat()
-            except OSError:
-                continue  # gone since the listing
-            seen[entry.path] = (st.st_mtime_ns, st.st_size)
         for path in [p for p in self._watched if p not in seen]:
             self._fileRemoved(path)
         for path, signature in sorted(seen.items()):
             old = self._watched.get(path)
-            if old is None or old.signature != signature:
-                self._fileChanged(path, signature, old)
+            if path in reads and (old is None or old.signature != signature):
+                self._fileChanged(path, signature, old, reads[path])
         if self._firstScan:
             self._firstScan = False
             self._forgetMissingSources(seen)
@@ -957,38 +1153,6 @@ class TorrentDaemon(MultiService):
                 names = ", ".join(sorted(os.path.basename(s) for s in missing))
                 self._stopTorrent(record, f"{names} left the watch folder")
 
-    def _readWatchFile(self, path: str) -> tuple[bytes | None, str | None, str]:
-        """``(metainfo, magnet, infohash)`` of a watch-folder file. :raises _BadFile:"""
-        isMagnet = path.lower().endswith(".magnet")
-        limit = MAX_MAGNET_FILE if isMagnet else MAX_TORRENT_FILE
-        try:
-            with open(path, "rb") as f:
-                data = f.read(limit + 1)
-        except OSError as e:
-            raise _BadFile(f"cannot read it: {e.strerror or e}") from None
-        if len(data) > limit:
-            raise _BadFile(
-                f"too large for a {'.magnet' if isMagnet else '.torrent'} file (over {limit} bytes)"
-            )
-        if not isMagnet:
-            try:
-                return data, None, infohashOf(data)
-            except InvalidTorrent as e:
-                raise _BadFile(e.reason) from None
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise _BadFile("not a magnet link: the file is not UTF-8 text") from None
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if not lines:
-            raise _BadFile("not a magnet link: the file is empty")
-        if len(lines) > 1:
-            raise _BadFile(f"a .magnet file holds one magnet link, not {len(lines)} lines")
-        try:
-            return None, lines[0], parseMagnet(lines[0]).infohash
-        except InvalidTorrent as e:
-            raise _BadFile(e.reason) from None
-
     def _skip(self, path: str, reason: str) -> None:
         """Log (once) that a watch-folder file is skipped, and remember why."""
         watched = self._watched.get(path)
@@ -999,15 +1163,20 @@ class TorrentDaemon(MultiService):
             watched.reason = reason
             log.warn("skipping {file}: {reason}", file=path, reason=reason)
 
-    def _fileChanged(self, path: str, signature: tuple[int, int], old: _WatchedFile | None) -> None:
-        try:
-            metainfo, magnet, infohash = self._readWatchFile(path)
-        except _BadFile as e:
+    def _fileChanged(
+        self,
+        path: str,
+        signature: tuple[int, int],
+        old: _WatchedFile | None,
+        read: tuple[bytes | None, str | None, str] | _BadFile,
+    ) -> None:
+        if isinstance(read, _BadFile):
             self._watched[path] = _WatchedFile(signature, None)
             if old is not None and old.infohash is not None:
                 self._dropSource(old.infohash, path, f"{os.path.basename(path)} changed")
-            self._skip(path, e.reason)
+            self._skip(path, read.reason)
             return
+        metainfo, magnet, infohash = read
         if old is not None and old.infohash is not None and old.infohash != infohash:
             self._dropSource(
                 old.infohash, path, f"{os.path.basename(path)} now names another torrent"
