@@ -502,11 +502,9 @@ class RelayedConnection:
                 continue
             if reason is None:
                 side.readDone = side.writeDone = True
-            # Both directions ended (each sink shut down for writing after its last byte,
-            # each source read to its end) or failed: nothing is left to flush either way,
-            # so close now. loseConnection would wait a reactor turn for a writable socket
-            # to flush an empty buffer, and shut the socket down again.
-            side.tr.abortConnection()
+                side.tr.loseConnection()
+            else:
+                side.tr.abortConnection()
         if reason is not None:
             log.debug("spliced connection failed: {reason}", reason=reason.getErrorMessage())
 
