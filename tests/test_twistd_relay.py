@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -16,17 +15,13 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from pcpkit.internet._splice import spliceAvailable
-from tests.test_twistd_torrent import checkoutRoot, twistdArgv
+from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
 from tests.torrentutil import ProcessRunner, waitUntil, withTimeout
 
 
 @pytest.fixture(autouse=True)
 def pluginPath(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    root = checkoutRoot()
-    if root is not None:
-        old = os.environ.get("PYTHONPATH")
-        monkeypatch.setenv("PYTHONPATH", root + (os.pathsep + old if old else ""))
-    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    pluginEnvironment(monkeypatch)
     yield
 
 

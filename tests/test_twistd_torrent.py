@@ -192,13 +192,18 @@ class Daemons:
                 await daemon.stop()
 
 
-@pytest.fixture(name="daemons")
-def daemonsFixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemons]:
+def pluginEnvironment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child processes find the checkout's twistd plugin and write their log unbuffered."""
     root = checkoutRoot()
     if root is not None:
         old = os.environ.get("PYTHONPATH")
         monkeypatch.setenv("PYTHONPATH", root + (os.pathsep + old if old else ""))
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(name="daemons")
+def daemonsFixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemons]:
+    pluginEnvironment(monkeypatch)
     made = Daemons()
     yield made
     pytest_twisted.blockon(defer.ensureDeferred(made.stopAll()))
