@@ -30,8 +30,12 @@ process of its own; a client process makes
 * ``concurrent``: ``--concurrency`` (500) connections at once, the same exchange on each
   (non-blocking sockets; timed until the last one has closed),
 
-and counts failures. The relay's descriptors per connection are read from ``/proc/PID/fd``
-with ``--concurrency`` connections held open after their echo.
+and counts failures; and, against a sink that only counts (no echo), a
+``storm``: ``N`` times connect, send 1 byte, close, as fast as the client can, timed until the
+sink has seen every connection end with its byte (the relay's sustained accept-dial-relay-close
+rate; a listen queue too short for the storm shows here). The relay's descriptors per
+connection are read from ``/proc/PID/fd`` with ``--concurrency`` connections held open after
+their echo.
 
 Usage::
 
@@ -216,6 +220,54 @@ def echoSink() -> None:
                 sock.close()
 
 
+def countSink() -> None:
+    """
+    Accept forever, read each connection to its end, echo nothing. On ``expect N`` (stdin),
+    answer ``SECONDS`` once N more connections have ended having delivered their byte.
+    """
+    sel = selectors.DefaultSelector()
+    server = socket.create_server(("127.0.0.1", 0), backlog=4096)
+    server.setblocking(False)
+    sel.register(server, selectors.EVENT_READ, "server")
+    sel.register(sys.stdin, selectors.EVENT_READ, "stdin")
+    print(server.getsockname()[1], flush=True)
+    expected, done, t0 = 0, 0, 0.0
+    while True:
+        for key, _ in sel.select():
+            if key.data == "stdin":
+                line = sys.stdin.readline()
+                if not line:
+                    return
+                expected, done, t0 = int(line.split()[1]), 0, time.perf_counter()
+                continue
+            if key.data == "server":
+                while True:
+                    try:
+                        conn, _ = server.accept()
+                    except BlockingIOError:
+                        break
+                    conn.setblocking(False)
+                    sel.register(conn, selectors.EVENT_READ, [0])
+                continue
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            key.data[0] += len(data)
+            if data:
+                continue
+            sel.unregister(sock)
+            sock.close()
+            if key.data[0]:
+                done += 1
+                if done == expected:
+                    print(f"{time.perf_counter() - t0:.6f}", flush=True)
+
+
 def _exchange(port: int) -> None:
     """One connection's life, blocking: connect, 1 byte there and back, close both ways."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -303,7 +355,19 @@ def connector() -> None:
             print("ok", flush=True)
             continue
         port, n = int(words[1]), int(words[2])
-        if words[0] == "seq":
+        if words[0] == "fire":
+            # The shape of a connection storm: connect, send 1 byte, close, at once again.
+            failed = 0
+            t0 = time.perf_counter()
+            for _ in range(n):
+                try:
+                    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                    s.sendall(b"x")
+                    s.close()
+                except OSError:
+                    failed += 1
+            elapsed = time.perf_counter() - t0
+        elif words[0] == "seq":
             failed = 0
             t0 = time.perf_counter()
             for _ in range(n):
@@ -500,7 +564,28 @@ class Connects:
     def __init__(self) -> None:
         self.sink = _child("--echo-sink")
         self.target = int(_readLine(self.sink, "echo sink"))
+        self.counter = _child("--count-sink")
+        self.countTarget = int(_readLine(self.counter, "count sink"))
         self.client = _child("--connector")
+
+    def fire(self, kind: str, n: int) -> float:
+        """Connects/s of ``n`` connect-send-close, until the target has had every byte."""
+        relay: subprocess.Popen[str] | None = None
+        if kind == "direct":
+            port = self.countTarget
+        else:
+            relay, port = startRelay(kind, self.countTarget)
+        try:
+            assert self.counter.stdin is not None
+            self.counter.stdin.write(f"expect {n}\n")
+            self.counter.stdin.flush()
+            _, failed = self.ask(f"fire {port} {n}")
+            if int(failed):
+                raise RuntimeError(f"{kind}: {failed} of {n} connections failed")
+            return n / float(_readLine(self.counter, "count sink"))
+        finally:
+            if relay is not None:
+                stop(relay)
 
     def ask(self, command: str) -> list[str]:
         assert self.client.stdin is not None
@@ -540,29 +625,33 @@ class Connects:
     def close(self) -> None:
         stop(self.client)
         stop(self.sink)
+        stop(self.counter)
 
 
 def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None:
     kinds = [k for k in kinds if k != "socat"]  # socat serves one connection and exits
     print(
-        f"\nConnection rate: {n} sequential and {concurrency} concurrent connections "
-        f"(connect, 1 byte there and back, close) x {repeat} runs",
+        f"\nConnection rate x {repeat} runs: {n} connect-send-close (storm), {n} one at a time "
+        f"(1 byte there and back, close; round trip), {concurrency} at once (concurrent)",
         flush=True,
     )
-    seq: dict[str, list[float]] = {k: [] for k in kinds}
-    conc: dict[str, list[float]] = {k: [] for k in kinds}
+    rates: dict[str, dict[str, list[float]]] = {
+        k: {"storm": [], "round trip": [], "concurrent": []} for k in kinds
+    }
     fds: dict[str, float] = {}
     c = Connects()
     try:
         for i in range(repeat):
             for kind in kinds:
+                storm = c.fire(kind, n)
                 a, b, f = c.run(kind, n, concurrency, fds=i == 0)
-                seq[kind].append(a)
-                conc[kind].append(b)
+                for name, value in (("storm", storm), ("round trip", a), ("concurrent", b)):
+                    rates[kind][name].append(value)
                 if i == 0:
                     fds[kind] = f
                 print(
-                    f"  run {i + 1} {kind:16} {a:8.0f} /s sequential {b:8.0f} /s concurrent",
+                    f"  run {i + 1} {kind:16} {storm:8.0f} /s storm {a:8.0f} /s round trip "
+                    f"{b:8.0f} /s concurrent",
                     flush=True,
                 )
     finally:
@@ -570,21 +659,27 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
     base = "haproxy" if "haproxy" in kinds else "portforward" if "portforward" in kinds else None
     print()
     print(
-        f"| contender       | sequential /s | vs {base or '-':11} | concurrent /s "
-        f"| vs {base or '-':11} | fds per connection |"
+        "| contender       | storm /s | round trip /s | concurrent /s "
+        f"| vs {base or '-'} (storm, round trip, concurrent) | fds per connection |"
     )
     print(
-        "|-----------------|--------------:|---------------:|--------------:"
-        "|---------------:|-------------------:|"
+        "|-----------------|---------:|--------------:|--------------:"
+        "|----------------------------------------:|-------------------:|"
     )
     for kind in kinds:
-        a, b = statistics.median(seq[kind]), statistics.median(conc[kind])
-        ra = f"{a / statistics.median(seq[base]):.2f}x" if base else "-"
-        rb = f"{b / statistics.median(conc[base]):.2f}x" if base else "-"
+        medians = {name: statistics.median(v) for name, v in rates[kind].items()}
+        if base:
+            ratios = ", ".join(
+                f"{medians[name] / statistics.median(rates[base][name]):.2f}x"
+                for name in ("storm", "round trip", "concurrent")
+            )
+        else:
+            ratios = "-"
         f = fds[kind]
+        perConnection = "-" if f != f else f"{f:.1f}"
         print(
-            f"| {kind:15} | {a:13.0f} | {ra:>14} | {b:13.0f} | {rb:>14} "
-            f"| {'-' if f != f else f'{f:.1f}':>18} |"
+            f"| {kind:15} | {medians['storm']:8.0f} | {medians['round trip']:13.0f} "
+            f"| {medians['concurrent']:13.0f} | {ratios:>39} | {perConnection:>18} |"
         )
 
 
@@ -664,6 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--echo-sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--connector", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--count-sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.echo_sink:
@@ -671,6 +767,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.connector:
         connector()
+        return 0
+    if args.count_sink:
+        countSink()
         return 0
 
     if args.serve_relay:
