@@ -5,13 +5,17 @@
     twistd -n pcpkit torrent --save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT]
     twistd -n pcpkit demo
 
-Listening defaults bind 127.0.0.1. Bad options are a usage error naming the option.
+Listening defaults bind 127.0.0.1. Bad options are a usage error naming the option; a service
+that cannot do its job (its port taken, its folder not writable) ends twistd before the reactor
+runs, with exit status 1 and one line naming the option, so a supervisor sees it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from twisted.application.service import MultiService
 from twisted.python import usage
 
 __all__ = ["Options", "makeService", "RelayOptions", "TorrentOptions", "DemoOptions"]
@@ -31,23 +35,28 @@ def _positiveInt(option: str) -> Any:
 
 
 def _hostPort(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise usage.UsageError(f"--peer must be HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
+    from pcpkit._endpoints import EndpointError, parseHostPort
+
+    try:
+        return parseHostPort(value)
+    except EndpointError as e:
+        raise usage.UsageError(f"--peer: {e}") from None
 
 
-def _checkEndpoint(option: str, description: str, server: bool) -> None:
-    """Parse an endpoint string now, so a typo is a usage error and not a traceback."""
-    from pcpkit._twisted import clientEndpoint, serverEndpoint
+def _endpoint(option: str, value: str, server: bool) -> str:
+    """Parse an endpoint now, so a typo is a usage error naming the option, not a traceback."""
+    from pcpkit import _endpoints
 
     try:
         if server:
-            serverEndpoint(description)
+            description = _endpoints.listenDescription(value)
+            _endpoints.serverEndpoint(description)
         else:
-            clientEndpoint(description)
-    except Exception as e:
-        raise usage.UsageError(f"--{option}: bad endpoint {description!r}: {e}") from None
+            description = _endpoints.connectDescription(value)
+            _endpoints.clientEndpoint(description)
+    except _endpoints.EndpointError as e:
+        raise usage.UsageError(f"--{option}: {e}") from None
+    return description
 
 
 class RelayOptions(usage.Options):
@@ -57,8 +66,7 @@ class RelayOptions(usage.Options):
         ["listen", "l", None, "server endpoint, e.g. tcp:8080:interface=127.0.0.1 (or a port)"],
         ["connect", "c", None, "client endpoint, e.g. tcp:127.0.0.1:80"],
         ["buffer", "b", 262144, "bytes held per direction of a connection", _positiveInt("buffer")],
-        ["max-connections", "m", 256, "connections open at once",
-         _positiveInt("max-connections")],
+        ["max-connections", "m", 256, "connections open at once", _positiveInt("max-connections")],
     ]
     optFlags = [["no-splice", None, "always relay through Python (no os.splice)"]]
 
@@ -66,16 +74,15 @@ class RelayOptions(usage.Options):
         for name in ("listen", "connect"):
             if not self[name]:
                 raise usage.UsageError(f"--{name} is required")
-        listen = self["listen"]
-        if listen.isdigit():
-            listen = self["listen"] = f"tcp:{listen}:interface=127.0.0.1"
-        _checkEndpoint("listen", listen, server=True)
-        _checkEndpoint("connect", self["connect"], server=False)
+        self["listen"] = _endpoint("listen", self["listen"], server=True)
+        self["connect"] = _endpoint("connect", self["connect"], server=False)
 
 
 class TorrentOptions(usage.Options):
-    synopsis = ("--save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT] "
-                "[--listen-interfaces IFACES] [--peer HOST:PORT ...]")
+    synopsis = (
+        "--save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT] "
+        "[--listen-interfaces IFACES] [--peer HOST:PORT ...]"
+    )
     longdesc = (
         "Run a torrent daemon: .torrent and .magnet files dropped into --watch are added "
         "(removing the file stops the torrent); resume data is kept in --state-dir; --http "
@@ -101,11 +108,13 @@ class TorrentOptions(usage.Options):
     def postOptions(self) -> None:
         if not self["save-path"]:
             raise usage.UsageError("--save-path is required")
-        http = self["http"]
-        if http is not None:
-            if http.isdigit():
-                http = self["http"] = f"tcp:{http}:interface=127.0.0.1"
-            _checkEndpoint("http", http, server=True)
+        if self["http"] is not None:
+            self["http"] = _endpoint("http", self["http"], server=True)
+        from pcpkit.torrent.daemon import listenInterfacesProblem
+
+        problem = listenInterfacesProblem(self["listen-interfaces"])
+        if problem is not None:
+            raise usage.UsageError(f"--listen-interfaces: {problem}")
         try:
             tick = float(self["tick"])
         except ValueError:
@@ -135,23 +144,70 @@ class Options(usage.Options):
             raise usage.UsageError("choose a subcommand: relay, torrent or demo")
 
 
+class _Supervised(MultiService):
+    """
+    A service run by twistd: if it cannot start, end the process with one line naming the
+    option (``SystemExit``: exit status 1, no traceback) instead of a traceback, or a process
+    that keeps running without doing its job.
+    """
+
+    def __init__(
+        self, command: str, service: Any, explain: Callable[[Exception], str | None]
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
+        self.command = command
+        self.explain = explain
+        service.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        self._supervise(super().privilegedStartService)
+
+    def startService(self) -> None:
+        self._supervise(super().startService)
+
+    def _supervise(self, start: Callable[[], object]) -> None:
+        try:
+            start()
+        except Exception as e:
+            message = self.explain(e)
+            if message is None:
+                raise
+            raise SystemExit(f"twistd pcpkit {self.command}: {message}") from None
+
+
+#: TorrentDaemon's parameters as twistd options.
+_DAEMON_OPTIONS = {
+    "savePath": "--save-path",
+    "stateDir": "--state-dir",
+    "watchDir": "--watch",
+    "httpEndpoint": "--http",
+    "listenInterfaces": "--listen-interfaces",
+}
+
+
 def makeService(options: Options) -> Any:
     """The service for ``twistd pcpkit SUBCOMMAND``."""
+    from pcpkit._endpoints import reasonLine
+
     sub = options.subOptions
     if options.subCommand == "relay":
         from pcpkit.internet.relay import Relay
 
-        return Relay(
-            sub["listen"],
+        listen = sub["listen"]
+        relay = Relay(
+            listen,
             sub["connect"],
             bufferSize=sub["buffer"],
             maxConnections=sub["max-connections"],
             splice=False if sub["no-splice"] else None,
         )
+        return _Supervised(
+            "relay", relay, lambda e: f"--listen {listen}: {reasonLine(e)}"
+        )
     if options.subCommand == "torrent":
-        from pcpkit.torrent.daemon import TorrentDaemon
+        from pcpkit.torrent.daemon import DaemonStartError, TorrentDaemon
 
-        return TorrentDaemon(
+        daemon = TorrentDaemon(
             savePath=sub["save-path"],
             watchDir=sub["watch"],
             stateDir=sub["state-dir"],
@@ -160,6 +216,13 @@ def makeService(options: Options) -> Any:
             peers=tuple(sub["peer"]),
             tickInterval=sub["tick"],
         )
+
+        def explain(e: Exception) -> str | None:
+            if isinstance(e, DaemonStartError):
+                return f"{_DAEMON_OPTIONS.get(e.parameter, e.parameter)}: {e.reason}"
+            return None
+
+        return _Supervised("torrent", daemon, explain)
     from pcpkit.demo import DemoService
 
     return DemoService(sizeMiB=sub["size"], useTracker=False if sub["no-tracker"] else None)

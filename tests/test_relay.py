@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
@@ -277,7 +278,8 @@ class Servers:
         self.relays: list[Relay] = []
 
     async def listen(self, factory: Factory, rcvbuf: int = 0) -> int:
-        port: Any = await TCP4ServerEndpoint(R, 0, interface=HOST).listen(factory)
+        # A listen queue that holds a burst: the relay may dial many connections at once.
+        port: Any = await TCP4ServerEndpoint(R, 0, backlog=4096, interface=HOST).listen(factory)
         if rcvbuf:
             # Accepted sockets inherit it: a small window makes a slow reader felt sooner.
             port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -700,3 +702,64 @@ def test_example_runs() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "verified" in out.stdout
+
+
+def listenQueue(port: int) -> int:
+    """The listen queue (backlog) of the listening socket on ``port``, as ``ss`` reports it."""
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    # State Recv-Q Send-Q ...: for a listening socket Send-Q is its backlog.
+    return int(out[2])
+
+
+BURST = 1500
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("splice", PATHS)
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_concurrent_connects_all_succeed(splice: bool) -> None:
+    """
+    1,500 clients connect at once (all their SYNs leave before the relay accepts one): every
+    one is relayed. The listen queue holds the burst, so none waits on a SYN retransmission.
+    """
+    import resource
+
+    needed = BURST * (7 if splice else 4) + 200  # client + relay sides (+ pipes) + server
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < needed:
+        pytest.skip(f"needs {needed} open files; the hard limit (ulimit -Hn) is lower")
+    s = Servers()
+    echo = EchoFactory()
+    clients: list[Client] = []
+    try:
+        relay, port = await s.relay(await s.listen(echo), splice=splice, maxConnections=BURST)
+        assert relay.maxConnections == BURST
+        if shutil.which("ss"):
+            assert listenQueue(port) >= min(BURST, somaxconn())
+        ep = TCP4ClientEndpoint(R, HOST, port)
+
+        async def one(i: int) -> bytes:
+            c: Client = await ep.connect(Factory.forProtocol(Client))
+            clients.append(c)
+            reply = await c.roundTrip(b"%d" % i)
+            c.transport.loseConnection()  # type: ignore[union-attr]
+            await c.closed
+            return reply
+
+        replies = await within(gatherResults([ensureDeferred(one(i)) for i in range(BURST)]), 150)
+        assert replies == [b"%d" % i for i in range(BURST)]
+        await until(lambda: relay.stats.active == 0 and echo.open == 0, 30)
+        stats = relay.stats
+        assert (stats.total, stats.refused, stats.failedDials) == (BURST, 0, 0)
+        assert stats.spliced == (BURST if splice else 0)
+    finally:
+        for c in clients:
+            if c.transport is not None:
+                c.transport.loseConnection()
+        await s.close()
+
+
+def somaxconn() -> int:
+    with open("/proc/sys/net/core/somaxconn") as f:
+        return int(f.read())

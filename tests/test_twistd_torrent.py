@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,8 @@ from typing import Any
 import libtorrent
 import pytest
 import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol, connectionDone
@@ -189,13 +192,18 @@ class Daemons:
                 await daemon.stop()
 
 
-@pytest.fixture(name="daemons")
-def daemonsFixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemons]:
+def pluginEnvironment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child processes find the checkout's twistd plugin and write their log unbuffered."""
     root = checkoutRoot()
     if root is not None:
         old = os.environ.get("PYTHONPATH")
         monkeypatch.setenv("PYTHONPATH", root + (os.pathsep + old if old else ""))
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(name="daemons")
+def daemonsFixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemons]:
+    pluginEnvironment(monkeypatch)
     made = Daemons()
     yield made
     pytest_twisted.blockon(defer.ensureDeferred(made.stopAll()))
@@ -270,7 +278,7 @@ async def test_missing_save_path_is_a_usage_error(daemons: Daemons, tmp_path: Pa
 @pytest_twisted.ensureDeferred
 async def test_bad_peer_and_http_are_usage_errors(daemons: Daemons, tmp_path: Path) -> None:
     for args, expected in (
-        (["--peer", "nonsense"], "--peer must be HOST:PORT"),
+        (["--peer", "nonsense"], "--peer: bad address 'nonsense': expected HOST:PORT"),
         (["--http", "tcp:notaport"], "--http"),
     ):
         runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(tmp_path), *args))
@@ -336,6 +344,9 @@ async def test_watch_download_stream_stop_resume_and_remove(
     # errors: past the end, unknown torrent or file, malformed paths, other methods
     code, headers, _ = await daemon.request(stream, {"Range": f"bytes={size}-"})
     assert (code, headers["content-range"]) == (416, f"bytes */{size}")
+    # an absurd number (past Python's int-string limit) is a 416 too, not a 500
+    code, headers, body = await daemon.request(stream, {"Range": f"bytes={'9' * 5000}-"})
+    assert (code, headers["content-range"]) == (416, f"bytes */{size}"), body[:200]
     assert (await daemon.request(f"/stream/{'0' * 40}/0"))[0] == 404
     assert (await daemon.request(f"/stream/{infohash}/1"))[0] == 404
     for bad in (f"/stream/{infohash[:-1]}/0", f"/stream/{infohash}/x", f"/stream/{infohash}/-1",
@@ -653,3 +664,196 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
         await running([], "the torrent to stop with its last file")
     finally:
         await withTimeout(daemon.stopService(), 20)
+
+
+# -- a daemon that cannot do its job -------------------------------------------------------
+
+
+def _busyPort() -> socket.socket:
+    """A port taken by a listening socket (a plain one: the reactor never sees it)."""
+    return socket.create_server(("127.0.0.1", 0))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("problem", ["http-busy", "unwritable-save-path", "listen-busy",
+                                     "listen-foreign-address"])
+@pytest_twisted.ensureDeferred
+async def test_a_daemon_that_cannot_work_exits_naming_the_option(
+    daemons: Daemons, tmp_path: Path, problem: str
+) -> None:
+    """A supervisor sees the failure: exit status 1 and one line naming the option."""
+    busy = _busyPort()
+    port = busy.getsockname()[1]
+    savePath = tmp_path / "save"
+    try:
+        if problem == "http-busy":
+            args = ["--http", str(port)]
+            expected = (f"twistd pcpkit torrent: --http: cannot serve HTTP on "
+                        f"tcp:{port}:interface=127.0.0.1: Couldn't listen on 127.0.0.1:{port}")
+        elif problem == "unwritable-save-path":
+            (tmp_path / "afile").write_bytes(b"not a folder")
+            savePath = tmp_path / "afile" / "downloads"
+            args = []
+            expected = (f"twistd pcpkit torrent: --save-path: {savePath} is not a writable "
+                        "folder: Not a directory")
+        elif problem == "listen-busy":
+            args = ["--listen-interfaces", f"127.0.0.1:{port}"]
+            expected = (f"twistd pcpkit torrent: --listen-interfaces: cannot listen on "
+                        f"127.0.0.1:{port}: Address already in use")
+        else:
+            args = ["--listen-interfaces", "192.0.2.1:0"]  # TEST-NET-1: not this host's
+            expected = ("twistd pcpkit torrent: --listen-interfaces: cannot listen on "
+                        "192.0.2.1:0: Cannot assign requested address")
+        runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(savePath), *args))
+        code = await withTimeout(runner.ended, 60)
+    finally:
+        busy.close()
+    text = runner.text()
+    assert code == 1, text
+    assert expected in text, text
+    assert "Traceback" not in text, text
+    assert "Main loop terminated" not in text, text  # it never ran
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_bad_listen_interfaces_are_usage_errors(daemons: Daemons, tmp_path: Path) -> None:
+    for value, expected in (
+        ("nonsense", "--listen-interfaces: 'nonsense' is not ADDRESS:PORT"),
+        ("127.0.0.1:0,", "--listen-interfaces: '127.0.0.1:0,' has an empty entry"),
+        ("127.0.0.1:70000", "--listen-interfaces: '127.0.0.1:70000': port 70000 is out of range"),
+        ("nosuchdevice0:6881", "'nosuchdevice0' is neither an IP address nor a network device"),
+    ):
+        runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(tmp_path),
+                                          "--listen-interfaces", value))
+        code = await withTimeout(runner.ended, 30)
+        assert code != 0, runner.text()
+        assert expected in runner.text(), runner.text()
+        assert "Traceback" not in runner.text()
+
+
+def test_parse_range_absurd_numbers() -> None:
+    """5,000 digits: 416 for a start past the end, cut to the end for a last byte, no 500."""
+    huge = "9" * 5000
+    with pytest.raises(RangeNotSatisfiable) as info:
+        parseRange(f"bytes={huge}-", 1000)
+    assert len(str(info.value)) < 100
+    assert parseRange(f"bytes=0-{huge}", 1000) == (0, 1000)
+    assert parseRange(f"bytes=-{huge}", 1000) == (0, 1000)
+    assert parseRange(f"bytes={'0' * 5000}5-6", 1000) == (5, 7)
+    assert parseRange(f"bytes={huge}-5", 1000) is None  # last < first: ignored
+
+
+def _rangeModel(first: int | None, last: int | None, size: int) -> tuple[int, int] | None | str:
+    """RFC 9110's single byte range, as plain integers: the oracle for parseRange."""
+    if first is None and last is None:
+        return None
+    if first is None:
+        assert last is not None
+        return "416" if last == 0 or size == 0 else (max(size - last, 0), size)
+    if last is not None and last < first:
+        return None
+    if first >= size:
+        return "416"
+    return first, size if last is None else min(last + 1, size)
+
+
+@given(
+    first=st.none() | st.integers(0, 10**30),
+    last=st.none() | st.integers(0, 10**30),
+    size=st.integers(0, 2**40),
+    zeros=st.integers(0, 3),
+    spaces=st.sampled_from(["", " ", "\t"]),
+)
+def test_parse_range_matches_the_model(
+    first: int | None, last: int | None, size: int, zeros: int, spaces: str
+) -> None:
+    def digits(n: int | None) -> str:
+        return "" if n is None else "0" * zeros + str(n)
+
+    header = f"bytes{spaces}={spaces}{digits(first)}{spaces}-{spaces}{digits(last)}"
+    expected = _rangeModel(first, last, size)
+    if expected == "416":
+        with pytest.raises(RangeNotSatisfiable):
+            parseRange(header, size)
+    else:
+        assert parseRange(header, size) == expected
+
+
+@given(header=st.text(max_size=60) | st.binary(max_size=60), size=st.integers(0, 2**40))
+def test_parse_range_any_header(header: str | bytes, size: int) -> None:
+    """Whatever the header: the whole file, a range inside it, or 416; nothing else."""
+    try:
+        got = parseRange(header, size)
+    except RangeNotSatisfiable:
+        return
+    if got is not None:
+        start, end = got
+        assert 0 <= start < end <= size
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_daemon_disk_work_runs_off_the_reactor_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    State and resume writes, state-folder reads and watch-folder scans run in threads, one at
+    a time; fsync happens at shutdown only, not on every save.
+    """
+    from twisted.python import threadable
+
+    from pcpkit.torrent import daemon as daemonmod
+
+    calls: list[tuple[str, bool]] = []  # (what, on the reactor thread)
+    running = [0]
+    overlapped = [False]
+
+    def spy(name: str, f: Any) -> Any:
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            calls.append((name, threadable.isInIOThread()))
+            running[0] += 1
+            overlapped[0] = overlapped[0] or running[0] > 1
+            try:
+                return f(*args, **kw)
+            finally:
+                running[0] -= 1
+
+        return wrapper
+
+    monkeypatch.setattr(daemonmod, "_atomicWrite", spy("write", daemonmod._atomicWrite))
+    monkeypatch.setattr(daemonmod, "_scanFolder", spy("scan", daemonmod._scanFolder))
+    monkeypatch.setattr(daemonmod, "_removeFiles", spy("remove", daemonmod._removeFiles))
+    monkeypatch.setattr(
+        TorrentDaemon, "_readStateFolder", spy("restore", TorrentDaemon._readStateFolder)
+    )
+    monkeypatch.setattr(os, "fsync", spy("fsync", os.fsync))
+
+    save, watch = tmp_path / "save", tmp_path / "watch"
+    writePayload(save, "doc.pdf", 512 * 1024 + 3)
+    raw = makeTorrent(save / "doc.pdf", pieceSize=PIECE)
+    infohash = infohashOf(raw)
+    stateDir = save / ".pcpkit-state"
+    daemon = TorrentDaemon(
+        savePath=str(save), watchDir=str(watch), tickInterval=0.2, pollInterval=0.05,
+        resumeInterval=0.2,
+    )
+    daemon.startService()
+    try:
+        drop(watch, "doc.torrent", raw)
+        await waitUntil(lambda: (stateDir / f"{infohash}.resume").exists(), 10,
+                        "resume data to be saved")
+        await waitUntil(lambda: (stateDir / f"{infohash}.json").exists(), 10, "the state")
+        (watch / "doc.torrent").unlink()
+        await waitUntil(lambda: not (stateDir / f"{infohash}.json").exists(), 10,
+                        "the state to be removed with the watch file")
+        drop(watch, "again.torrent", raw)
+        await waitUntil(lambda: (stateDir / f"{infohash}.json").exists(), 10, "the state again")
+        assert "fsync" not in {name for name, _ in calls}, calls
+    finally:
+        await withTimeout(daemon.stopService(), 20)
+    names = {name for name, _ in calls}
+    assert {"write", "scan", "remove", "restore", "fsync"} <= names, names
+    onReactor = [name for name, inReactor in calls if inReactor]
+    assert onReactor == [], onReactor
+    assert not overlapped[0]

@@ -26,9 +26,13 @@ from twisted.internet.interfaces import IReadWriteDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pcpkit._pause import Pause, Pauser
 from pcpkit._twisted import currentFailure
 
-__all__ = ["Flow", "SpliceConnection", "spliceAvailable"]
+__all__ = ["FDS_PER_CONNECTION", "Flow", "SpliceConnection", "spliceAvailable"]
+
+#: Descriptors a spliced connection holds: its two sockets and a pipe (two ends) each way.
+FDS_PER_CONNECTION = 6
 
 _FLAGS: int = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 # Linux values; the fcntl module only names them on Python 3.10+ builds for Linux.
@@ -150,7 +154,8 @@ class _Pipe:
         # Resume reading at half the limit: hysteresis, as everywhere in pcpkit.
         self.lowWatermark = self.limit // 2
         self.inPipe = 0
-        self.paused = False
+        self.pauser = Pauser(source.stopReading, source.startReading)
+        self._full: Pause | None = None  # held while the pipe waits for the sink
         self.eof = False
         self.finished = False
         flow.measure = self.measure
@@ -162,33 +167,40 @@ class _Pipe:
 
     def fill(self) -> None:
         """The source is readable: move what fits into the pipe, then try to pass it on."""
-        if self.conn.done:
-            return
-        try:
-            n = os.splice(self.source.fd, self.w, self.limit - self.inPipe, flags=_FLAGS)
-        except BlockingIOError:
-            if self.inPipe:
-                # Either the socket is empty or the pipe's slots are full (a slot can hold
-                # less than a page); both are cured by waiting for the sink to drain.
+        # Read again after a short read: a short message is often followed by its end of
+        # stream, and seeing both in one reactor turn saves a turn per connection.
+        again = True
+        while again:
+            if self.conn.done:
+                return
+            room = self.limit - self.inPipe
+            try:
+                n = os.splice(self.source.fd, self.w, room, flags=_FLAGS)
+            except BlockingIOError:
+                if self.inPipe:
+                    # Either the socket is empty or the pipe's slots are full (a slot can
+                    # hold less than a page); both are cured by waiting for the sink.
+                    self._pause()
+                return
+            except OSError:
+                self.conn.fail(currentFailure())
+                return
+            if n == 0:
+                self.eof = True
+                self.source.stopReading()
+                if not self.inPipe:
+                    self._finish()
+                return
+            self.inPipe += n
+            self.flow.bytes += n
+            if self.inPipe > self.flow.peakBuffered:
+                self.flow.peakBuffered = self.inPipe
+            # Pass it on at once: when the sink keeps up this saves a reactor turn per chunk.
+            self.drain()
+            if self.inPipe >= self.limit and not self.conn.done:
                 self._pause()
-            return
-        except OSError:
-            self.conn.fail(currentFailure())
-            return
-        if n == 0:
-            self.eof = True
-            self.source.stopReading()
-            if not self.inPipe:
-                self._finish()
-            return
-        self.inPipe += n
-        self.flow.bytes += n
-        if self.inPipe > self.flow.peakBuffered:
-            self.flow.peakBuffered = self.inPipe
-        # Pass it on at once: when the sink keeps up this saves a reactor turn per chunk.
-        self.drain()
-        if self.inPipe >= self.limit and not self.conn.done:
-            self._pause()
+                return
+            again = n < room and not self.paused
 
     def drain(self) -> None:
         """The sink is writable (or we just filled the pipe): move the pipe into it."""
@@ -211,15 +223,19 @@ class _Pipe:
             if self.eof:
                 self._finish()
                 return
-        if self.paused and n and self.inPipe <= self.lowWatermark:
-            self.paused = False
-            self.source.startReading()
+        full = self._full
+        if full is not None and n and self.inPipe <= self.lowWatermark:
+            self._full = None
+            full.unpause()
+
+    @property
+    def paused(self) -> bool:
+        return self.pauser.paused
 
     def _pause(self) -> None:
-        if not self.paused:
-            self.paused = True
+        if self._full is None:
             self.flow.pauses += 1
-            self.source.stopReading()
+            self._full = self.pauser.pause("the pipe is full")
             # Something is in the pipe, so the sink's writability will resume us.
             self.sink.startWriting()
 

@@ -54,11 +54,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pcpkit._endpoints import clientEndpoint, connectDescription, listenDescription, serverEndpoint
 from pcpkit._fifo import ByteFIFO
-from pcpkit._twisted import clientEndpoint, currentFailure, getReactor, serverEndpoint
-from pcpkit.internet._splice import Flow, SpliceConnection, spliceAvailable
+from pcpkit._pause import Pause, Pauser
+from pcpkit._twisted import currentFailure, getReactor
+from pcpkit.internet._splice import FDS_PER_CONNECTION, Flow, SpliceConnection, spliceAvailable
 
-__all__ = ["Flow", "FlowTotals", "Relay", "RelayStats", "RelayedConnection"]
+__all__ = ["DEFAULT_BACKLOG", "Flow", "FlowTotals", "Relay", "RelayStats", "RelayedConnection"]
 
 log = Logger(namespace="pcpkit.relay")
 
@@ -73,6 +75,13 @@ _PLAIN_SERVERS = (
 _PLAIN_CLIENTS = (TCP4ClientEndpoint, TCP6ClientEndpoint, HostnameEndpoint, UNIXClientEndpoint)
 
 _DIALLING, _RELAYING, _CLOSING = "dialling", "relaying", "closing"
+
+#: The listen queue asked for by default: a burst of connects waits in the kernel instead of
+#: being dropped (and retried by the clients a second later). The kernel caps it at
+#: ``net.core.somaxconn``.
+DEFAULT_BACKLOG = 4096
+#: Descriptors kept free for everything else in the process (logs, the reactor, ...).
+_RESERVED_FDS = 64
 
 
 class _Transport(TypingProtocol):
@@ -141,6 +150,13 @@ def _bufferMeter(transport: object) -> Callable[[], int]:
     return lambda: 0
 
 
+def _isTCP(transport: Any) -> bool:
+    if isinstance(transport, tcp.Connection):
+        # The socket's family: cheaper than getHost(), which builds an address object.
+        return transport.getHandle().family in (socket.AF_INET, socket.AF_INET6)
+    return isinstance(transport.getHost(), (IPv4Address, IPv6Address))  # TLS and others
+
+
 def _isPlainSocket(transport: object) -> bool:
     return isinstance(transport, tcp.Connection) and isinstance(
         transport.getHandle(), socket.socket
@@ -165,11 +181,16 @@ class _Pump:
         self.flow = flow
         self.source = source
         self.sink = sink
-        self.paused = False
+        self.pauser = Pauser(source.tr.pauseProducing, self._resumeSource)
+        self._full: Pause | None = None  # held while the sink is full
         self.measure = _bufferMeter(sink)
         self.known = isinstance(sink, FileDescriptor)
         self.highWatermark = limit - chunk
         flow.measure = self.measure
+
+    @property
+    def paused(self) -> bool:
+        return self.pauser.paused
 
     def write(self, data: bytes) -> None:
         flow = self.flow
@@ -180,21 +201,23 @@ class _Pump:
         if held > flow.peakBuffered:
             flow.peakBuffered = held
 
+    def _resumeSource(self) -> None:
+        # A transport whose reading has ended must not start reading again: it would see
+        # its end of stream a second time.
+        if not (self.source.readDone or self.source.lost):
+            self.source.tr.resumeProducing()
+
     def pauseProducing(self) -> None:
         if self.known and self.measure() <= self.highWatermark:
             return  # room for one more read: keep going
-        if not self.paused:
-            self.paused = True
+        if self._full is None:
             self.flow.pauses += 1
-            self.source.tr.pauseProducing()
+            self._full = self.pauser.pause("the writing side is full")
 
     def resumeProducing(self) -> None:
-        if self.paused:
-            self.paused = False
-            # A transport whose reading has ended must not start reading again: it would
-            # see its end of stream a second time.
-            if not (self.source.readDone or self.source.lost):
-                self.source.tr.resumeProducing()
+        full, self._full = self._full, None
+        if full is not None:
+            full.unpause()
 
     def stopProducing(self) -> None:
         # The writing side went away; RelayedConnection decides what happens to the other.
@@ -248,6 +271,10 @@ class _Side(Protocol):
 
 
 class _TargetFactory(Factory):
+    # Twisted logs "Starting factory" / "Stopping factory" for every dial of a noisy
+    # factory: two log events per relayed connection, a sixth of its cost.
+    noisy = False
+
     def __init__(self, conn: RelayedConnection) -> None:
         self.conn = conn
 
@@ -356,7 +383,7 @@ class RelayedConnection:
         self._state = _RELAYING
         for side in (client, target):
             # Do not add Nagle's delay on top of what the endpoints chose.
-            if isinstance(side.tr.getHost(), (IPv4Address, IPv6Address)):
+            if _isTCP(side.tr):
                 setNoDelay = getattr(side.tr, "setTcpNoDelay", None)
                 if setNoDelay is not None:
                     setNoDelay(True)
@@ -502,6 +529,8 @@ def _nothing() -> int:
 
 
 class _RelayFactory(Factory):
+    noisy = False
+
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
 
@@ -515,14 +544,19 @@ class Relay(Service):
 
     :param listen: a server endpoint string (``serverFromString``), e.g.
         ``"tcp:8080:interface=127.0.0.1"``, or an ``IStreamServerEndpoint``. A bare port
-        (``8080`` or ``"8080"``) means ``tcp:8080:interface=127.0.0.1``: loopback only. An
-        endpoint string is taken as Twisted defines it (``"tcp:8080"`` listens on every
-        interface).
+        (``8080`` or ``"8080"``) means ``tcp:8080:interface=127.0.0.1``: loopback only;
+        ``HOST:PORT`` listens on that interface. An endpoint string is taken as Twisted
+        defines it (``"tcp:8080"`` listens on every interface).
     :param connect: a client endpoint string (``clientFromString``), e.g.
-        ``"tcp:127.0.0.1:80"``, or an ``IStreamClientEndpoint``.
+        ``"tcp:127.0.0.1:80"``, ``HOST:PORT``, or an ``IStreamClientEndpoint``.
     :param bufferSize: the most bytes the relay holds per direction of a connection.
     :param maxConnections: connections open at once; one more is accepted and closed at once
-        (without reading from it), and the refusals are logged.
+        (without reading from it), and the refusals are logged. At :meth:`start` the process's
+        open-files soft limit is raised to its hard limit, and ``maxConnections`` is lowered
+        (once, with a log line) to what that limit allows: each connection takes 2
+        descriptors, 6 on the splice path.
+    :param backlog: the listen queue of a TCP or UNIX ``listen`` endpoint string that does not
+        set one (``backlog=N``): a burst of connections waits there to be accepted.
     :param splice: ``None`` (default): use the ``os.splice`` path when the platform has it and
         both endpoints are plain TCP or UNIX; ``True``: insist on it (``ValueError`` for other
         endpoints, ``RuntimeError`` on a platform without ``os.splice``); ``False``: always
@@ -537,6 +571,7 @@ class Relay(Service):
         bufferSize: int = 262144,
         maxConnections: int = 256,
         *,
+        backlog: int = DEFAULT_BACKLOG,
         splice: bool | None = None,
         reactor: Any = None,
     ) -> None:
@@ -545,13 +580,17 @@ class Relay(Service):
         if maxConnections < 1:
             raise ValueError(f"maxConnections must be at least 1, not {maxConnections!r}")
         self.reactor: Any = getReactor() if reactor is None else reactor
-        if isinstance(listen, int) or (isinstance(listen, str) and listen.isdigit()):
-            listen = f"tcp:{int(listen)}:interface=127.0.0.1"
+        if isinstance(listen, (str, int)):
+            listen = listenDescription(listen)
+        if isinstance(connect, str):
+            connect = connectDescription(connect)
         self.listenDescription = listen if isinstance(listen, str) else repr(listen)
         self.connectDescription = connect if isinstance(connect, str) else repr(connect)
         # Any: zope interfaces are opaque to mypy (their methods have no ``self``).
         self.listenEndpoint: Any = (
-            serverEndpoint(listen, self.reactor) if isinstance(listen, str) else listen
+            serverEndpoint(_withBacklog(listen, backlog), self.reactor)
+            if isinstance(listen, str)
+            else listen
         )
         self.connectEndpoint: Any = (
             clientEndpoint(connect, self.reactor) if isinstance(connect, str) else connect
@@ -585,6 +624,7 @@ class Relay(Service):
         self._refusedInEpisode = 0
         self._failedDials = 0
         self._spliced = 0
+        self._fileLimitChecked = False
         self._closedToTarget = Flow()
         self._closedToClient = Flow()
 
@@ -649,6 +689,7 @@ class Relay(Service):
             raise RuntimeError(f"{self!r} is already started")
         self._stopping = None
         self._listenFailure = None
+        self._fitFileLimit()
         d: Deferred[IListeningPort] = self.listenEndpoint.listen(_RelayFactory(self))
         self._starting = d
 
@@ -697,23 +738,66 @@ class Relay(Service):
         for conn in list(self._connections):
             waits.append(conn.whenClosed())
             conn.abort()
-        done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(
-            lambda _: None
-        )
+        done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
         self._stopping = done
         return _chain(done)
 
+    def privilegedStartService(self) -> None:
+        """
+        ``IService``: listen now, before twistd gives up its privileges.
+
+        :raises twisted.internet.error.CannotListenError: (or whatever the endpoint raised)
+            when listening failed at once, as it does for a TCP or UNIX port that is taken:
+            a relay that cannot listen cannot do its job.
+        """
+        Service.privilegedStartService(self)  # type: ignore[no-untyped-call,unused-ignore]
+        failures: list[Failure] = []
+        self.start().addErrback(failures.append)
+        if failures:
+            failures[0].raiseException()
+
     def startService(self) -> None:
-        """``IService``: start listening (a failure to listen is logged)."""
-        self.running = 1
-        self.start().addErrback(
-            lambda f: log.failure("relay {relay!r} could not listen", f, relay=self)
-        )
+        """``IService``: start listening (unless already); a later failure is logged."""
+        Service.startService(self)  # type: ignore[no-untyped-call,unused-ignore]
+        if self._starting is None and self._port is None:
+            self.start().addErrback(
+                lambda f: log.failure("relay {relay!r} could not listen", f, relay=self)
+            )
 
     def stopService(self) -> Deferred[None]:
         """``IService``: :meth:`stop`."""
         self.running = 0
         return self.stop()
+
+    def _fitFileLimit(self) -> None:
+        """Raise the open-files soft limit to the hard one; cap maxConnections to it."""
+        if self._fileLimitChecked:
+            return
+        self._fileLimitChecked = True
+        try:
+            import resource
+        except ImportError:  # pragma: no cover - not on POSIX
+            return
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != soft:
+            want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+                soft = want
+            except (ValueError, OSError):
+                soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        perConnection = FDS_PER_CONNECTION if self._useSplice else 2
+        allowed = max(1, (soft - _RESERVED_FDS) // perConnection)
+        if self.maxConnections > allowed:
+            log.warn(
+                "relay: {maxConnections} connections would need {needed} open files but "
+                "the limit is {limit} (ulimit -n): capping max-connections at {allowed}",
+                maxConnections=self.maxConnections,
+                needed=self.maxConnections * perConnection + _RESERVED_FDS,
+                limit=soft,
+                allowed=allowed,
+            )
+            self.maxConnections = allowed
 
     # -- called by the connections ------------------------------------------------------
 
@@ -752,6 +836,14 @@ class Relay(Service):
                 count=self._refusedInEpisode,
             )
             self._refusedInEpisode = 0
+
+
+def _withBacklog(description: str, backlog: int) -> str:
+    """A TCP/UNIX server endpoint string with ``backlog=`` added unless it sets one."""
+    kind = description.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6", "unix", "ssl") and "backlog=" not in description:
+        return f"{description}:backlog={backlog}"
+    return description
 
 
 def _chain(d: Deferred[None]) -> Deferred[None]:

@@ -75,9 +75,7 @@ class ThreadedTCPClient(ThreadedComponent):
         self.host = host
         self.port = port
         self.chargen = chargen
-        self.sendmessage = (
-            None if initialsendmessage is None else asBytes(initialsendmessage)
-        )
+        self.sendmessage = None if initialsendmessage is None else asBytes(initialsendmessage)
         self.connectTimeout = 30.0
         self.bytesSent = 0
         self.bytesReceived = 0

@@ -4,22 +4,25 @@
 :class:`TorrentDaemon` is a :class:`~twisted.application.service.MultiService` that owns a
 :class:`~pcpkit.torrent.session.TorrentSession` for as long as it runs:
 
-- **Watch folder.** The folder is polled (a ``LoopingCall``, every second by default; no
-  thread) for ``*.torrent`` files and ``*.magnet`` files (a ``.magnet`` file holds one
-  magnet link). A new file starts its torrent, saving into the save path and connecting to
-  every ``--peer``; removing the file stops the torrent (its downloaded files are kept);
-  changing the file to another torrent does both. A file that is not a valid torrent is
-  logged once, with the reason, listed on the status page, and skipped until it changes;
-  the daemon keeps serving. File names starting with ``.`` are ignored, so a tool can write
-  ``.name.torrent`` and rename it when complete.
+- **Watch folder.** The folder is polled (a ``LoopingCall``, every second by default; the
+  listing and the reading in a thread) for ``*.torrent`` files and ``*.magnet`` files (a
+  ``.magnet`` file holds one magnet link). A new file starts its torrent, saving into the save
+  path and connecting to every ``--peer``; removing the file stops the torrent (its downloaded
+  files are kept); changing the file to another torrent does both. A file that is not a valid
+  torrent is logged once, with the reason, listed on the status page, and skipped until it
+  changes; the daemon keeps serving. File names starting with ``.`` are ignored, so a tool can
+  write ``.name.torrent`` and rename it when complete.
 - **State.** For each torrent the state folder (default ``SAVE_PATH/.pcpkit-state``) holds
   ``<infohash>.json`` (how it was added: magnet link, watch-folder files),
   ``<infohash>.torrent`` (its metainfo) and ``<infohash>.resume`` (libtorrent resume data).
   Resume data is written when a torrent finishes, every ``resumeInterval`` seconds for the
   torrents that changed, and for every torrent at :meth:`TorrentDaemon.stopService`; files
-  are replaced atomically. On start the torrents are re-added with their resume data, so
-  nothing is downloaded or checked again: a finished torrent comes back seeding. Unusable
-  resume data is logged and the torrent re-checked from its data instead.
+  are replaced atomically. Every disk access (state and resume files, the watch folder) runs
+  in the reactor's thread pool, one at a time in order, so the reactor never waits on a disk;
+  written files are synced (``fsync``) once, at shutdown. On start the torrents are re-added
+  with their resume data, so nothing is downloaded or checked again: a finished torrent comes
+  back seeding. Unusable resume data is logged and the torrent re-checked from its data
+  instead.
 - **HTTP** (``httpEndpoint``): the status page, ``/status.json`` and
   ``/stream/<infohash>/<fileIndex>`` of :mod:`pcpkit.torrent.web`.
 
@@ -28,21 +31,25 @@ File names inside a torrent are checked by the engine: none can leave the save p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pcpkit._twisted import getReactor, serverEndpoint
+from pcpkit._endpoints import EndpointError, listenDescription, resolveHostPort, serverEndpoint
+from pcpkit._twisted import getReactor
 from pcpkit.torrent.maker import infohashOf
 from pcpkit.torrent.session import (
     AddedTorrent,
@@ -57,7 +64,7 @@ from pcpkit.torrent.session import (
 )
 from pcpkit.torrent.web import DaemonSite, makeSite
 
-__all__ = ["TorrentDaemon", "DEFAULT_STATE_FOLDER"]
+__all__ = ["TorrentDaemon", "DaemonStartError", "DEFAULT_STATE_FOLDER", "listenInterfacesProblem"]
 
 log = Logger()
 
@@ -71,6 +78,80 @@ MAX_MAGNET_FILE = 64 * 1024
 
 _STATE_FILE = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64})\.json")
 _WATCHED_SUFFIXES = (".torrent", ".magnet")
+
+
+class DaemonStartError(Exception):
+    """
+    The daemon cannot do its job with one of its parameters: ``parameter`` names it (as
+    :class:`TorrentDaemon` spells it: ``savePath``, ``httpEndpoint``, ...), ``str()`` is one
+    line saying why.
+    """
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(reason)
+        self.parameter = parameter
+        self.reason = reason
+
+
+def listenInterfacesProblem(value: str, bind: bool = False) -> str | None:
+    """
+    What is wrong with a libtorrent ``listen_interfaces`` value (``None``: nothing).
+
+    Each comma-separated entry is ``ADDRESS:PORT``, ``[IPV6]:PORT`` or ``DEVICE:PORT``, the
+    port optionally followed by libtorrent's flags (``s`` for SSL, ``l`` for local). With
+    ``bind``, each address is also bound once (and let go), so an address this host does not
+    have, or a port in use, is found now rather than as a libtorrent warning later.
+    """
+    entries = [e.strip() for e in value.split(",")]
+    if not value.strip() or not all(entries):
+        return f"{value!r} has an empty entry (expected ADDRESS:PORT[,ADDRESS:PORT...])"
+    for entry in entries:
+        host, sep, port = entry.rpartition(":")
+        port = port.rstrip("sl")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not (port.isascii() and port.isdigit()) or len(port) > 5:
+            return f"{entry!r} is not ADDRESS:PORT"
+        if int(port) > 65535:
+            return f"{entry!r}: port {port} is out of range"
+        family = _addressFamily(host)
+        if family is None:
+            try:
+                socket.if_nametoindex(host)
+            except OSError:
+                return f"{entry!r}: {host!r} is neither an IP address nor a network device"
+            continue
+        if bind:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, int(port)))
+                except OSError as e:
+                    return f"cannot listen on {entry}: {e.strerror or e}"
+    return None
+
+
+def _addressFamily(host: str) -> int | None:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
+def _checkFolder(parameter: str, folder: str) -> None:
+    """Create ``folder`` if needed and write a file in it. :raises DaemonStartError:"""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pcpkit-probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise DaemonStartError(
+            parameter, f"{folder} is not a writable folder: {e.strerror or e}"
+        ) from None
 
 
 class _BadFile(Exception):
@@ -124,33 +205,184 @@ class _Observer(BaseTorrentSessionObserver):
         self.daemon._torrentRemoved(torrentid)
 
 
-def _isIPAddress(host: str) -> bool:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return True
-    return False
-
-
 def _atomicWrite(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data``: readers see the old or the new file, never a part."""
+    """
+    Replace ``path`` with ``data``: readers see the old or the new file, never a part. Not
+    synced here (:meth:`_Disk.flush` does, at shutdown); a failed write leaves no ``.tmp``.
+    """
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _removeQuietly(path: str) -> None:
     try:
-        os.remove(path)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _removeFiles(paths: Iterable[str]) -> list[str]:
+    """Remove what exists of ``paths``; returns the errors (one line each)."""
+    errors = []
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            errors.append(f"cannot remove {path}: {e.strerror or e}")
+    return errors
+
+
+def _readFile(path: str) -> bytes | None:
+    """The bytes of ``path``, ``None`` if there is no such file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
     except FileNotFoundError:
-        pass
+        return None
+
+
+_T = TypeVar("_T")
+
+
+def _readWatchFile(path: str) -> tuple[bytes | None, str | None, str]:
+    """``(metainfo, magnet, infohash)`` of a watch-folder file. :raises _BadFile:"""
+    isMagnet = path.lower().endswith(".magnet")
+    limit = MAX_MAGNET_FILE if isMagnet else MAX_TORRENT_FILE
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as e:
-        log.warn("cannot remove {path}: {error}", path=path, error=e.strerror or e)
+        raise _BadFile(f"cannot read it: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise _BadFile(
+            f"too large for a {'.magnet' if isMagnet else '.torrent'} file (over {limit} bytes)"
+        )
+    if not isMagnet:
+        try:
+            return data, None, infohashOf(data)
+        except InvalidTorrent as e:
+            raise _BadFile(e.reason) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _BadFile("not a magnet link: the file is not UTF-8 text") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise _BadFile("not a magnet link: the file is empty")
+    if len(lines) > 1:
+        raise _BadFile(f"a .magnet file holds one magnet link, not {len(lines)} lines")
+    try:
+        return None, lines[0], parseMagnet(lines[0]).infohash
+    except InvalidTorrent as e:
+        raise _BadFile(e.reason) from None
+
+
+#: A watch-folder scan: ``(signature of each watched file, what each new or changed one
+#: holds (or why it was skipped), the problem reading the folder)``.
+_Scan = tuple[
+    dict[str, tuple[int, int]],
+    dict[str, "tuple[bytes | None, str | None, str] | _BadFile"],
+    str | None,
+]
+
+
+def _scanFolder(folder: str, known: dict[str, tuple[int, int]]) -> _Scan:
+    """(In a thread.) List ``folder``; read the files not in ``known`` or changed since."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        return {}, {}, e.strerror or str(e)
+    seen: dict[str, tuple[int, int]] = {}
+    reads: dict[str, tuple[bytes | None, str | None, str] | _BadFile] = {}
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or not name.lower().endswith(_WATCHED_SUFFIXES):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            st = entry.stat()
+        except OSError:
+            continue  # gone since the listing
+        signature = (st.st_mtime_ns, st.st_size)
+        seen[entry.path] = signature
+        if known.get(entry.path) != signature:
+            try:
+                reads[entry.path] = _readWatchFile(entry.path)
+            except _BadFile as e:
+                reads[entry.path] = e
+    return seen, reads, None
+
+
+class _Disk:
+    """
+    The daemon's disk work, off the reactor thread (the reactor's thread pool), one job at a
+    time in the order asked: a state file written and then deleted ends deleted. Files are
+    written without ``fsync``; :meth:`flush` syncs the ones written since the last flush (the
+    daemon does at shutdown).
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._tail: Deferred[None] = succeed(None)
+        self._written: set[str] = set()  # touched only by jobs, which run one at a time
+
+    def run(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """Run ``f(*args)`` in a thread after the jobs before it; fires with its result."""
+        result: Deferred[_T] = Deferred()
+
+        def start(_: object) -> Deferred[None]:
+            work = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), f, *args)
+
+            def done(outcome: object) -> None:
+                if isinstance(outcome, Failure):
+                    result.errback(outcome)
+                else:
+                    result.callback(cast(_T, outcome))
+
+            return work.addBoth(done)
+
+        self._tail.addCallback(start)
+        return result
+
+    def write(self, path: str, data: bytes) -> Deferred[None]:
+        """:func:`_atomicWrite` as a job."""
+
+        def job() -> None:
+            _atomicWrite(path, data)
+            self._written.add(path)
+
+        return self.run(job)
+
+    def flush(self) -> Deferred[int]:
+        """``fsync`` every file written since the last flush, and their folders."""
+
+        def job() -> int:
+            folders = set()
+            synced = 0
+            for path in sorted(self._written):
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # deleted since
+                try:
+                    os.fsync(fd)
+                    synced += 1
+                finally:
+                    os.close(fd)
+                folders.add(os.path.dirname(path))
+            for folder in folders:
+                fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._written.clear()
+            return synced
+
+        return self.run(job)
 
 
 class TorrentDaemon(MultiService):
@@ -197,8 +429,10 @@ class TorrentDaemon(MultiService):
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         for name, value in (
-            ("tickInterval", tickInterval), ("pollInterval", pollInterval),
-            ("resumeInterval", resumeInterval), ("peerInterval", peerInterval),
+            ("tickInterval", tickInterval),
+            ("pollInterval", pollInterval),
+            ("resumeInterval", resumeInterval),
+            ("peerInterval", peerInterval),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, not {value!r}")
@@ -208,15 +442,14 @@ class TorrentDaemon(MultiService):
         self.stateDir = os.path.abspath(
             stateDir if stateDir else os.path.join(self.savePath, DEFAULT_STATE_FOLDER)
         )
-        if httpEndpoint is not None and httpEndpoint.isdigit():
-            httpEndpoint = f"tcp:{int(httpEndpoint)}:interface=127.0.0.1"
-        self.httpEndpoint = httpEndpoint
         self._httpServerEndpoint: Any = None
         if httpEndpoint is not None:
             try:
-                self._httpServerEndpoint = serverEndpoint(httpEndpoint)
-            except Exception as e:
-                raise ValueError(f"bad HTTP endpoint {httpEndpoint!r}: {e}") from None
+                httpEndpoint = listenDescription(httpEndpoint)
+                self._httpServerEndpoint = serverEndpoint(httpEndpoint, self.reactor)
+            except EndpointError as e:
+                raise ValueError(f"bad HTTP endpoint: {e}") from None
+        self.httpEndpoint = httpEndpoint
         self.peers = tuple((str(h), int(p)) for h, p in peers)
         self.tickInterval = tickInterval
         self.pollInterval = pollInterval
@@ -245,6 +478,7 @@ class TorrentDaemon(MultiService):
         self._watchProblem: str | None = None
         self._listening: Deferred[Any] | None = None
         self._stopping: Deferred[None] | None = None
+        self._disk = _Disk(self.reactor)
         self._pollLoop = self._loop(self._poll)
         self._resumeLoop = self._loop(self._saveChangedResumeData)
         self._peerLoop = self._loop(self._reconnectPeers)
@@ -276,17 +510,38 @@ class TorrentDaemon(MultiService):
     # -- service -----------------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
-        """Listen on the HTTP endpoint now, before twistd gives up its privileges."""
+        """
+        Listen on the HTTP endpoint now, before twistd gives up its privileges.
+
+        :raises DaemonStartError: (``httpEndpoint``) the port cannot be had.
+        """
         super().privilegedStartService()  # type: ignore[no-untyped-call,unused-ignore]
         self._listenHttp()
 
     def startService(self) -> None:
-        """Create the folders and the session, restore the torrents, start watching."""
-        super().startService()  # type: ignore[no-untyped-call,unused-ignore]
+        """
+        Create the folders and the session, restore the torrents, start watching.
+
+        :raises DaemonStartError: a folder is not writable, the listen interfaces cannot be
+            listened on, or the HTTP port cannot be had: the daemon could not do its job.
+        """
         self._stopping = None
-        for folder in (self.savePath, self.stateDir, self.watchDir):
-            if folder is not None:
-                os.makedirs(folder, exist_ok=True)
+        try:
+            for parameter, folder in (
+                ("savePath", self.savePath),
+                ("stateDir", self.stateDir),
+                ("watchDir", self.watchDir),
+            ):
+                if folder is not None:
+                    _checkFolder(parameter, folder)
+            problem = listenInterfacesProblem(self.settings["listen_interfaces"], bind=True)
+            if problem is not None:
+                raise DaemonStartError("listenInterfaces", problem)
+            self._listenHttp()
+        except DaemonStartError:
+            self._stopHttp()
+            raise
+        super().startService()  # type: ignore[no-untyped-call,unused-ignore]
         session = TorrentSession(
             self.tickInterval,
             savePath=self.savePath,
@@ -299,18 +554,22 @@ class TorrentDaemon(MultiService):
         self._session = session
         log.info(
             "torrent daemon: saving to {savePath}, state in {stateDir}, watching {watchDir}",
-            savePath=self.savePath, stateDir=self.stateDir, watchDir=self.watchDir or "nothing",
+            savePath=self.savePath,
+            stateDir=self.stateDir,
+            watchDir=self.watchDir or "nothing",
         )
         self._resolvePeers()
-        self._listenHttp()
         self._resumeLoop.start(self.resumeInterval, now=False)
         if self.peers:
             self._peerLoop.start(self.peerInterval, now=False)
 
         def restored(count: int) -> None:
             if count:
-                log.info("restored {count} torrent(s) from {stateDir}", count=count,
-                         stateDir=self.stateDir)
+                log.info(
+                    "restored {count} torrent(s) from {stateDir}",
+                    count=count,
+                    stateDir=self.stateDir,
+                )
             if self.running and self._session is session and self.watchDir is not None:
                 self._firstScan = True
                 self._pollLoop.start(self.pollInterval, now=True)
@@ -336,10 +595,25 @@ class TorrentDaemon(MultiService):
                 return succeed(0)
             return self._saveResumeData(session, onlyChanged=False)
 
+        def flush(saved: int) -> Deferred[int]:
+            # Every write queued so far (state, resume data) is done, then synced once.
+            def failed(reason: Failure) -> int:
+                log.error(
+                    "cannot sync the state folder {stateDir}: {why}",
+                    stateDir=self.stateDir,
+                    why=reason.getErrorMessage(),
+                )
+                return saved
+
+            return self._disk.flush().addCallbacks(lambda _: saved, failed)
+
         def stopSession(saved: int) -> Deferred[None]:
             if session is not None:
-                log.info("saved the resume data of {saved} torrent(s) in {stateDir}",
-                         saved=saved, stateDir=self.stateDir)
+                log.info(
+                    "saved the resume data of {saved} torrent(s) in {stateDir}",
+                    saved=saved,
+                    stateDir=self.stateDir,
+                )
                 return session.stop()
             return succeed(None)
 
@@ -353,6 +627,7 @@ class TorrentDaemon(MultiService):
 
         d: Deferred[Any] = gatherResults([children, http], consumeErrors=True)
         d.addBoth(saveAll)
+        d.addCallback(flush)
         d.addCallback(stopSession)
         d.addCallback(stopped)
         self._stopping = d
@@ -361,6 +636,7 @@ class TorrentDaemon(MultiService):
     # -- HTTP --------------------------------------------------------------------------
 
     def _listenHttp(self) -> None:
+        """Listen for HTTP. :raises DaemonStartError: when that failed at once (port taken)."""
         if self._httpServerEndpoint is None or self._listening is not None:
             return
         self.site = makeSite(self)
@@ -376,18 +652,33 @@ class TorrentDaemon(MultiService):
             host = getattr(address, "host", "?")
             if ":" in host:
                 host = f"[{host}]"
-            log.info("HTTP status page on http://{host}:{port}/", host=host,
-                     port=getattr(address, "port", "?"))
+            log.info(
+                "HTTP status page on http://{host}:{port}/",
+                host=host,
+                port=getattr(address, "port", "?"),
+            )
             return port
+
+        failures: list[Failure] | None = []  # a failure while listen() runs: the port is taken
 
         def failed(reason: Failure) -> None:
             self._listening = None
+            if failures is not None:
+                failures.append(reason)
+                return
             log.critical(
-                "cannot serve HTTP on {endpoint}: {reason}; the daemon runs without HTTP",
-                endpoint=self.httpEndpoint, reason=reason.getErrorMessage(),
+                "cannot serve HTTP on {endpoint}: {reason}",
+                endpoint=self.httpEndpoint,
+                reason=reason.getErrorMessage(),
             )
 
         d.addCallbacks(listening, failed)
+        if failures:
+            raise DaemonStartError(
+                "httpEndpoint",
+                f"cannot serve HTTP on {self.httpEndpoint}: {failures[0].getErrorMessage()}",
+            )
+        failures = None  # from now on a failure is logged
 
     def _stopHttp(self) -> Deferred[Any]:
         listening, self._listening = self._listening, None
@@ -410,13 +701,16 @@ class TorrentDaemon(MultiService):
 
     def _restore(self, session: TorrentSession) -> Deferred[int]:
         """Re-add the torrents of the state folder; fires with how many were added."""
+        return self._disk.run(self._readStateFolder).addCallback(self._restoreFrom)
+
+    def _readStateFolder(self) -> tuple[list[tuple[_Torrent, bytes | None]], list[str]]:
+        """(In a thread.) The torrents of the state folder, and what could not be read."""
         try:
             names = sorted(os.listdir(self.stateDir))
         except OSError as e:
-            log.error("cannot read the state folder {stateDir}: {error}",
-                      stateDir=self.stateDir, error=e.strerror or e)
-            return succeed(0)
-        adds: list[Deferred[bool]] = []
+            return [], [f"cannot read the state folder {self.stateDir}: {e.strerror or e}"]
+        found: list[tuple[_Torrent, bytes | None]] = []
+        problems: list[str] = []
         for name in names:
             match = _STATE_FILE.fullmatch(name)
             if match is None:
@@ -426,23 +720,31 @@ class TorrentDaemon(MultiService):
                 record = self._loadState(infohash)
             except (OSError, ValueError, KeyError, TypeError, TorrentError) as e:
                 reason = e.reason if isinstance(e, TorrentError) else str(e)
-                log.error("cannot restore torrent {infohash} from {stateDir}: {reason}",
-                          infohash=infohash, stateDir=self.stateDir, reason=reason)
+                problems.append(f"cannot restore torrent {infohash} from {self.stateDir}: {reason}")
                 continue
             try:
-                with open(self._statePath(infohash, ".resume"), "rb") as f:
-                    resume: bytes | None = f.read()
-            except FileNotFoundError:
-                resume = None
+                resume = _readFile(self._statePath(infohash, ".resume"))
             except OSError as e:
-                log.warn("cannot read the resume data of {infohash}: {error}",
-                         infohash=infohash, error=e.strerror or e)
+                problems.append(
+                    f"cannot read the resume data of {infohash}: {e.strerror or e}; "
+                    "checking its data instead"
+                )
                 resume = None
-            adds.append(self._start(record, resume))
+            found.append((record, resume))
+        return found, problems
+
+    def _restoreFrom(
+        self, result: tuple[list[tuple[_Torrent, bytes | None]], list[str]]
+    ) -> Deferred[int]:
+        found, problems = result
+        for problem in problems:
+            log.error("{problem}", problem=problem)
+        adds = [self._start(record, resume) for record, resume in found]
         results = DeferredList(adds)
         return results.addCallback(lambda rs: sum(1 for ok, added in rs if ok and added))
 
     def _loadState(self, infohash: str) -> _Torrent:
+        """(In a thread.) One torrent's record from its state files."""
         with open(self._statePath(infohash, ".json"), "rb") as f:
             state = json.loads(f.read().decode("utf-8"))
         if not isinstance(state, dict):
@@ -461,33 +763,58 @@ class TorrentDaemon(MultiService):
             raise ValueError("'sources' must be a list of paths")
         name = state.get("name")
         return _Torrent(
-            infohash, metainfo, magnet, name if isinstance(name, str) else infohash,
+            infohash,
+            metainfo,
+            magnet,
+            name if isinstance(name, str) else infohash,
             set(sources),
         )
 
     def _writeState(self, record: _Torrent) -> None:
+        """Write ``record``'s state files (in a thread, after earlier disk work)."""
         if record.dropped:
             return
-        try:
-            if record.metainfo is not None:
-                path = self._statePath(record.infohash, ".torrent")
-                if not os.path.exists(path):
-                    _atomicWrite(path, record.metainfo)
-            state = {
-                "infohash": record.infohash,
-                "name": record.name,
-                "magnet": record.magnet,
-                "sources": sorted(record.sources),
-            }
-            _atomicWrite(self._statePath(record.infohash, ".json"),
-                         json.dumps(state, indent=1).encode("utf-8"))
-        except OSError as e:
-            log.error("cannot write the state of {torrent} in {stateDir}: {error}",
-                      torrent=record.label, stateDir=self.stateDir, error=e.strerror or e)
+        state = {
+            "infohash": record.infohash,
+            "name": record.name,
+            "magnet": record.magnet,
+            "sources": sorted(record.sources),
+        }
+        statePath = self._statePath(record.infohash, ".json")
+        torrentPath = self._statePath(record.infohash, ".torrent")
+        metainfo = record.metainfo
+        disk = self._disk
+
+        def job() -> None:
+            if metainfo is not None and not os.path.exists(torrentPath):
+                _atomicWrite(torrentPath, metainfo)
+                disk._written.add(torrentPath)
+            _atomicWrite(statePath, json.dumps(state, indent=1).encode("utf-8"))
+            disk._written.add(statePath)
+
+        def failed(reason: Failure) -> None:
+            error = reason.value
+            log.error(
+                "cannot write the state of {torrent} in {stateDir}: {error}",
+                torrent=record.label,
+                stateDir=self.stateDir,
+                error=error.strerror if isinstance(error, OSError) else error,
+            )
+
+        disk.run(job).addErrback(failed)
+
+    def _removeState(self, infohash: str, suffixes: Sequence[str]) -> None:
+        """Remove state files (in a thread, after earlier disk work)."""
+        paths = [self._statePath(infohash, suffix) for suffix in suffixes]
+
+        def logged(errors: list[str]) -> None:
+            for error in errors:
+                log.warn("{error}", error=error)
+
+        self._disk.run(_removeFiles, paths).addCallback(logged)
 
     def _deleteState(self, infohash: str) -> None:
-        for suffix in (".json", ".torrent", ".resume"):
-            _removeQuietly(self._statePath(infohash, suffix))
+        self._removeState(infohash, (".json", ".torrent", ".resume"))
 
     # -- adding and stopping torrents --------------------------------------------------
 
@@ -536,8 +863,12 @@ class TorrentDaemon(MultiService):
                 return False
             self._writeState(record)
             how = "resumed" if resumedata is not None else "added"
-            log.info("{how} {torrent}, saving to {savePath}", how=how, torrent=record.label,
-                     savePath=self.savePath)
+            log.info(
+                "{how} {torrent}, saving to {savePath}",
+                how=how,
+                torrent=record.label,
+                savePath=self.savePath,
+            )
             self._connectPeers(record)
             return True
 
@@ -548,9 +879,13 @@ class TorrentDaemon(MultiService):
             error = reason.value
             why = error.reason if isinstance(error, TorrentError) else str(error)
             if resumedata is not None and isinstance(error, InvalidTorrent) and not record.dropped:
-                log.warn("the resume data of {torrent} is unusable ({why}): checking its "
-                         "data from scratch instead", torrent=record.label, why=why)
-                _removeQuietly(self._statePath(record.infohash, ".resume"))
+                log.warn(
+                    "the resume data of {torrent} is unusable ({why}): checking its "
+                    "data from scratch instead",
+                    torrent=record.label,
+                    why=why,
+                )
+                self._removeState(record.infohash, (".resume",))
                 return self._add(session, record, None)
             if self._torrents.get(record.infohash) is record:
                 del self._torrents[record.infohash]
@@ -580,8 +915,11 @@ class TorrentDaemon(MultiService):
             if isinstance(result, Failure) and not isinstance(
                 result.value, (SessionStopped, UnknownTorrent)
             ):
-                log.warn("removing {torrent} failed: {why}", torrent=record.label,
-                         why=result.getErrorMessage())
+                log.warn(
+                    "removing {torrent} failed: {why}",
+                    torrent=record.label,
+                    why=result.getErrorMessage(),
+                )
 
         d.addBoth(removed)
 
@@ -593,8 +931,12 @@ class TorrentDaemon(MultiService):
         if self._torrents.get(record.infohash) is record:
             del self._torrents[record.infohash]
         self._deleteState(record.infohash)
-        log.info("stopped {torrent}: {why}; its files stay in {savePath}",
-                 torrent=record.label, why=why, savePath=self.savePath)
+        log.info(
+            "stopped {torrent}: {why}; its files stay in {savePath}",
+            torrent=record.label,
+            why=why,
+            savePath=self.savePath,
+        )
         if not record.adding:
             self._removeFromSession(record)
         # else: added() removes it when the add completes
@@ -618,8 +960,11 @@ class TorrentDaemon(MultiService):
 
     def _torrentError(self, torrentid: int, reason: str) -> None:
         record = self._byId.get(torrentid)
-        log.error("torrent {torrent}: {reason}",
-                  torrent=record.label if record is not None else torrentid, reason=reason)
+        log.error(
+            "torrent {torrent}: {reason}",
+            torrent=record.label if record is not None else torrentid,
+            reason=reason,
+        )
 
     def _torrentRemoved(self, torrentid: int) -> None:
         record = self._byId.pop(torrentid, None)
@@ -638,20 +983,20 @@ class TorrentDaemon(MultiService):
     def _resolvePeers(self) -> None:
         self._peerAddresses = []
         for host, port in self.peers:
-            if _isIPAddress(host):
-                self._peerAddresses.append((host, port))
+            d = resolveHostPort(self.reactor, host, port)
+            if d.called:
+                d.addCallback(self._peerAddresses.append)
                 continue
 
-            def resolved(ip: str, host: str = host, port: int = port) -> None:
-                log.info("peer {host} is {ip}", host=host, ip=ip)
-                self._peerAddresses.append((ip, port))
+            def resolved(address: tuple[str, int], host: str = host) -> None:
+                log.info("peer {host} is {ip}", host=host, ip=address[0])
+                self._peerAddresses.append(address)
                 self._reconnectPeers()
 
-            def unresolved(reason: Failure, host: str = host) -> None:
-                log.warn("cannot resolve peer {host}: {why}; it is left out", host=host,
-                         why=reason.getErrorMessage())
+            def unresolved(reason: Failure) -> None:
+                log.warn("{why}; that peer is left out", why=reason.getErrorMessage())
 
-            self.reactor.resolve(host).addCallbacks(resolved, unresolved)
+            d.addCallbacks(resolved, unresolved)
 
     def _connectPeers(self, record: _Torrent) -> None:
         session = self._session
@@ -661,8 +1006,13 @@ class TorrentDaemon(MultiService):
             try:
                 session.connectPeer(record.torrentid, host, port)
             except (ValueError, TorrentError) as e:
-                log.debug("cannot connect {torrent} to {host}:{port}: {e}",
-                          torrent=record.label, host=host, port=port, e=e)
+                log.debug(
+                    "cannot connect {torrent} to {host}:{port}: {e}",
+                    torrent=record.label,
+                    host=host,
+                    port=port,
+                    e=e,
+                )
 
     def _reconnectPeers(self) -> None:
         session = self._session
@@ -683,21 +1033,29 @@ class TorrentDaemon(MultiService):
         if record.torrentid is None or session.stopped:
             return succeed(False)
 
-        def write(data: bytes) -> bool:
+        def write(data: bytes) -> Deferred[bool] | bool:
             if record.dropped:
                 return False
-            try:
-                _atomicWrite(self._statePath(record.infohash, ".resume"), data)
-            except OSError as e:
-                log.error("cannot write the resume data of {torrent}: {error}",
-                          torrent=record.label, error=e.strerror or e)
+
+            def failed(reason: Failure) -> bool:
+                error = reason.value
+                log.error(
+                    "cannot write the resume data of {torrent}: {error}",
+                    torrent=record.label,
+                    error=error.strerror if isinstance(error, OSError) else error,
+                )
                 return False
-            return True
+
+            written = self._disk.write(self._statePath(record.infohash, ".resume"), data)
+            return written.addCallbacks(lambda _: True, failed)
 
         def failed(reason: Failure) -> bool:
             if not isinstance(reason.value, (SessionStopped, TorrentRemoved, UnknownTorrent)):
-                log.warn("saving the resume data of {torrent} failed: {why}",
-                         torrent=record.label, why=reason.getErrorMessage())
+                log.warn(
+                    "saving the resume data of {torrent} failed: {why}",
+                    torrent=record.label,
+                    why=reason.getErrorMessage(),
+                )
             return False
 
         return session.saveResumeData(record.torrentid).addCallbacks(write, failed)
@@ -726,8 +1084,7 @@ class TorrentDaemon(MultiService):
             return sum(1 for ok, saved in results if ok and saved)
 
         def timedOut(reason: Failure) -> int:
-            log.error("saving resume data took over {timeout} s; giving up on it",
-                      timeout=timeout)
+            log.error("saving resume data took over {timeout} s; giving up on it", timeout=timeout)
             return 0
 
         return d.addCallbacks(counted, timedOut)
@@ -739,44 +1096,44 @@ class TorrentDaemon(MultiService):
 
     # -- the watch folder --------------------------------------------------------------
 
-    def _poll(self) -> None:
-        try:
-            self._scan()
-        except Exception:
-            log.failure("looking at the watch folder {watchDir} failed", watchDir=self.watchDir)
-
-    def _scan(self) -> None:
+    def _poll(self) -> Deferred[None]:
+        """Look at the watch folder: listed and read in a thread, applied on the reactor."""
         assert self.watchDir is not None
-        try:
-            entries = list(os.scandir(self.watchDir))
-        except OSError as e:
-            problem = e.strerror or str(e)
+        known = {path: watched.signature for path, watched in self._watched.items()}
+        d = self._disk.run(_scanFolder, self.watchDir, known)
+
+        def apply(result: _Scan) -> None:
+            if self.running and self._session is not None:
+                self._applyScan(result)
+
+        def failed(reason: Failure) -> None:
+            log.failure(
+                "looking at the watch folder {watchDir} failed", reason, watchDir=self.watchDir
+            )
+
+        # The LoopingCall waits for this Deferred: scans never overlap.
+        return d.addCallback(apply).addErrback(failed)
+
+    def _applyScan(self, result: _Scan) -> None:
+        seen, reads, problem = result
+        if problem is not None:
             if problem != self._watchProblem:
-                log.error("cannot read the watch folder {watchDir}: {problem}; the torrents "
-                          "keep running", watchDir=self.watchDir, problem=problem)
+                log.error(
+                    "cannot read the watch folder {watchDir}: {problem}; the torrents keep running",
+                    watchDir=self.watchDir,
+                    problem=problem,
+                )
                 self._watchProblem = problem
             return
         if self._watchProblem is not None:
             log.info("the watch folder {watchDir} is readable again", watchDir=self.watchDir)
             self._watchProblem = None
-        seen: dict[str, tuple[int, int]] = {}
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or not name.lower().endswith(_WATCHED_SUFFIXES):
-                continue
-            try:
-                if not entry.is_file():
-                    continue
-                st = entry.stat()
-            except OSError:
-                continue  # gone since the listing
-            seen[entry.path] = (st.st_mtime_ns, st.st_size)
         for path in [p for p in self._watched if p not in seen]:
             self._fileRemoved(path)
         for path, signature in sorted(seen.items()):
             old = self._watched.get(path)
-            if old is None or old.signature != signature:
-                self._fileChanged(path, signature, old)
+            if path in reads and (old is None or old.signature != signature):
+                self._fileChanged(path, signature, old, reads[path])
         if self._firstScan:
             self._firstScan = False
             self._forgetMissingSources(seen)
@@ -785,8 +1142,7 @@ class TorrentDaemon(MultiService):
         """After a restart: stop the torrents whose watch files went while we were down."""
         for record in list(self._torrents.values()):
             missing = {
-                s for s in record.sources
-                if os.path.dirname(s) == self.watchDir and s not in seen
+                s for s in record.sources if os.path.dirname(s) == self.watchDir and s not in seen
             }
             if not missing:
                 continue
@@ -796,37 +1152,6 @@ class TorrentDaemon(MultiService):
             else:
                 names = ", ".join(sorted(os.path.basename(s) for s in missing))
                 self._stopTorrent(record, f"{names} left the watch folder")
-
-    def _readWatchFile(self, path: str) -> tuple[bytes | None, str | None, str]:
-        """``(metainfo, magnet, infohash)`` of a watch-folder file. :raises _BadFile:"""
-        isMagnet = path.lower().endswith(".magnet")
-        limit = MAX_MAGNET_FILE if isMagnet else MAX_TORRENT_FILE
-        try:
-            with open(path, "rb") as f:
-                data = f.read(limit + 1)
-        except OSError as e:
-            raise _BadFile(f"cannot read it: {e.strerror or e}") from None
-        if len(data) > limit:
-            raise _BadFile(f"too large for a {'.magnet' if isMagnet else '.torrent'} file "
-                           f"(over {limit} bytes)")
-        if not isMagnet:
-            try:
-                return data, None, infohashOf(data)
-            except InvalidTorrent as e:
-                raise _BadFile(e.reason) from None
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise _BadFile("not a magnet link: the file is not UTF-8 text") from None
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if not lines:
-            raise _BadFile("not a magnet link: the file is empty")
-        if len(lines) > 1:
-            raise _BadFile(f"a .magnet file holds one magnet link, not {len(lines)} lines")
-        try:
-            return None, lines[0], parseMagnet(lines[0]).infohash
-        except InvalidTorrent as e:
-            raise _BadFile(e.reason) from None
 
     def _skip(self, path: str, reason: str) -> None:
         """Log (once) that a watch-folder file is skipped, and remember why."""
@@ -839,19 +1164,23 @@ class TorrentDaemon(MultiService):
             log.warn("skipping {file}: {reason}", file=path, reason=reason)
 
     def _fileChanged(
-        self, path: str, signature: tuple[int, int], old: _WatchedFile | None
+        self,
+        path: str,
+        signature: tuple[int, int],
+        old: _WatchedFile | None,
+        read: tuple[bytes | None, str | None, str] | _BadFile,
     ) -> None:
-        try:
-            metainfo, magnet, infohash = self._readWatchFile(path)
-        except _BadFile as e:
+        if isinstance(read, _BadFile):
             self._watched[path] = _WatchedFile(signature, None)
             if old is not None and old.infohash is not None:
                 self._dropSource(old.infohash, path, f"{os.path.basename(path)} changed")
-            self._skip(path, e.reason)
+            self._skip(path, read.reason)
             return
+        metainfo, magnet, infohash = read
         if old is not None and old.infohash is not None and old.infohash != infohash:
-            self._dropSource(old.infohash, path,
-                             f"{os.path.basename(path)} now names another torrent")
+            self._dropSource(
+                old.infohash, path, f"{os.path.basename(path)} now names another torrent"
+            )
         self._watched[path] = _WatchedFile(signature, infohash)
         record = self._torrents.get(infohash)
         if record is not None:
@@ -869,7 +1198,8 @@ class TorrentDaemon(MultiService):
         watched = self._watched.pop(path)
         if watched.infohash is not None:
             self._dropSource(
-                watched.infohash, path,
+                watched.infohash,
+                path,
                 f"{os.path.basename(path)} was removed from the watch folder",
             )
 

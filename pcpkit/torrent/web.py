@@ -110,12 +110,14 @@ def torrentFiles(session: TorrentSession, torrentid: int) -> list[dict[str, Any]
     for index in range(int(files.num_files())):
         if _isPad(files, index):
             continue
-        result.append({
-            "index": index,
-            "path": str(files.file_path(index)),
-            "size": int(files.file_size(index)),
-            "done": int(progress[index]) if index < len(progress) else 0,
-        })
+        result.append(
+            {
+                "index": index,
+                "path": str(files.file_path(index)),
+                "size": int(files.file_size(index)),
+                "done": int(progress[index]) if index < len(progress) else 0,
+            }
+        )
     return result
 
 
@@ -161,17 +163,33 @@ def parseRange(header: bytes | str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # a suffix: the last n bytes
-        n = int(last)
+        n = _offset(last)
         if n == 0 or size == 0:
-            raise RangeNotSatisfiable(f"bytes=-{n} of a {size}-byte file")
+            raise RangeNotSatisfiable(f"bytes=-{_short(last)} of a {size}-byte file")
         return max(size - n, 0), size
-    start = int(first)
-    if last and int(last) < start:
+    start = _offset(first)
+    if last and _offset(last) < start:
         return None
     if start >= size:
-        raise RangeNotSatisfiable(f"bytes={start}- of a {size}-byte file")
-    end = size if not last else min(int(last) + 1, size)
+        raise RangeNotSatisfiable(f"bytes={_short(first)}- of a {size}-byte file")
+    end = size if not last else min(_offset(last) + 1, size)
     return start, end
+
+
+#: Offsets longer than this are past the end of any file (2**64 has 20 digits); ``int()`` is
+#: not even tried on them: thousands of digits hit Python's int-string conversion limit.
+_MAX_DIGITS = 20
+
+
+def _offset(digits: str) -> int:
+    """A byte offset from ASCII digits; an absurdly long one is 2**64 (past any file)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DIGITS else 1 << 64
+
+
+def _short(digits: str) -> str:
+    """Digits for a message, cut short."""
+    return digits if len(digits) <= _MAX_DIGITS else digits[:_MAX_DIGITS] + "..."
 
 
 # -- resources -----------------------------------------------------------------------------
@@ -451,9 +469,7 @@ class StreamResource(Resource):
         #: the streams running now
         self.producers: set[TorrentFileProducer] = set()
 
-    def _prepare(
-        self, request: Any
-    ) -> tuple[TorrentSession, int, str, int, int, int] | bytes:
+    def _prepare(self, request: Any) -> tuple[TorrentSession, int, str, int, int, int] | bytes:
         """
         Check the path, the torrent, the file and the range; set the headers.
 
@@ -483,7 +499,8 @@ class StreamResource(Resource):
         if files is None:
             request.setHeader(b"retry-after", b"5")
             return _plain(
-                request, http.SERVICE_UNAVAILABLE,
+                request,
+                http.SERVICE_UNAVAILABLE,
                 f"torrent {infohash} is still fetching its metadata (its files are not known)",
             )
         if fileIndex >= int(files.num_files()) or _isPad(files, fileIndex):
@@ -496,7 +513,8 @@ class StreamResource(Resource):
         except RangeNotSatisfiable:
             request.setHeader(b"content-range", f"bytes */{size}".encode())
             return _plain(
-                request, http.REQUESTED_RANGE_NOT_SATISFIABLE,
+                request,
+                http.REQUESTED_RANGE_NOT_SATISFIABLE,
                 f"range not satisfiable: the file has {size} bytes",
             )
         contentType, _ = mimetypes.guess_type(path)
@@ -551,8 +569,10 @@ class StreamResource(Resource):
             error = reason.value
             why = error.reason if isinstance(error, TorrentError) else str(error)
             log.warn(
-                "stream of torrent {infohash} file {index} failed after {written} bytes: "
-                "{why}", infohash=infohash, index=fileIndex, written=producer.bytesWritten,
+                "stream of torrent {infohash} file {index} failed after {written} bytes: {why}",
+                infohash=infohash,
+                index=fileIndex,
+                written=producer.bytesWritten,
                 why=why,
             )
             if not request.startedWriting:
