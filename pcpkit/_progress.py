@@ -14,21 +14,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from pcpkit.torrent.ipc import formatBytes, formatRate
+from pcpkit._format import formatBytes, formatDuration, formatRate
 
 __all__ = ["Progress", "formatDuration"]
-
-
-def formatDuration(seconds: float | None) -> str:
-    """``"42s"``, ``"3m05s"``, ``"1h02m"``; ``"--"`` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0 or seconds > 360000:
-        return "--"
-    s = int(seconds + 0.5)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class Progress:

@@ -137,11 +137,16 @@ def _isIPAddress(host: str) -> bool:
 def _atomicWrite(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data``: readers see the old or the new file, never a part."""
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        # a full disk leaves an empty or partial .tmp behind: remove it
+        _removeQuietly(tmp)
+        raise
 
 
 def _removeQuietly(path: str) -> None:
