@@ -106,7 +106,7 @@ def test_ctrl_c_interrupts_the_demo_and_cleans_up(tmp_path: Path) -> None:
     temp.mkdir()
     demo = Running(["demo", "--size", "256"], tmp_path, env=demoEnv(temp))
     try:
-        demo.waitFor(r"seeding with TorrentPatron", timeout=60)
+        demo.waitFor(r"seeding with", timeout=60)
         assert demo.interrupt(signal.SIGINT, timeout=60) == 130
     finally:
         demo.kill()

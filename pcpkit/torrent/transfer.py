@@ -122,7 +122,8 @@ class Transfer(Deferred[TransferResult]):
         self.resumeFile = resumeFile
         self._seeding = seeding
         self._peers = list(peers)
-        self._onStatus = onStatus
+        #: called with each status update of the torrent (may be replaced at any time)
+        self.onStatus = onStatus
         self._files = None if files is None else list(files)
         self._reactor = getReactor() if reactor is None else reactor
         self._started = time.monotonic()
@@ -256,9 +257,9 @@ class Transfer(Deferred[TransferResult]):
     # -- session events (through _Observer) ------------------------------------------------
 
     def _status(self, status: TorrentStatus) -> None:
-        if self._onStatus is not None:
+        if self.onStatus is not None:
             try:
-                self._onStatus(status)
+                self.onStatus(status)
             except Exception:
                 log.failure("the status callback of torrent {tid} failed", tid=self.torrentid)
 
