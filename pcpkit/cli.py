@@ -638,12 +638,20 @@ async def _download(
     resumeFile = os.path.join(folder, f"{name}.pcpkit-resume")
     transfer = None
     try:
-        out.line(f"downloading {name} into {folder} (infohash {infohash}, listening on "
-                 f"{_listenHost(args)}:{port})", "started", name=name, infohash=infohash,
-                 folder=folder, port=port)
-        out.startBar(f"downloading {name}")
+        started: list[bool] = []
+
+        def status(s: Any) -> None:
+            if not started:
+                # the first status: the torrent is in the session (and has resume data)
+                started.append(True)
+                out.line(f"downloading {name} into {folder} (infohash {infohash}, listening "
+                         f"on {_listenHost(args)}:{port})", "started", name=name,
+                         infohash=infohash, folder=folder, port=port)
+                out.startBar(f"downloading {name}")
+            out.status(s)
+
         transfer = download(session, raw, folder, magnet=magnet, resumeFile=resumeFile,
-                            peers=peers, onStatus=out.status, files=args.files)
+                            peers=peers, onStatus=status, files=args.files)
         try:
             result = await stopper.wait(transfer)
         except Interrupted:

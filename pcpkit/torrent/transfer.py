@@ -198,7 +198,8 @@ class Transfer(Deferred[TransferResult]):
         self.added = added
         self.torrentid = added.torrentid
         if self._closing is not None:
-            # closed (or cancelled) while it was being added
+            # closed (or cancelled) while it was being added: as after, save its resume data
+            self._wantResume = self.resumeFile is not None and not self._seeding
             self._removeTorrent(False).chainDeferred(self._closing)
             return
         if self._files is not None:
