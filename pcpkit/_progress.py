@@ -70,14 +70,17 @@ class Progress:
 
     # -- feeding ---------------------------------------------------------------------------
 
-    def update(self, done: int, rate: float | None = None, extra: str = "") -> None:
+    def update(
+        self, done: int, rate: float | None = None, extra: str = "", *, now: bool = False
+    ) -> None:
         """
         ``done`` units are done now; ``rate`` (units/s) when the caller knows it, else it is
-        measured; ``extra`` is appended to the line (peers, ...).
+        measured; ``extra`` is appended to the line (peers, ...). ``now`` shows the line at
+        once, whatever the interval (news the reader must see: an error).
         """
         if self.finished:
             return
-        now = self._clock()
+        urgent, now = now, self._clock()
         done = int(done)
         if rate is None:
             t0, d0 = self._lastSample
@@ -90,7 +93,7 @@ class Progress:
             self.rate = float(rate)
         self.done = done
         every = self.redrawInterval if self.tty else self.interval
-        if now - self._lastShown >= every:
+        if now - self._lastShown >= every or urgent:
             self._lastShown = now
             self._show(self.line(extra))
 

@@ -102,6 +102,7 @@ class _Output:
         self.json = bool(getattr(args, "json", False))
         self.quiet = bool(getattr(args, "quiet", False)) and not self.json
         self.bar: Progress | None = None
+        self.news = ""
 
     def line(self, text: str, event: str, **fields: Any) -> None:
         """``text`` for people, ``{"event": event, **fields}`` for scripts."""
@@ -126,12 +127,16 @@ class _Output:
             return
         if done == "totalDone":
             bar.total = int(status.get("totalSize") or 0)
-        extra = f"{status.get('numPeers', 0)} peers"
+        news = ""
         if status.get("error"):
-            extra += f"  error: {status['error']}"
+            news = f"error: {status['error']}"
         elif status.get("trackerError"):
-            extra += f"  tracker: {status['trackerError']}"
-        bar.update(int(status.get(done) or 0), float(status.get(rate) or 0) or None, extra)
+            news = f"tracker: {status['trackerError']}"
+        extra = f"{status.get('numPeers', 0)} peers" + (f"  {news}" if news else "")
+        # a new error is shown at once, not at the next periodic line
+        fresh, self.news = news != self.news and bool(news), news
+        bar.update(int(status.get(done) or 0), float(status.get(rate) or 0) or None, extra,
+                   now=fresh)
 
     def endBar(self, message: str | None = None) -> None:
         bar, self.bar = self.bar, None

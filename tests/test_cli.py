@@ -7,6 +7,7 @@ bounded.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -395,3 +396,208 @@ def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     p.finish()
     assert out.getvalue().endswith("\r")
     assert formatDuration(None) == "--" and formatDuration(3725) == "1h02m"
+
+
+# -- data safety, failing loudly, options for scripts ---------------------------------------
+
+
+def sha256Of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_seed_of_wrong_data_never_writes_it_with_a_live_seeder(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    payload(tmp_path / "data" / "f.bin", 2 * MiB, seed=31)
+    assert run("make", "data/f.bin", "-o", "f.torrent", "--piece-size", "64K",
+               cwd=tmp_path).returncode == 0
+    good = start(running, "seed", "f.torrent", "-o", "data", cwd=tmp_path)
+    port = good.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    wrong = tmp_path / "wrong" / "f.bin"
+    wrong.parent.mkdir()
+    wrong.write_bytes(bytes(2 * MiB))  # zeros: the right size, the wrong data
+    before = sha256Of(wrong)
+    result = run("seed", "f.torrent", "-o", "wrong", "--peer", f"127.0.0.1:{port}",
+                 cwd=tmp_path)
+    assertOneLineError(result, 1, "cannot seed f.bin", "missing or wrong", "(0 of 32 pieces",
+                       "0.0%")
+    assert sha256Of(wrong) == before and wrong.stat().st_size == 2 * MiB
+    assert sorted(p.name for p in wrong.parent.iterdir()) == ["f.bin"]
+    assert good.interrupt() == 0
+
+
+def test_listen_on_a_busy_port_is_an_error(tmp_path: Path) -> None:
+    payload(tmp_path / "f.bin", 100_000)
+    assert run("make", "f.bin", "-o", "f.torrent", cwd=tmp_path).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (("get", "f.torrent", "-o", "out"), ("seed", "f.torrent")):
+            assertOneLineError(run(*command, "--listen", f"127.0.0.1:{port}", cwd=tmp_path),
+                               1, f"--listen 127.0.0.1:{port}", "in use")
+
+
+def test_make_rejects_bad_trackers_empty_files_and_piece_sizes(tmp_path: Path) -> None:
+    payload(tmp_path / "f.bin", 100_000)
+    assertOneLineError(run("make", "f.bin", "-t", "notaurl", cwd=tmp_path), 2,
+                       "--tracker", "'notaurl' is not a tracker URL")
+    assertOneLineError(run("seed", "f.bin", "-t", "ftp://x/announce", cwd=tmp_path), 2,
+                       "--tracker")
+    (tmp_path / "empty.bin").write_bytes(b"")
+    assertOneLineError(run("make", "empty.bin", cwd=tmp_path), 2, "empty.bin", "empty (0 bytes)")
+    (tmp_path / "hollow").mkdir()
+    (tmp_path / "hollow" / "zero").write_bytes(b"")
+    assertOneLineError(run("make", "hollow", cwd=tmp_path), 2, "hollow", "empty (0 bytes)")
+    assertOneLineError(run("seed", "empty.bin", cwd=tmp_path), 2, "empty (0 bytes)")
+    for bad in ("3000", "8K", "lots", "0", "-4"):
+        assertOneLineError(run("make", "f.bin", "--piece-size", bad, cwd=tmp_path), 2,
+                           "--piece-size")
+    assert not list(tmp_path.glob("*.torrent"))
+    made = run("make", "f.bin", "--piece-size", "32KiB", "-q", cwd=tmp_path)
+    assert made.returncode == 0 and made.stdout == "" and made.stderr == ""
+
+
+class _RefusingTracker:
+    """An HTTP tracker on 127.0.0.1 that answers every announce with a failure reason."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"d14:failure reason14:not authorizede"
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/announce"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_tracker_errors_show_in_the_progress_line(tmp_path: Path, running: list[Running]) -> None:
+    tracker = _RefusingTracker()
+    try:
+        payload(tmp_path / "data" / "f.bin", 100_000)
+        assert run("make", "data/f.bin", "-o", "f.torrent", "-t", tracker.url,
+                   cwd=tmp_path).returncode == 0
+        plain = start(running, "get", "f.torrent", "-o", "out", cwd=tmp_path)
+        plain.waitFor(r"tracker: http://127\.0\.0\.1:\d+/announce: not authorized")
+        assert plain.interrupt() == 130
+        scripted = start(running, "get", "f.torrent", "-o", "out2", "--json", cwd=tmp_path)
+        scripted.waitFor(r'"trackerError": "[^"]*not authorized"')
+        assert scripted.interrupt() == 130
+        for line in scripted.stdout.splitlines():
+            assert "event" in json.loads(line)
+    finally:
+        tracker.close()
+
+
+def test_resumed_download_counts_this_run_and_removes_its_resume_file(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    data = payload(tmp_path / "data" / "f.bin", 2 * MiB, seed=32)
+    assert run("make", "data/f.bin", "-o", "f.torrent", "--piece-size", "64K",
+               cwd=tmp_path).returncode == 0
+    # the first half is there already, with the resume data of an interrupted run
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "f.bin").write_bytes(data[: MiB])
+    first = start(running, "get", "f.torrent", "-o", "out", cwd=tmp_path)
+    first.waitFor(r"downloading f\.bin into")
+    assert first.interrupt() == 130
+    resume = tmp_path / "out" / "f.bin.pcpkit-resume"
+    assert resume.stat().st_size > 0
+    seed = start(running, "seed", "f.torrent", "-o", "data", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    got = run("get", "f.torrent", "-o", "out", "--peer", f"127.0.0.1:{port}", "--json",
+              cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    events = [json.loads(line) for line in got.stdout.splitlines()]
+    (done,) = [e for e in events if e["event"] == "downloaded"]
+    assert done["size"] == 2 * MiB
+    assert MiB <= done["fetched"] < MiB + 4 * 65536, done
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    assert not resume.exists()
+    assert seed.interrupt() == 0
+
+
+def test_seed_retries_a_peer_that_was_not_ready(tmp_path: Path, running: list[Running]) -> None:
+    data = payload(tmp_path / "data" / "f.bin", 1 * MiB, seed=33)
+    assert run("make", "data/f.bin", "-o", "f.torrent", cwd=tmp_path).returncode == 0
+    port = freePort()
+    # the seed is told of a peer that is not listening yet
+    seed = start(running, "seed", "f.torrent", "-o", "data", "--peer", f"127.0.0.1:{port}",
+                 cwd=tmp_path)
+    seed.waitFor(r"listening on")
+    # the downloader knows no peer: only the seed's retries can find it
+    got = run("get", "f.torrent", "-o", "out", "--listen", f"127.0.0.1:{port}", "-q",
+              cwd=tmp_path)
+    assert got.returncode == 0 and got.stdout == "", got.stdout + got.stderr
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    assert seed.interrupt() == 0
+
+
+def test_max_down_limits_the_rate(tmp_path: Path, running: list[Running]) -> None:
+    data = payload(tmp_path / "data" / "f.bin", 1 * MiB, seed=34)
+    assert run("make", "data/f.bin", "-o", "f.torrent", "--piece-size", "16K",
+               cwd=tmp_path).returncode == 0
+    seed = start(running, "seed", "f.torrent", "-o", "data", "--max-up", "2M", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    limit = 256 * 1024
+    got = run("get", "f.torrent", "-o", "out", "--peer", f"127.0.0.1:{port}", "--json",
+              "--max-down", "256K", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    events = [json.loads(line) for line in got.stdout.splitlines()]
+    rates = [e["downRate"] for e in events if e["event"] == "status"]
+    # 1 MiB at 256 KiB/s takes about four seconds: several status lines, none far above
+    assert len(rates) >= 4 and max(rates) <= 1.5 * limit, rates
+    assert seed.interrupt() == 0
+
+
+def test_list_and_choose_files(tmp_path: Path, running: list[Running]) -> None:
+    share = tmp_path / "share"
+    a = payload(share / "a.bin", 300_000, seed=35)
+    payload(share / "b.bin", 600_000, seed=36)
+    c = payload(share / "sub" / "c.bin", 200_000, seed=37)
+    assert run("make", "share", "-o", "share.torrent", cwd=tmp_path).returncode == 0
+    listed = run("get", "share.torrent", "--list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["0", "1", "2"]
+    assert lines[2].endswith(os.path.join("share", "sub", "c.bin"))
+    files = [json.loads(line) for line in
+             run("get", "share.torrent", "--list", "--json", cwd=tmp_path).stdout.splitlines()]
+    assert [(f["index"], f["size"]) for f in files] == [(0, 300_000), (1, 600_000), (2, 200_000)]
+    assertOneLineError(run("get", "share.torrent", "--files", "0,7", cwd=tmp_path), 2,
+                       "--files", "no file 7")
+    assertOneLineError(run("get", "share.torrent", "--files", "x", cwd=tmp_path), 2, "--files")
+    seed = start(running, "seed", "share.torrent", "-o", ".", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    got = run("get", "share.torrent", "-o", "out", "--files", "0,2",
+              "--peer", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "out" / "share" / "a.bin").read_bytes() == a
+    assert (tmp_path / "out" / "share" / "sub" / "c.bin").read_bytes() == c
+    assert not (tmp_path / "out" / "share" / "b.bin").exists()
+    assert seed.interrupt() == 0

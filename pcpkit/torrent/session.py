@@ -1325,9 +1325,15 @@ class TorrentSession:
                 d.errback(TorrentError(error or "cannot listen"))
 
     def _onTracker(self, record: _Torrent, error: str | None) -> None:
-        if error is not None and error != record.trackerError:
+        if error == record.trackerError:
+            return
+        if error is not None:
             log.warn("torrent {tid}: tracker {error}", tid=record.torrentid, error=error)
         record.trackerError = error
+        if record.confirmed:
+            # a change of status libtorrent does not report as one: report it now
+            raw = _rawStatus(record.handle.status(0))
+            self._notify("torrentStatus", record.torrentid, self._status(record, raw))
 
     def _onError(self, keys: tuple[str, ...], message: str, storage: bool = False) -> None:
         record = self._lookup(keys)
