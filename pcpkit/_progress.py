@@ -71,16 +71,16 @@ class Progress:
     # -- feeding ---------------------------------------------------------------------------
 
     def update(
-        self, done: int, rate: float | None = None, extra: str = "", *, now: bool = False
+        self, done: int, rate: float | None = None, extra: str = "", *, urgent: bool = False
     ) -> None:
         """
         ``done`` units are done now; ``rate`` (units/s) when the caller knows it, else it is
-        measured; ``extra`` is appended to the line (peers, ...). ``now`` shows the line at
+        measured; ``extra`` is appended to the line (peers, ...). ``urgent`` shows the line at
         once, whatever the interval (news the reader must see: an error).
         """
         if self.finished:
             return
-        urgent, now = now, self._clock()
+        now = self._clock()
         done = int(done)
         if rate is None:
             t0, d0 = self._lastSample

@@ -136,7 +136,7 @@ class _Output:
         # a new error is shown at once, not at the next periodic line
         fresh, self.news = news != self.news and bool(news), news
         bar.update(int(status.get(done) or 0), float(status.get(rate) or 0) or None, extra,
-                   now=fresh)
+                   urgent=fresh)
 
     def endBar(self, message: str | None = None) -> None:
         bar, self.bar = self.bar, None
