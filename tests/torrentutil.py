@@ -14,13 +14,10 @@ import random
 import shutil
 import socket
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import libtorrent
 import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol
@@ -31,6 +28,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from pcpkit.torrent.session import BaseTorrentSessionObserver, TorrentSession, TorrentStatus
+from pcpkit.torrent.tracker import LocalTracker, TrackerFailed
 
 reactor: Any = _reactor
 
@@ -223,69 +221,31 @@ class ProcessRunner(protocol.ProcessProtocol):
 # -- opentracker ---------------------------------------------------------------------------
 
 
-class OpenTracker:
+class OpenTracker(LocalTracker):
     """
-    A local opentracker. Debian's is built with a whitelist: only listed info-hashes are
-    tracked, so :meth:`start` takes them. As root it chroots into its directory and drops
-    to ``nobody``: the whitelist is given relative to that directory, which must be
-    world-readable.
+    :class:`~pcpkit.torrent.tracker.LocalTracker` for tests: it fails (never skips) when
+    opentracker is missing, and its waits fail the test when they time out.
     """
 
     def __init__(self, root: Path) -> None:
-        self.binary = requireBinary("opentracker", "opentracker")
-        self.dir = root / "opentracker"
-        self.dir.mkdir()
-        self.port = freePort()
-        self.announceURL = f"http://127.0.0.1:{self.port}/announce"
-        self.process: ProcessRunner | None = None
+        super().__init__(str(root / "opentracker"), requireBinary("opentracker", "opentracker"))
+        self.dir = Path(self.folder)
 
-    async def start(self, infohashes: Sequence[str]) -> None:
-        (self.dir / "whitelist").write_text("".join(h + "\n" for h in infohashes))
-        # as root, opentracker chroots here and reads the list as nobody
-        os.chmod(self.dir, 0o755)
-        self.process = ProcessRunner(
-            [self.binary, "-i", "127.0.0.1", "-p", str(self.port), "-P", str(self.port),
-             "-w", "whitelist", "-d", str(self.dir)],
-            cwd=str(self.dir),
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            if not self.process.running:
-                raise AssertionError(f"opentracker exited: {self.process.text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"opentracker did not listen on {self.port}: {self.process.text()}"
-                    ) from None
-                await sleep(0.05)
-        # a warning here means the whitelist could not be read: every announce would fail
-        await sleep(0.1)
-        if "Can't open accesslist" in self.process.text():
-            raise AssertionError(f"opentracker cannot read its whitelist: {self.process.text()}")
+    async def start(self, infohashes: Sequence[str], timeout: float = 10) -> None:
+        try:
+            await super().start(infohashes, timeout)
+        except TrackerFailed as e:
+            raise AssertionError(str(e)) from None
 
-    def scrape(self, infohash: str) -> tuple[int, int]:
-        """(seeds, leechers) the tracker knows for ``infohash`` (a quick local request)."""
-        query = urllib.parse.quote_from_bytes(bytes.fromhex(infohash))
-        url = self.announceURL.replace("/announce", "/scrape") + f"?info_hash={query}"
-        with urllib.request.urlopen(url, timeout=2) as response:
-            answer = libtorrent.bdecode(response.read())
-        stats = answer.get(b"files", {}).get(bytes.fromhex(infohash), {})
-        return int(stats.get(b"complete", 0)), int(stats.get(b"incomplete", 0))
-
-    async def waitForSeeds(self, infohash: str, seeds: int = 1, timeout: float = 20) -> None:
+    async def waitForSeeds(  # type: ignore[override]
+        self, infohash: str, seeds: int = 1, timeout: float = 20
+    ) -> None:
         """Wait until ``seeds`` seeders have announced ``infohash``."""
-        await waitUntil(
-            lambda: self.scrape(infohash)[0] >= seeds, timeout, f"{seeds} seed(s) announced",
-            step=0.1,
-        )
+        if not await super().waitForSeeds(infohash, seeds, timeout):
+            raise AssertionError(f"timed out after {timeout}s waiting for {seeds} seed(s)")
 
-    def stop(self) -> Deferred[int]:
-        if self.process is None:
-            return defer.succeed(0)
-        return self.process.stop()
+    def stop(self) -> Deferred[Any]:  # type: ignore[override]
+        return defer.ensureDeferred(super().stop())
 
 
 @pytest.fixture(name="tracker")
