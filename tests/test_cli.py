@@ -24,6 +24,7 @@ import pytest
 
 from pcpkit._progress import Progress, formatDuration
 from pcpkit.cli import main
+from tests.torrentutil import smallDiskFixture  # noqa: F401 - the "smallDisk" fixture
 
 MiB = 1024 * 1024
 
@@ -600,4 +601,20 @@ def test_list_and_choose_files(tmp_path: Path, running: list[Running]) -> None:
     assert (tmp_path / "out" / "share" / "a.bin").read_bytes() == a
     assert (tmp_path / "out" / "share" / "sub" / "c.bin").read_bytes() == c
     assert not (tmp_path / "out" / "share" / "b.bin").exists()
+    assert seed.interrupt() == 0
+
+
+def test_a_full_disk_fails_the_download_with_its_error(
+    tmp_path: Path, running: list[Running], smallDisk: Path
+) -> None:
+    payload(tmp_path / "data" / "big.bin", 12 * MiB, seed=38)  # the disk holds 8 MiB
+    assert run("make", "data/big.bin", "-o", "big.torrent", cwd=tmp_path).returncode == 0
+    seed = start(running, "seed", "big.torrent", "-o", "data", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    got = run("get", "big.torrent", "-o", str(smallDisk), "--peer", f"127.0.0.1:{port}",
+              cwd=tmp_path)
+    assertOneLineError(got, 1, "pcpkit get:", "No space left on device")
+    assert "downloaded big.bin" not in got.stdout
+    # never reported complete, and no resume file claiming pieces that are not on disk
+    assert not list(smallDisk.glob("*.pcpkit-resume*"))
     assert seed.interrupt() == 0

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from tests.torrentutil import (
     OpenTracker,
     Sessions,
     sessionsFixture,  # noqa: F401 - the "sessions" fixture
+    smallDiskFixture,  # noqa: F401 - the "smallDisk" fixture
     trackerFixture,  # noqa: F401 - the "tracker" fixture
     waitUntil,
     withTimeout,
@@ -39,21 +38,6 @@ PIECE = 256 * 1024
 
 def sha256File(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(name="smallDisk")
-def smallDiskFixture(tmp_path: Path) -> Iterator[Path]:
-    """A real 8 MiB tmpfs (needs root, as in CI); unmounted afterwards."""
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 # -- seeding never writes --------------------------------------------------------------------

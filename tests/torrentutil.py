@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -126,6 +127,21 @@ class Recorder(BaseTorrentSessionObserver):
         d: Deferred[None] = Deferred()
         self._finishWaiters.setdefault(torrentid, []).append(d)
         return withTimeout(d, timeout)
+
+
+@pytest.fixture(name="smallDisk")
+def smallDiskFixture(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB tmpfs (needs root, as in CI); unmounted afterwards."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 # -- sessions ------------------------------------------------------------------------------
