@@ -54,7 +54,7 @@ def parseBytes(text: str) -> int:
     """
     raw = text.strip().replace(" ", "")
     number = raw.rstrip("kKmMgGtTiIbB")
-    unit = raw[len(number):].upper()
+    unit = raw[len(number) :].upper()
     if unit.endswith("IB"):
         scale = _BINARY.get(unit[:-2])
     elif unit in ("", "B"):

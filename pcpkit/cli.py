@@ -135,8 +135,9 @@ class _Output:
         extra = f"{status.get('numPeers', 0)} peers" + (f"  {news}" if news else "")
         # a new error is shown at once, not at the next periodic line
         fresh, self.news = news != self.news and bool(news), news
-        bar.update(int(status.get(done) or 0), float(status.get(rate) or 0) or None, extra,
-                   urgent=fresh)
+        bar.update(
+            int(status.get(done) or 0), float(status.get(rate) or 0) or None, extra, urgent=fresh
+        )
 
     def endBar(self, message: str | None = None) -> None:
         bar, self.bar = self.bar, None
@@ -171,8 +172,8 @@ def _pieceSize(value: str) -> int:
     n = _byteCount(value)
     if n < 16 * 1024 or n & (n - 1):
         raise argparse.ArgumentTypeError(
-            f"{value!r} ({n} bytes) is not a power of two of at least 16K "
-            "(like 16K, 256K or 4M)")
+            f"{value!r} ({n} bytes) is not a power of two of at least 16K (like 16K, 256K or 4M)"
+        )
     return n
 
 
@@ -201,7 +202,8 @@ def _trackerURL(value: str) -> str:
     if url.scheme not in ("http", "https", "udp") or not url.hostname:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a tracker URL (like http://tracker.example:6969/announce "
-            "or udp://tracker.example:1337)")
+            "or udp://tracker.example:1337)"
+        )
     try:
         url.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as e:
@@ -213,7 +215,8 @@ def _listenInterfaces(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not ADDRESS:PORT (like 127.0.0.1:0 or 0.0.0.0:6881)")
+            f"{value!r} is not ADDRESS:PORT (like 127.0.0.1:0 or 0.0.0.0:6881)"
+        )
     return value
 
 
@@ -229,7 +232,8 @@ def _fileList(value: str) -> list[int]:
             chosen.extend(range(low, high + 1))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a list of file numbers (like 0,2,5-7; see --list)") from None
+            f"{value!r} is not a list of file numbers (like 0,2,5-7; see --list)"
+        ) from None
     return sorted(set(chosen))
 
 
@@ -240,107 +244,192 @@ def _buildParser() -> _Parser:
         epilog="Exit status: 0 done (or Ctrl-C ending seed/relay), 1 failed, "
         "2 bad usage or input, 130 interrupted.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log Twisted and libtorrent events to stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log Twisted and libtorrent events to stderr"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def outputOptions(p: argparse.ArgumentParser) -> None:
         shown = p.add_mutually_exclusive_group()
-        shown.add_argument("-q", "--quiet", action="store_true",
-                           help="print nothing but errors")
-        shown.add_argument("--json", action="store_true",
-                           help="print one JSON object per line (events and status)")
+        shown.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+        shown.add_argument(
+            "--json", action="store_true", help="print one JSON object per line (events and status)"
+        )
 
-    make = sub.add_parser("make", help="make a .torrent of a file or folder",
-                          description="Make a .torrent of a file or a folder.")
+    make = sub.add_parser(
+        "make",
+        help="make a .torrent of a file or folder",
+        description="Make a .torrent of a file or a folder.",
+    )
     make.add_argument("path", metavar="PATH", help="the file or folder to share")
-    make.add_argument("-t", "--tracker", action="append", default=[], metavar="URL",
-                      type=_trackerURL,
-                      help="announce URL (repeat for more trackers, one tier each)")
-    make.add_argument("-o", "--output", metavar="OUT",
-                      help="the .torrent file, or a folder for NAME.torrent "
-                      "(default: NAME.torrent here)")
-    make.add_argument("--piece-size", type=_pieceSize, metavar="BYTES",
-                      help="bytes per piece, a power of two >= 16K (default: automatic)")
-    make.add_argument("--version", choices=("v1", "v2", "hybrid"), default="v1",
-                      help="BitTorrent version of the metadata (default: v1)")
+    make.add_argument(
+        "-t",
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="URL",
+        type=_trackerURL,
+        help="announce URL (repeat for more trackers, one tier each)",
+    )
+    make.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="the .torrent file, or a folder for NAME.torrent (default: NAME.torrent here)",
+    )
+    make.add_argument(
+        "--piece-size",
+        type=_pieceSize,
+        metavar="BYTES",
+        help="bytes per piece, a power of two >= 16K (default: automatic)",
+    )
+    make.add_argument(
+        "--version",
+        choices=("v1", "v2", "hybrid"),
+        default="v1",
+        help="BitTorrent version of the metadata (default: v1)",
+    )
     make.add_argument("--comment", help="the torrent's comment")
     outputOptions(make)
     make.set_defaults(run=_make)
 
     def torrentOptions(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--peer", action="append", default=[], type=_peer,
-                       metavar="HOST:PORT",
-                       help="connect to this peer, again until it answers (repeatable)")
-        p.add_argument("--listen", type=_listenInterfaces, default="127.0.0.1:0",
-                       metavar="ADDRESS:PORT",
-                       help="libtorrent listen interface (default: 127.0.0.1:0); a port "
-                       "in use is an error")
-        p.add_argument("--dht", action="store_true",
-                       help="turn on DHT, local peer discovery, UPnP and NAT-PMP")
-        p.add_argument("--max-down", type=_byteCount, metavar="RATE",
-                       help="download at most RATE bytes/s (like 500kB or 2M)")
-        p.add_argument("--max-up", type=_byteCount, metavar="RATE",
-                       help="upload at most RATE bytes/s (like 500kB or 2M)")
+        p.add_argument(
+            "--peer",
+            action="append",
+            default=[],
+            type=_peer,
+            metavar="HOST:PORT",
+            help="connect to this peer, again until it answers (repeatable)",
+        )
+        p.add_argument(
+            "--listen",
+            type=_listenInterfaces,
+            default="127.0.0.1:0",
+            metavar="ADDRESS:PORT",
+            help="libtorrent listen interface (default: 127.0.0.1:0); a port in use is an error",
+        )
+        p.add_argument(
+            "--dht", action="store_true", help="turn on DHT, local peer discovery, UPnP and NAT-PMP"
+        )
+        p.add_argument(
+            "--max-down",
+            type=_byteCount,
+            metavar="RATE",
+            help="download at most RATE bytes/s (like 500kB or 2M)",
+        )
+        p.add_argument(
+            "--max-up",
+            type=_byteCount,
+            metavar="RATE",
+            help="upload at most RATE bytes/s (like 500kB or 2M)",
+        )
         outputOptions(p)
 
-    get = sub.add_parser("get", help="download a torrent",
-                         description="Download a torrent (a .torrent file or a magnet link).")
+    get = sub.add_parser(
+        "get",
+        help="download a torrent",
+        description="Download a torrent (a .torrent file or a magnet link).",
+    )
     get.add_argument("source", metavar="TORRENT|MAGNET", help=".torrent file or magnet link")
-    get.add_argument("-o", "--output", default=".", metavar="DIR",
-                     help="folder to download into (default: here)")
-    get.add_argument("--seed", action="store_true",
-                     help="keep seeding once downloaded, until Ctrl-C")
-    get.add_argument("--files", type=_fileList, metavar="LIST",
-                     help="download only these files of the torrent (numbers from --list, "
-                     "like 0,2,5-7)")
-    get.add_argument("--list", action="store_true",
-                     help="list the torrent's files (number, size, path) and exit")
+    get.add_argument(
+        "-o", "--output", default=".", metavar="DIR", help="folder to download into (default: here)"
+    )
+    get.add_argument(
+        "--seed", action="store_true", help="keep seeding once downloaded, until Ctrl-C"
+    )
+    get.add_argument(
+        "--files",
+        type=_fileList,
+        metavar="LIST",
+        help="download only these files of the torrent (numbers from --list, like 0,2,5-7)",
+    )
+    get.add_argument(
+        "--list", action="store_true", help="list the torrent's files (number, size, path) and exit"
+    )
     torrentOptions(get)
     get.set_defaults(run=_get)
 
     seed = sub.add_parser(
-        "seed", help="seed a file, folder or .torrent",
+        "seed",
+        help="seed a file, folder or .torrent",
         description="Seed a file or folder (the torrent is made in memory; its magnet link "
         "is printed), or a .torrent whose data is in DIR. The data is checked first and "
-        "never written to. Runs until Ctrl-C.")
-    seed.add_argument("source", metavar="PATH|TORRENT",
-                      help="a file or folder to share, or a .torrent file")
-    seed.add_argument("-o", "--output", default=".", metavar="DIR",
-                      help="folder holding a .torrent's data (default: here)")
-    seed.add_argument("-t", "--tracker", action="append", default=[], metavar="URL",
-                      type=_trackerURL,
-                      help="announce URL for a torrent made here (repeatable)")
-    seed.add_argument("--save-torrent", metavar="FILE",
-                      help="also write the torrent made here to FILE")
+        "never written to. Runs until Ctrl-C.",
+    )
+    seed.add_argument(
+        "source", metavar="PATH|TORRENT", help="a file or folder to share, or a .torrent file"
+    )
+    seed.add_argument(
+        "-o",
+        "--output",
+        default=".",
+        metavar="DIR",
+        help="folder holding a .torrent's data (default: here)",
+    )
+    seed.add_argument(
+        "-t",
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="URL",
+        type=_trackerURL,
+        help="announce URL for a torrent made here (repeatable)",
+    )
+    seed.add_argument(
+        "--save-torrent", metavar="FILE", help="also write the torrent made here to FILE"
+    )
     torrentOptions(seed)
     seed.set_defaults(run=_seed)
 
     relay = sub.add_parser(
-        "relay", help="a flow-controlled TCP relay",
+        "relay",
+        help="a flow-controlled TCP relay",
         description="Relay every connection accepted on LISTEN to a new connection to "
         "CONNECT, until Ctrl-C. Endpoints are Twisted endpoint strings "
         "(tcp:8080:interface=127.0.0.1, tcp:example.com:80, unix:/path); a bare port "
-        "listens on 127.0.0.1, and HOST:PORT connects over TCP.")
+        "listens on 127.0.0.1, and HOST:PORT connects over TCP.",
+    )
     relay.add_argument("listen", metavar="LISTEN", help="server endpoint or port")
     relay.add_argument("connect", metavar="CONNECT", help="client endpoint or HOST:PORT")
-    relay.add_argument("--buffer", type=_byteCount, default=262144, metavar="BYTES",
-                       help="bytes held per direction of a connection (default: 256K)")
-    relay.add_argument("--max-connections", type=_positive, default=256, metavar="N",
-                       help="connections open at once (default: 256)")
-    relay.add_argument("--no-splice", action="store_true",
-                       help="always relay through Python (no os.splice)")
+    relay.add_argument(
+        "--buffer",
+        type=_byteCount,
+        default=262144,
+        metavar="BYTES",
+        help="bytes held per direction of a connection (default: 256K)",
+    )
+    relay.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=256,
+        metavar="N",
+        help="connections open at once (default: 256)",
+    )
+    relay.add_argument(
+        "--no-splice", action="store_true", help="always relay through Python (no os.splice)"
+    )
     relay.set_defaults(run=_relay)
 
     demo = sub.add_parser(
-        "demo", help="the embedded demo: a loopback swarm and a relay",
+        "demo",
+        help="the embedded demo: a loopback swarm and a relay",
         description="Seed and download a payload between two torrent sessions on "
         "127.0.0.1 (through a local opentracker when installed), verify it, send it through "
-        "a relay, and print what it measured.")
-    demo.add_argument("--size", type=_positive, default=64, metavar="MIB",
-                      help="payload size in MiB (default: 64)")
-    demo.add_argument("--no-tracker", action="store_true",
-                      help="connect the peers directly even when opentracker is installed")
+        "a relay, and print what it measured.",
+    )
+    demo.add_argument(
+        "--size",
+        type=_positive,
+        default=64,
+        metavar="MIB",
+        help="payload size in MiB (default: 64)",
+    )
+    demo.add_argument(
+        "--no-tracker",
+        action="store_true",
+        help="connect the peers directly even when opentracker is installed",
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -427,13 +516,14 @@ def _torrentSettings(args: argparse.Namespace) -> dict[str, Any]:
         # ten ports, then any port
         settings.update(max_retry_port_bind=0, listen_system_port_fallback=False)
     if args.dht:
-        settings.update(enable_dht=True, enable_lsd=True, enable_upnp=True,
-                        enable_natpmp=True)
+        settings.update(enable_dht=True, enable_lsd=True, enable_upnp=True, enable_natpmp=True)
     if args.max_down or args.max_up:
-        settings.update(download_rate_limit=args.max_down or 0,
-                        upload_rate_limit=args.max_up or 0,
-                        # limits apply on the local network too, where the peers may be
-                        ignore_limits_on_local_network=False)
+        settings.update(
+            download_rate_limit=args.max_down or 0,
+            upload_rate_limit=args.max_up or 0,
+            # limits apply on the local network too, where the peers may be
+            ignore_limits_on_local_network=False,
+        )
     return settings
 
 
@@ -454,8 +544,9 @@ async def _startSession(
         port = await stopper.wait(withTimeout(session.whenListening(), 15, "libtorrent to listen"))
     except (TorrentError, TimeoutError) as e:
         await session.stop()
-        raise CommandError(f"pcpkit {command}: --listen {args.listen}: "
-                           f"{getattr(e, 'reason', e)}") from None
+        raise CommandError(
+            f"pcpkit {command}: --listen {args.listen}: {getattr(e, 'reason', e)}"
+        ) from None
     except BaseException:
         await session.stop()
         raise
@@ -495,8 +586,14 @@ def _make(args: argparse.Namespace) -> int:
             out.bar.update(total * done // pieces if pieces else 0)
 
     try:
-        raw = makeTorrent(path, [[t] for t in args.tracker], args.piece_size, args.comment,
-                          version=args.version, progress=progress)
+        raw = makeTorrent(
+            path,
+            [[t] for t in args.tracker],
+            args.piece_size,
+            args.comment,
+            version=args.version,
+            progress=progress,
+        )
     except ValueError as e:
         raise _usage(f"pcpkit make: {e}") from None
     except OSError as e:
@@ -511,11 +608,20 @@ def _make(args: argparse.Namespace) -> int:
     ti = parseMetainfo(raw)
     seconds = time.monotonic() - started
     infohash, magnet = infohashOf(raw), _magnet(raw)
-    out.line(f"wrote {target}: {torrentName(raw)}, {formatBytes(total)} in {ti.num_files()} "
-             f"file(s), {ti.num_pieces()} pieces of {formatBytes(ti.piece_length())}, hashed "
-             f"in {seconds:.1f} s", "made", torrent=target, name=torrentName(raw), size=total,
-             files=ti.num_files(), pieces=ti.num_pieces(), pieceSize=ti.piece_length(),
-             infohash=infohash, magnet=magnet)
+    out.line(
+        f"wrote {target}: {torrentName(raw)}, {formatBytes(total)} in {ti.num_files()} "
+        f"file(s), {ti.num_pieces()} pieces of {formatBytes(ti.piece_length())}, hashed "
+        f"in {seconds:.1f} s",
+        "made",
+        torrent=target,
+        name=torrentName(raw),
+        size=total,
+        files=ti.num_files(),
+        pieces=ti.num_pieces(),
+        pieceSize=ti.piece_length(),
+        infohash=infohash,
+        magnet=magnet,
+    )
     if not out.json:
         out.line(f"infohash {infohash}", "infohash")
         out.line(magnet, "magnet")
@@ -602,38 +708,52 @@ def _files(raw: bytes) -> list[tuple[int, int, str]]:
 
     files = parseMetainfo(raw).files()
     pad = int(libtorrent.file_storage.flag_pad_file)
-    return [(i, int(files.file_size(i)), str(files.file_path(i)))
-            for i in range(files.num_files()) if not int(files.file_flags(i)) & pad]
+    return [
+        (i, int(files.file_size(i)), str(files.file_path(i)))
+        for i in range(files.num_files())
+        if not int(files.file_flags(i)) & pad
+    ]
 
 
 def _get(args: argparse.Namespace) -> int:
     raw, magnet, name, infohash = _readSource(args.source, "get")
     if (args.list or args.files is not None) and raw is None:
         option = "--list" if args.list else "--files"
-        raise _usage(f"pcpkit get: {option} needs a .torrent file (a magnet link does not "
-                     "list its files)")
+        raise _usage(
+            f"pcpkit get: {option} needs a .torrent file (a magnet link does not list its files)"
+        )
     if args.list:
         assert raw is not None
         out = _Output(args)
         for number, size, path in _files(raw):
-            out.line(f"{number:>4}  {formatBytes(size):>9}  {path}", "file", index=number,
-                     size=size, path=path)
+            out.line(
+                f"{number:>4}  {formatBytes(size):>9}  {path}",
+                "file",
+                index=number,
+                size=size,
+                path=path,
+            )
         return 0
     if args.files is not None:
         assert raw is not None
         numbers = {n for n, _, _ in _files(raw)}
         unknown = [n for n in args.files if n not in numbers]
         if unknown:
-            raise _usage(f"pcpkit get: --files: the torrent has no file {unknown[0]} "
-                         "(see --list)")
+            raise _usage(f"pcpkit get: --files: the torrent has no file {unknown[0]} (see --list)")
     folder = _outputFolder(args.output, "get")
     return _runOnReactor(
-        lambda stopper: _download(args, stopper, raw, magnet, name, infohash, folder))
+        lambda stopper: _download(args, stopper, raw, magnet, name, infohash, folder)
+    )
 
 
 async def _download(
-    args: argparse.Namespace, stopper: Stopper, raw: bytes | None, magnet: str | None,
-    name: str, infohash: str, folder: str,
+    args: argparse.Namespace,
+    stopper: Stopper,
+    raw: bytes | None,
+    magnet: str | None,
+    name: str,
+    infohash: str,
+    folder: str,
 ) -> int:
     from pcpkit.torrent.session import TorrentError
     from pcpkit.torrent.transfer import download
@@ -649,14 +769,28 @@ async def _download(
             if not started:
                 # the first status: the torrent is in the session (and has resume data)
                 started.append(True)
-                out.line(f"downloading {name} into {folder} (infohash {infohash}, listening "
-                         f"on {_listenHost(args)}:{port})", "started", name=name,
-                         infohash=infohash, folder=folder, port=port)
+                out.line(
+                    f"downloading {name} into {folder} (infohash {infohash}, listening "
+                    f"on {_listenHost(args)}:{port})",
+                    "started",
+                    name=name,
+                    infohash=infohash,
+                    folder=folder,
+                    port=port,
+                )
                 out.startBar(f"downloading {name}")
             out.status(s)
 
-        transfer = download(session, raw, folder, magnet=magnet, resumeFile=resumeFile,
-                            peers=peers, onStatus=status, files=args.files)
+        transfer = download(
+            session,
+            raw,
+            folder,
+            magnet=magnet,
+            resumeFile=resumeFile,
+            peers=peers,
+            onStatus=status,
+            files=args.files,
+        )
         try:
             result = await stopper.wait(transfer)
         except Interrupted:
@@ -669,16 +803,28 @@ async def _download(
         except TorrentError as e:
             raise CommandError(f"pcpkit get: {e.reason}") from None
         seconds = result.seconds
-        fetched = (f"; fetched {formatBytes(result.downloaded)}"
-                   + (f" at {formatRate(result.downloaded / seconds)}" if seconds > 0 else ""))
+        fetched = f"; fetched {formatBytes(result.downloaded)}" + (
+            f" at {formatRate(result.downloaded / seconds)}" if seconds > 0 else ""
+        )
         out.endBar()
-        out.line(f"downloaded {result.name}: {formatBytes(result.totalSize)} in {seconds:.1f} s"
-                 + fetched, "downloaded", name=result.name, size=result.totalSize,
-                 fetched=result.downloaded, seconds=round(seconds, 3), folder=folder)
+        out.line(
+            f"downloaded {result.name}: {formatBytes(result.totalSize)} in {seconds:.1f} s"
+            + fetched,
+            "downloaded",
+            name=result.name,
+            size=result.totalSize,
+            fetched=result.downloaded,
+            seconds=round(seconds, 3),
+            folder=folder,
+        )
         if not args.seed:
             return 0
-        out.line(f"seeding {result.name} on {_listenHost(args)}:{port}; press Ctrl-C to stop",
-                 "seeding", name=result.name, port=port)
+        out.line(
+            f"seeding {result.name} on {_listenHost(args)}:{port}; press Ctrl-C to stop",
+            "seeding",
+            name=result.name,
+            port=port,
+        )
         out.startBar(f"seeding {result.name}: uploaded", interval=10.0)
         transfer.onStatus = lambda s: out.status(s, "totalUploaded", "upRate")
         try:
@@ -711,8 +857,9 @@ def _seed(args: argparse.Namespace) -> int:
     if not os.path.exists(source):
         raise _usage(f"pcpkit seed: no such file or folder: {source}")
     if args.output != ".":
-        raise _usage("pcpkit seed: -o/--output is for seeding a .torrent; a PATH is "
-                     "seeded where it is")
+        raise _usage(
+            "pcpkit seed: -o/--output is for seeding a .torrent; a PATH is seeded where it is"
+        )
     if _treeSize(source) == 0:
         raise _usage(f"pcpkit seed: {source} is empty (0 bytes): nothing to share")
     return _runOnReactor(lambda stopper: _seedPath(args, stopper, source))
@@ -721,8 +868,10 @@ def _seed(args: argparse.Namespace) -> int:
 def _checkDataPresent(raw: bytes, folder: str, name: str) -> None:
     paths = [path for _, _, path in _files(raw)]
     if not any(os.path.exists(os.path.join(folder, p)) for p in paths):
-        raise _usage(f"pcpkit seed: the data of {name} is not in {folder} "
-                     f"(looked for {paths[0]}); use -o DIR to say where it is")
+        raise _usage(
+            f"pcpkit seed: the data of {name} is not in {folder} "
+            f"(looked for {paths[0]}); use -o DIR to say where it is"
+        )
 
 
 async def _seedPath(args: argparse.Namespace, stopper: Stopper, path: str) -> int:
@@ -742,8 +891,11 @@ async def _seedPath(args: argparse.Namespace, stopper: Stopper, path: str) -> in
             getReactor().callFromThread(out.bar.update, total * done // pieces if pieces else 0)
 
     try:
-        raw = await stopper.wait(deferToThread(
-            makeTorrent, path, [[t] for t in args.tracker], None, None, progress=progress))
+        raw = await stopper.wait(
+            deferToThread(
+                makeTorrent, path, [[t] for t in args.tracker], None, None, progress=progress
+            )
+        )
     except Interrupted:
         out.endBar()
         _complain("pcpkit seed: interrupted while hashing")
@@ -773,8 +925,13 @@ async def _seeding(args: argparse.Namespace, stopper: Stopper, raw: bytes, folde
     session, port, peers = await _startSession(args, stopper, folder, "seed")
     transfer = None
     try:
-        out.line(f"checking {name} ({formatBytes(size)}) in {folder}", "checking", name=name,
-                 folder=folder, size=size)
+        out.line(
+            f"checking {name} ({formatBytes(size)}) in {folder}",
+            "checking",
+            name=name,
+            folder=folder,
+            size=size,
+        )
         transfer = seed(session, raw, folder, peers=peers)
         try:
             await stopper.wait(transfer)
@@ -786,9 +943,17 @@ async def _seeding(args: argparse.Namespace, stopper: Stopper, raw: bytes, folde
         host = _listenHost(args)
         peer = None if host in ("0.0.0.0", "::") else (host, port)
         magnet = _magnet(raw, peer)
-        out.line(f"seeding {name} ({formatBytes(size)}) from {folder}", "seeding", name=name,
-                 folder=folder, size=size, infohash=infohash, host=host, port=port,
-                 magnet=magnet)
+        out.line(
+            f"seeding {name} ({formatBytes(size)}) from {folder}",
+            "seeding",
+            name=name,
+            folder=folder,
+            size=size,
+            infohash=infohash,
+            host=host,
+            port=port,
+            magnet=magnet,
+        )
         if not out.json:
             out.line(f"infohash {infohash}", "infohash")
             out.line(f"listening on {host}:{port}", "listening")
@@ -837,9 +1002,13 @@ def _relay(args: argparse.Namespace) -> int:
             raise _usage(f"pcpkit relay: bad {which} endpoint: {e}") from None
         checked.append(description)
     try:
-        relay = Relay(checked[0], checked[1], bufferSize=args.buffer,
-                      maxConnections=args.max_connections,
-                      splice=False if args.no_splice else None)
+        relay = Relay(
+            checked[0],
+            checked[1],
+            bufferSize=args.buffer,
+            maxConnections=args.max_connections,
+            splice=False if args.no_splice else None,
+        )
     except Exception as e:
         raise _usage(f"pcpkit relay: {reasonLine(e)}") from None
     return _runOnReactor(lambda stopper: _relaying(relay, stopper))
@@ -854,11 +1023,14 @@ async def _relaying(relay: Any, stopper: Stopper) -> int:
         await relay.stop()
         return 0
     except Exception as e:
-        raise CommandError(f"pcpkit relay: cannot listen on {relay.listenDescription}: "
-                           f"{reasonLine(e)}") from None
-    _say(f"relaying {describeAddress(port.getHost())} -> "
-         f"{relay.connectDescription} ({'splice' if relay.usesSplice else 'portable'} path, "
-         f"{relay.bufferSize} bytes per direction); press Ctrl-C to stop")
+        raise CommandError(
+            f"pcpkit relay: cannot listen on {relay.listenDescription}: {reasonLine(e)}"
+        ) from None
+    _say(
+        f"relaying {describeAddress(port.getHost())} -> "
+        f"{relay.connectDescription} ({'splice' if relay.usesSplice else 'portable'} path, "
+        f"{relay.bufferSize} bytes per direction); press Ctrl-C to stop"
+    )
     display = _RelayDisplay(relay)
     try:
         await stopper.wait(Deferred())
@@ -868,9 +1040,11 @@ async def _relaying(relay: Any, stopper: Stopper) -> int:
         display.stop()
         await relay.stop()
     s = relay.stats
-    _say(f"relay stopped: {s.total} connection(s), {formatBytes(s.toTarget.bytes)} to the target, "
-         f"{formatBytes(s.toClient.bytes)} back, {s.toTarget.pauses + s.toClient.pauses} pauses, "
-         f"{s.refused} refused, {s.failedDials} failed dials")
+    _say(
+        f"relay stopped: {s.total} connection(s), {formatBytes(s.toTarget.bytes)} to the target, "
+        f"{formatBytes(s.toClient.bytes)} back, {s.toTarget.pauses + s.toClient.pauses} pauses, "
+        f"{s.refused} refused, {s.failedDials} failed dials"
+    )
     return 0
 
 
@@ -896,9 +1070,11 @@ class _RelayDisplay:
         moved = s.toTarget.bytes + s.toClient.bytes
         rate = (moved - self.previous[1]) / max(1e-6, now - self.previous[0])
         self.previous = (now, moved)
-        line = (f"{s.active} open / {s.total} total, {formatBytes(s.toTarget.bytes)} out, "
-                f"{formatBytes(s.toClient.bytes)} back, {formatRate(rate)}, "
-                f"{s.toTarget.pauses + s.toClient.pauses} pauses")
+        line = (
+            f"{s.active} open / {s.total} total, {formatBytes(s.toTarget.bytes)} out, "
+            f"{formatBytes(s.toClient.bytes)} back, {formatRate(rate)}, "
+            f"{s.toTarget.pauses + s.toClient.pauses} pauses"
+        )
         if self.tty:
             sys.stdout.write("\r" + line + " " * max(0, self.width - len(line)))
             sys.stdout.flush()
@@ -926,8 +1102,13 @@ async def _demoRun(args: argparse.Namespace, stopper: Stopper) -> int:
     from pcpkit.demo import DemoFailed, runDemo
 
     try:
-        await runDemo(args.size, write=_say, progress=_progress, stopper=stopper,
-                      useTracker=False if args.no_tracker else None)
+        await runDemo(
+            args.size,
+            write=_say,
+            progress=_progress,
+            stopper=stopper,
+            useTracker=False if args.no_tracker else None,
+        )
     except Interrupted:
         _complain("pcpkit demo: interrupted (temporary files removed)")
         return EXIT_INTERRUPTED
@@ -974,4 +1155,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

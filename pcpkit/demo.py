@@ -124,16 +124,24 @@ class DemoResult:
         """The summary table, one string per line."""
         rows = [
             ("step", "time", "throughput", "pauses applied"),
-            (f"swarm ({self.swarmVia})", f"{self.swarmSeconds:.2f} s",
-             formatRate(self.swarmRate), "-"),
-            (f"relay ({self.relayPath})", f"{self.relaySeconds:.2f} s",
-             formatRate(self.relayRate),
-             f"{self.relayPauses + self.clientPauses} "
-             f"(relay {self.relayPauses}, client {self.clientPauses})"),
+            (
+                f"swarm ({self.swarmVia})",
+                f"{self.swarmSeconds:.2f} s",
+                formatRate(self.swarmRate),
+                "-",
+            ),
+            (
+                f"relay ({self.relayPath})",
+                f"{self.relaySeconds:.2f} s",
+                formatRate(self.relayRate),
+                f"{self.relayPauses + self.clientPauses} "
+                f"(relay {self.relayPauses}, client {self.clientPauses})",
+            ),
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                 for r in rows]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"relay peak buffered: {formatBytes(self.relayPeakBuffered)}")
         lines.append(f"peak memory (max RSS): {self.peakMemory / MiB:.1f} MiB")
@@ -247,13 +255,22 @@ async def runDemo(
         if useTracker:
             tracker = LocalTracker(os.path.join(top, "opentracker"))
             trackers = [tracker.announceURL]
-        raw = await stopper.wait(inThread(
-            makeTorrent, source, trackers, DEMO_PIECE_SIZE, None, version="v1",
-            progress=lambda done, total: _checkStop(stopper),
-        ))
+        raw = await stopper.wait(
+            inThread(
+                makeTorrent,
+                source,
+                trackers,
+                DEMO_PIECE_SIZE,
+                None,
+                version="v1",
+                progress=lambda done, total: _checkStop(stopper),
+            )
+        )
         infohash = infohashOf(raw)
-        write(f"torrent: v1, {size // DEMO_PIECE_SIZE} pieces of "
-              f"{DEMO_PIECE_SIZE // 1024} KiB, infohash {infohash}")
+        write(
+            f"torrent: v1, {size // DEMO_PIECE_SIZE} pieces of "
+            f"{DEMO_PIECE_SIZE // 1024} KiB, infohash {infohash}"
+        )
         if tracker is not None:
             try:
                 await stopper.wait(tracker.start([infohash]))
@@ -284,10 +301,17 @@ async def runDemo(
         bar = progress(f"downloading ({via})", size)
         started = time.monotonic()
         try:
-            transfers.append(download(
-                getter, raw, getDir, peers=peers, onStatus=lambda s: bar.update(
-                    int(s["totalDone"]), float(s["downRate"]) or None,
-                    f"{s['numPeers']} peers")))
+            transfers.append(
+                download(
+                    getter,
+                    raw,
+                    getDir,
+                    peers=peers,
+                    onStatus=lambda s: bar.update(
+                        int(s["totalDone"]), float(s["downRate"]) or None, f"{s['numPeers']} peers"
+                    ),
+                )
+            )
             await stopper.wait(withTimeout(transfers[-1], 60 + sizeMiB, "the download"))
         except TimeoutError as e:
             raise DemoFailed(str(e)) from None
@@ -296,8 +320,10 @@ async def runDemo(
         finally:
             bar.finish()
         swarmSeconds = time.monotonic() - started
-        write(f"downloaded by a second TorrentSession in {swarmSeconds:.2f} s "
-              f"({formatRate(size / swarmSeconds)})")
+        write(
+            f"downloaded by a second TorrentSession in {swarmSeconds:.2f} s "
+            f"({formatRate(size / swarmSeconds)})"
+        )
         await _stopAll(transfers, sessions)
         got = await stopper.wait(inThread(sha256File, copy, stopper))
         if got != digest:
@@ -309,11 +335,14 @@ async def runDemo(
         if relayed[1] != size or relayed[2] != digest:
             raise DemoFailed(
                 f"the relay delivered {relayed[1]} bytes with sha256 {relayed[2]}, expected "
-                f"{size} bytes with sha256 {digest}")
+                f"{size} bytes with sha256 {digest}"
+            )
         relay, client, relaySeconds = relayed[0], relayed[3], relayed[4]
         stats = relay.stats
-        write(f"relayed through {relay.listenDescription} in {relaySeconds:.2f} s "
-              f"({formatRate(size / relaySeconds)}), sink got sha256 {relayed[2]}")
+        write(
+            f"relayed through {relay.listenDescription} in {relaySeconds:.2f} s "
+            f"({formatRate(size / relaySeconds)}), sink got sha256 {relayed[2]}"
+        )
         result = DemoResult(
             size=size,
             sha256=digest,
@@ -381,7 +410,6 @@ class _SinkFactory(Factory):
         return _HashingSink(self.done)
 
 
-
 class _Listener(Component):
     """Hands every message on its ``inbox`` to a callable; ends on a shutdown on control."""
 
@@ -411,7 +439,6 @@ class _Listener(Component):
             log.failure("handling {msg} failed", msg=msg)
 
 
-
 async def _relayStep(
     source: str, size: int, stopper: Stopper, progress: ProgressFactory
 ) -> tuple[Relay, int, str, TCPClient, float]:
@@ -422,16 +449,21 @@ async def _relayStep(
     """
     sinkFactory = _SinkFactory()
     sinkPort: Any = await stopper.wait(
-        serverEndpoint("tcp:0:interface=127.0.0.1").listen(sinkFactory))
+        serverEndpoint("tcp:0:interface=127.0.0.1").listen(sinkFactory)
+    )
     relay: Relay | None = None
     pipeline: Pipeline | None = None
     errors: list[str] = []
     errorBox = _Listener(
-        lambda m: errors.append(str(m)) if isinstance(m, ErrorInformation) else None)
+        lambda m: errors.append(str(m)) if isinstance(m, ErrorInformation) else None
+    )
     errorBox.activate()
     try:
-        relay = Relay("tcp:0:interface=127.0.0.1", f"tcp:127.0.0.1:{sinkPort.getHost().port}",
-                      bufferSize=262144)
+        relay = Relay(
+            "tcp:0:interface=127.0.0.1",
+            f"tcp:127.0.0.1:{sinkPort.getHost().port}",
+            bufferSize=262144,
+        )
         port: Any = await stopper.wait(relay.start())
         client = TCPClient("127.0.0.1", port.getHost().port)
         pipeline = Pipeline(FileReader(source, chunksize=65536), client)
@@ -441,9 +473,13 @@ async def _relayStep(
         started = time.monotonic()
         pipeline.activate()
         try:
-            received, digest = await stopper.wait(withTimeout(
-                _firstOf(sinkFactory.done, client.finished, errors), 60 + size / MiB,
-                "the relay"))
+            received, digest = await stopper.wait(
+                withTimeout(
+                    _firstOf(sinkFactory.done, client.finished, errors),
+                    60 + size / MiB,
+                    "the relay",
+                )
+            )
         finally:
             meter.stop()
             bar.finish()
@@ -502,8 +538,6 @@ class _RelayMeter:
             self._loop.stop()
 
 
-
-
 # -- twistd ----------------------------------------------------------------------------------
 
 
@@ -538,15 +572,19 @@ class DemoService(Service):
         def write(line: str) -> None:
             log.info("{line}", line=line)
 
-        d = ensureDeferred(runDemo(self.sizeMiB, write=write, stopper=stopper,
-                                   useTracker=self.useTracker))
+        d = ensureDeferred(
+            runDemo(self.sizeMiB, write=write, stopper=stopper, useTracker=self.useTracker)
+        )
         done: Deferred[None] = Deferred()
         self._done = done
 
         def succeeded(result: DemoResult) -> None:
             self.result = result
-            log.info("demo finished: {size} verified, sha256 {sha256}",
-                     size=formatBytes(result.size), sha256=result.sha256)
+            log.info(
+                "demo finished: {size} verified, sha256 {sha256}",
+                size=formatBytes(result.size),
+                sha256=result.sha256,
+            )
 
         def failed(failure: Failure) -> None:
             self.failure = failure
@@ -575,5 +613,3 @@ class DemoService(Service):
         assert self._stopper is not None
         self._stopper.stop()
         return whenFired(self._done)
-
-

@@ -105,8 +105,14 @@ async def test_download_reports_progress_and_counts_only_what_it_fetched(
     resume = tmp_path / "f.resume"
     resume.write_bytes(b"not resume data")  # unusable: ignored, the data is checked
     statuses: list[TorrentStatus] = []
-    transfer = download(getter, raw, str(target), resumeFile=str(resume),
-                        peers=[("127.0.0.1", seeder.listenPort)], onStatus=statuses.append)
+    transfer = download(
+        getter,
+        raw,
+        str(target),
+        resumeFile=str(resume),
+        peers=[("127.0.0.1", seeder.listenPort)],
+        onStatus=statuses.append,
+    )
     assert isinstance(transfer, Transfer)
     result = await withTimeout(transfer, 30)
     assert (target / "f.bin").read_bytes() == data
@@ -141,8 +147,9 @@ async def test_cancel_saves_resume_data_and_a_resumed_download_fetches_the_rest(
 
     seeder = sessions()
     await withTimeout(seed(seeder, raw, str(source)), 15)
-    again = download(getter, raw, str(target), resumeFile=str(resume),
-                     peers=[("127.0.0.1", seeder.listenPort)])
+    again = download(
+        getter, raw, str(target), resumeFile=str(resume), peers=[("127.0.0.1", seeder.listenPort)]
+    )
     result = await withTimeout(again, 30)
     assert (target / "f.bin").read_bytes() == data and result.downloaded >= len(data)
     assert not resume.exists()
@@ -161,8 +168,9 @@ async def test_download_retries_a_peer_that_was_not_listening_yet(
     port = await withTimeout(seeder.whenListening(), 10)
     getter = sessions()
     # the seeder has no such torrent yet: the first connections are dropped
-    transfer = download(getter, raw, str(tmp_path / "out"), peers=[("127.0.0.1", port)],
-                        peerRetry=0.3)
+    transfer = download(
+        getter, raw, str(tmp_path / "out"), peers=[("127.0.0.1", port)], peerRetry=0.3
+    )
     await waitUntil(lambda: transfer.torrentid is not None, 10, "the torrent to be added")
     await withTimeout(seed(seeder, raw, str(source)), 15)
     await withTimeout(transfer, 30)
@@ -182,8 +190,9 @@ async def test_download_of_chosen_files_only(sessions: Sessions, tmp_path: Path)
     await withTimeout(seed(seeder, raw, str(tmp_path)), 15)
     with pytest.raises(ValueError, match="no file 7"):
         download(getter, raw, str(tmp_path / "out"), files=[7])
-    transfer = download(getter, raw, str(tmp_path / "out"), files=[0, 2],
-                        peers=[("127.0.0.1", seeder.listenPort)])
+    transfer = download(
+        getter, raw, str(tmp_path / "out"), files=[0, 2], peers=[("127.0.0.1", seeder.listenPort)]
+    )
     result = await withTimeout(transfer, 30)
     assert (tmp_path / "out" / "share" / "a.bin").read_bytes() == a
     assert (tmp_path / "out" / "share" / "c.bin").read_bytes() == c
@@ -206,8 +215,13 @@ async def test_full_disk_is_an_error_never_a_completion_and_is_not_streamed(
     seeder, getter = sessions(), sessions()
     await withTimeout(seed(seeder, raw, str(source)), 15)
     resume = tmp_path / "big.resume"
-    transfer = download(getter, raw, str(smallDisk), resumeFile=str(resume),
-                        peers=[("127.0.0.1", seeder.listenPort)])
+    transfer = download(
+        getter,
+        raw,
+        str(smallDisk),
+        resumeFile=str(resume),
+        peers=[("127.0.0.1", seeder.listenPort)],
+    )
     with pytest.raises(TorrentError, match="No space left on device"):
         await withTimeout(transfer, 30)
     tid = transfer.torrentid
@@ -250,15 +264,27 @@ async def test_daemon_on_a_full_disk_shows_the_error_and_never_finishes(
     (watch / "big.torrent").write_bytes(raw)
     daemon = TorrentDaemon(
         # the state folder is on the full disk too (the default, inside the save path)
-        savePath=str(smallDisk), watchDir=str(watch), stateDir=None,
-        httpEndpoint="tcp:0:interface=127.0.0.1", listenInterfaces="127.0.0.1:0",
-        peers=[("127.0.0.1", seeder.listenPort)], tickInterval=0.2, pollInterval=0.1,
+        savePath=str(smallDisk),
+        watchDir=str(watch),
+        stateDir=None,
+        httpEndpoint="tcp:0:interface=127.0.0.1",
+        listenInterfaces="127.0.0.1:0",
+        peers=[("127.0.0.1", seeder.listenPort)],
+        tickInterval=0.2,
+        pollInterval=0.1,
         resumeInterval=0.2,
     )
     daemon.startService()
     try:
-        await waitUntil(lambda: daemon.httpPort is not None and daemon.session is not None
-                        and bool(daemon.session.torrentIds()), 10, "the torrent to start")
+        await waitUntil(
+            lambda: (
+                daemon.httpPort is not None
+                and daemon.session is not None
+                and bool(daemon.session.torrentIds())
+            ),
+            10,
+            "the torrent to start",
+        )
         base = f"http://127.0.0.1:{daemon.httpPort.getHost().port}"
         agent = Agent(reactor)
 

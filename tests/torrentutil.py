@@ -134,8 +134,12 @@ def smallDiskFixture(tmp_path: Path) -> Iterator[Path]:
     """A real 8 MiB tmpfs (needs root, as in CI); unmounted afterwards."""
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
     try:
@@ -185,7 +189,11 @@ class ProcessRunner(protocol.ProcessProtocol):
         self.ended: Deferred[int] = Deferred()
         self.running = False
         self._process: Any = reactor.spawnProcess(
-            self, self.argv[0], self.argv, env=os.environ.copy(), path=cwd,
+            self,
+            self.argv[0],
+            self.argv,
+            env=os.environ.copy(),
+            path=cwd,
             childFDs={0: "w", 1: "r", 2: "r"},
         )
         self.running = True
@@ -282,12 +290,21 @@ def aria2c(torrentFile: Path, folder: Path, *extra: str) -> ProcessRunner:
     """
     binary = requireBinary("aria2c", "aria2")
     argv = [
-        binary, "--no-conf", f"--dir={folder}",
-        "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
-        "--enable-peer-exchange=false", "--disable-ipv6=true",
-        f"--listen-port={freePort()}", "--bt-tracker-interval=1",
-        "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
+        binary,
+        "--no-conf",
+        f"--dir={folder}",
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        "--disable-ipv6=true",
+        f"--listen-port={freePort()}",
+        "--bt-tracker-interval=1",
+        "--file-allocation=none",
+        "--summary-interval=0",
+        "--console-log-level=warn",
         f"--stop-with-process={os.getpid()}",
-        *extra, str(torrentFile),
+        *extra,
+        str(torrentFile),
     ]
     return ProcessRunner(argv, cwd=str(folder))

@@ -662,8 +662,11 @@ class TorrentSession:
             try:
                 getattr(observer, method)(*args)
             except Exception:
-                log.failure("torrent observer {observer!r}.{method} failed",
-                            observer=observer, method=method)
+                log.failure(
+                    "torrent observer {observer!r}.{method} failed",
+                    observer=observer,
+                    method=method,
+                )
 
     # -- properties --------------------------------------------------------------------
 
@@ -785,9 +788,7 @@ class TorrentSession:
         self._session.async_add_torrent(params)
         return d
 
-    def _buildParams(
-        self, rawmetainfo: object, magnet: object, resumedata: object
-    ) -> Any:
+    def _buildParams(self, rawmetainfo: object, magnet: object, resumedata: object) -> Any:
         if rawmetainfo is not None and magnet is not None:
             raise InvalidTorrent("give either rawmetainfo or a magnet link, not both")
         if resumedata is not None:

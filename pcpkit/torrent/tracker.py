@@ -131,10 +131,25 @@ class LocalTracker:
         os.chmod(self.folder, 0o755)
         os.chmod(whitelist, 0o644)
         proc = self._process = _Process()
-        argv = [self.binary, "-i", "127.0.0.1", "-p", str(self.port), "-P", str(self.port),
-                "-w", "whitelist", "-d", self.folder]
+        argv = [
+            self.binary,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-P",
+            str(self.port),
+            "-w",
+            "whitelist",
+            "-d",
+            self.folder,
+        ]
         self._transport = self._reactor.spawnProcess(
-            proc, self.binary, argv, env=dict(os.environ), path=self.folder,
+            proc,
+            self.binary,
+            argv,
+            env=dict(os.environ),
+            path=self.folder,
             childFDs={0: "w", 1: "r", 2: "r"},
         )
         from pcpkit._endpoints import clientEndpoint
@@ -148,8 +163,7 @@ class LocalTracker:
                 probe = await connectProtocol(endpoint, Protocol())
             except Exception:
                 if time.monotonic() > deadline:
-                    raise TrackerFailed(
-                        f"opentracker did not listen on port {self.port}") from None
+                    raise TrackerFailed(f"opentracker did not listen on port {self.port}") from None
                 await deferLater(self._reactor, 0.05, lambda: None)
             else:
                 probe.transport.loseConnection()

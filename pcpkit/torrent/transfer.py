@@ -187,8 +187,11 @@ class Transfer(Deferred[TransferResult]):
                 error = failure.value
                 if not isinstance(error, InvalidTorrent):
                     return failure
-                log.warn("ignoring the resume data in {path}: {why}", path=self.resumeFile,
-                         why=error.reason)
+                log.warn(
+                    "ignoring the resume data in {path}: {why}",
+                    path=self.resumeFile,
+                    why=error.reason,
+                )
                 return self.session.addTorrent(**params)
 
             added.addErrback(fresh)
@@ -250,10 +253,17 @@ class Transfer(Deferred[TransferResult]):
         total = int(status["totalSize"]) if status else 0
         fetched = int(status["totalDownloaded"]) if status else 0
         added = self.added
-        self.callback(TransferResult(
-            added.torrentid, added.infohash, str(status["name"]) if status else added.name,
-            added.savefolder, total, 0 if self._seeding else fetched,
-            time.monotonic() - self._started))
+        self.callback(
+            TransferResult(
+                added.torrentid,
+                added.infohash,
+                str(status["name"]) if status else added.name,
+                added.savefolder,
+                total,
+                0 if self._seeding else fetched,
+                time.monotonic() - self._started,
+            )
+        )
 
     # -- session events (through _Observer) ------------------------------------------------
 
@@ -271,7 +281,8 @@ class Transfer(Deferred[TransferResult]):
         if self.resumeFile is not None:
             # complete: the files themselves are the state now
             deferToThread(_removeFile, self.resumeFile).addErrback(
-                lambda f: log.failure("cannot remove {path}", f, path=self.resumeFile))
+                lambda f: log.failure("cannot remove {path}", f, path=self.resumeFile)
+            )
         self._succeed()
 
     def _error(self, reason: str) -> None:
@@ -320,8 +331,11 @@ class Transfer(Deferred[TransferResult]):
                     data = await session.saveResumeData(tid)
                     await deferToThread(_atomicWrite, self.resumeFile, data)
                 except (TorrentError, OSError) as e:
-                    log.warn("resume data not saved to {path}: {why}", path=self.resumeFile,
-                             why=getattr(e, "reason", None) or e)
+                    log.warn(
+                        "resume data not saved to {path}: {why}",
+                        path=self.resumeFile,
+                        why=getattr(e, "reason", None) or e,
+                    )
             if not session.stopped:
                 try:
                     await session.removeTorrent(tid, deleteFiles)
@@ -425,9 +439,16 @@ def download(
     """
     if files is not None:
         _checkFiles(rawmetainfo, files)
-    transfer = Transfer(session, seeding=False, peers=list(peers), onStatus=onStatus,
-                        resumeFile=resumeFile, files=files, peerRetry=peerRetry,
-                        reactor=reactor)
+    transfer = Transfer(
+        session,
+        seeding=False,
+        peers=list(peers),
+        onStatus=onStatus,
+        resumeFile=resumeFile,
+        files=files,
+        peerRetry=peerRetry,
+        reactor=reactor,
+    )
     transfer._start({"rawmetainfo": rawmetainfo, "magnet": magnet, "savefolder": savefolder})
     return transfer
 
@@ -454,8 +475,16 @@ def seed(
         ``piecesDone`` of ``piecesTotal`` say how much is present; the torrent is removed,
         the files untouched) or another :class:`~pcpkit.torrent.session.TorrentError`.
     """
-    transfer = Transfer(session, seeding=True, peers=list(peers), onStatus=onStatus,
-                        resumeFile=None, files=None, peerRetry=peerRetry, reactor=reactor)
+    transfer = Transfer(
+        session,
+        seeding=True,
+        peers=list(peers),
+        onStatus=onStatus,
+        resumeFile=None,
+        files=None,
+        peerRetry=peerRetry,
+        reactor=reactor,
+    )
     transfer._start({"rawmetainfo": rawmetainfo, "magnet": None, "savefolder": savefolder})
     return transfer
 
