@@ -165,15 +165,7 @@ def listenDescription(value: str | int) -> str:
     """
     if isinstance(value, int) or _isNumber(value):
         return f"tcp:{_port(str(value), str(value), 0)}:interface=127.0.0.1"
-    value = value.strip()
-    if not value:
-        raise EndpointError("bad address '': it is empty")
-    hostPort = _asHostPort(value)
-    if hostPort is not None:
-        host, text = hostPort
-        return f"tcp:{_port(text, value, 0)}:interface={_escape(host)}"
-    _checkPort(value, server=True)
-    return value
+    return _description(value, server=True)
 
 
 def connectDescription(value: str) -> str:
@@ -182,15 +174,22 @@ def connectDescription(value: str) -> str:
     become ``tcp:HOST:PORT``; anything else is taken as a client endpoint string.
     :raises EndpointError: a bad port, or no host.
     """
+    return _description(value, server=False)
+
+
+def _description(value: str, server: bool) -> str:
+    """``HOST:PORT`` as a ``tcp:`` endpoint string; an endpoint string checked as it is."""
     value = value.strip()
     if not value:
         raise EndpointError("bad address '': it is empty")
     hostPort = _asHostPort(value)
-    if hostPort is not None:
-        host, text = hostPort
-        return f"tcp:{_escape(host)}:{_port(text, value, 1)}"
-    _checkPort(value, server=False)
-    return value
+    if hostPort is None:
+        _checkPort(value, server=server)
+        return value
+    host, text = hostPort
+    if server:
+        return f"tcp:{_port(text, value, 0)}:interface={_escape(host)}"
+    return f"tcp:{_escape(host)}:{_port(text, value, 1)}"
 
 
 def serverEndpoint(value: str | int, reactor: Any = None) -> Any:
