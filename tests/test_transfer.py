@@ -314,3 +314,47 @@ async def test_daemon_on_a_full_disk_shows_the_error_and_never_finishes(
     # failed resume writes leave no empty leftovers in the state folder
     state = smallDisk / ".pcpkit-state"
     assert state.is_dir() and not [p.name for p in state.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_a_seed_whose_data_changes_never_downloads_into_it(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    real = tmp_path / "real"
+    data = writePayload(real, "big.bin", 4 * MiB, seed=30)
+    raw = makeTorrent(real / "big.bin", pieceSize=PIECE)
+    good = sessions()
+    await withTimeout(seed(good, raw, str(real)), 15)
+    peer = [("127.0.0.1", good.listenPort)]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "big.bin").write_bytes(data)
+    user = sessions()
+    seeding = seed(user, raw, str(mine), peers=peer, peerRetry=0.3)
+    await withTimeout(seeding, 15)
+    # the user's file changes under the running seed, and libtorrent checks it again
+    damaged = data[: 2 * MiB] + bytes(2 * MiB)
+    (mine / "big.bin").write_bytes(damaged)
+    tid = seeding.torrentid
+    assert tid is not None
+    user.handle(tid).force_recheck()
+
+    def rechecked() -> bool:
+        status = user.status(tid)
+        return status["piecesDone"] < status["piecesTotal"] and "checking" not in status["state"]
+
+    await waitUntil(rechecked, 15, "the recheck to find the damage")
+    # the control: a download of the same damaged copy from the same peer repairs it ...
+    control = tmp_path / "control"
+    control.mkdir()
+    (control / "big.bin").write_bytes(damaged)
+    repaired = download(sessions(), raw, str(control), peers=peer)
+    await withTimeout(repaired, 30)
+    assert (control / "big.bin").read_bytes() == data
+    # ... while the seed, dialling the same peer all along, wrote nothing (without upload
+    # mode it fetches the missing pieces from that peer as the control did)
+    assert (mine / "big.bin").read_bytes() == damaged
+    assert user.status(tid)["totalDownloaded"] == 0
+    await repaired.close()
+    await seeding.close()
