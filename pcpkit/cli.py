@@ -249,6 +249,12 @@ def _buildParser() -> _Parser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    def trackerOption(p: argparse.ArgumentParser, help: str) -> None:
+        p.add_argument(
+            "-t", "--tracker", action="append", default=[], metavar="URL", type=_trackerURL,
+            help=help,
+        )
+
     def outputOptions(p: argparse.ArgumentParser) -> None:
         shown = p.add_mutually_exclusive_group()
         shown.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -262,15 +268,7 @@ def _buildParser() -> _Parser:
         description="Make a .torrent of a file or a folder.",
     )
     make.add_argument("path", metavar="PATH", help="the file or folder to share")
-    make.add_argument(
-        "-t",
-        "--tracker",
-        action="append",
-        default=[],
-        metavar="URL",
-        type=_trackerURL,
-        help="announce URL (repeat for more trackers, one tier each)",
-    )
+    trackerOption(make, "announce URL (repeat for more trackers, one tier each)")
     make.add_argument(
         "-o",
         "--output",
@@ -367,15 +365,7 @@ def _buildParser() -> _Parser:
         metavar="DIR",
         help="folder holding a .torrent's data (default: here)",
     )
-    seed.add_argument(
-        "-t",
-        "--tracker",
-        action="append",
-        default=[],
-        metavar="URL",
-        type=_trackerURL,
-        help="announce URL for a torrent made here (repeatable)",
-    )
+    trackerOption(seed, "announce URL for a torrent made here (repeatable)")
     seed.add_argument(
         "--save-torrent", metavar="FILE", help="also write the torrent made here to FILE"
     )
