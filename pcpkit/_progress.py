@@ -14,21 +14,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from pcpkit.torrent.ipc import formatBytes, formatRate
+from pcpkit._format import formatBytes, formatDuration, formatRate
 
 __all__ = ["Progress", "formatDuration"]
-
-
-def formatDuration(seconds: float | None) -> str:
-    """``"42s"``, ``"3m05s"``, ``"1h02m"``; ``"--"`` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0 or seconds > 360000:
-        return "--"
-    s = int(seconds + 0.5)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class Progress:
@@ -82,10 +70,13 @@ class Progress:
 
     # -- feeding ---------------------------------------------------------------------------
 
-    def update(self, done: int, rate: float | None = None, extra: str = "") -> None:
+    def update(
+        self, done: int, rate: float | None = None, extra: str = "", *, urgent: bool = False
+    ) -> None:
         """
         ``done`` units are done now; ``rate`` (units/s) when the caller knows it, else it is
-        measured; ``extra`` is appended to the line (peers, ...).
+        measured; ``extra`` is appended to the line (peers, ...). ``urgent`` shows the line at
+        once, whatever the interval (news the reader must see: an error).
         """
         if self.finished:
             return
@@ -102,7 +93,7 @@ class Progress:
             self.rate = float(rate)
         self.done = done
         every = self.redrawInterval if self.tty else self.interval
-        if now - self._lastShown >= every:
+        if now - self._lastShown >= every or urgent:
             self._lastShown = now
             self._show(self.line(extra))
 

@@ -4,17 +4,23 @@ The ``pcpkit`` command.
 ::
 
     pcpkit make PATH [-t TRACKER ...] [-o OUT] [--piece-size BYTES] [--version v1|v2|hybrid]
-    pcpkit get TORRENT|MAGNET [-o DIR] [--peer HOST:PORT ...] [--seed]
+    pcpkit get TORRENT|MAGNET [-o DIR] [--peer HOST:PORT ...] [--seed] [--files LIST] [--list]
     pcpkit seed PATH|TORRENT [-o DIR] [--peer HOST:PORT ...] [-t TRACKER ...]
     pcpkit relay LISTEN CONNECT [--buffer BYTES] [--max-connections N]
     pcpkit demo [--size MIB]
+
+``get`` and ``seed`` also take ``--listen ADDRESS:PORT``, ``--max-down``/``--max-up RATE``
+(bytes per second, like ``500kB`` or ``2M``), ``--quiet`` (only errors) and ``--json`` (one
+JSON object per line on stdout: an ``event`` key, and for ``"status"`` the torrent's
+status keys).
 
 Long work shows a progress bar (rate, time left) on a terminal and a plain line every few
 seconds otherwise. Errors are one line on stderr. Exit status:
 
 * ``0`` -- done; also after Ctrl-C (or SIGTERM) ends a command that runs until stopped
   (``seed``, ``get --seed`` once downloaded, ``relay``);
-* ``1`` -- the work failed at run time (a torrent error, a port in use, a corrupt copy);
+* ``1`` -- the work failed at run time (a torrent error, a disk error, a port in use, data
+  that does not check out, a corrupt copy);
 * ``2`` -- bad usage or bad input (unknown option, not a torrent, bad magnet link, bad
   endpoint, missing file);
 * ``130`` -- Ctrl-C interrupted unfinished work (a download, ``make``, the demo).
@@ -22,18 +28,20 @@ seconds otherwise. Errors are one line on stderr. Exit status:
 The torrent commands listen on ``127.0.0.1`` unless ``--listen`` says otherwise, with
 DHT, local peer discovery, UPnP and NAT-PMP off unless ``--dht`` is given: by default
 nothing reaches beyond this machine except what the torrent's trackers and ``--peer`` say.
-Interrupting ``get`` or ``seed`` saves the torrent's resume data next to its files as
-``<name>.pcpkit-resume``.
+Interrupting ``get`` saves the torrent's resume data next to its files as
+``<name>.pcpkit-resume`` (the next ``get`` starts from it; it is removed once the download
+is complete). ``seed`` checks the data without ever writing to it, and writes no file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
-import socket
 import sys
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
@@ -41,8 +49,9 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.python.failure import Failure
 
+from pcpkit._format import formatBytes, formatRate, parseBytes
 from pcpkit._progress import Progress
-from pcpkit._twisted import getReactor
+from pcpkit._twisted import Interrupted, Stopper, getReactor
 
 __all__ = ["CommandError", "EXIT_INTERRUPTED", "main"]
 
@@ -82,6 +91,62 @@ def _progress(label: str, total: int, interval: float = 2.0) -> Progress:
     return Progress(label, total, stream=sys.stdout, interval=interval)
 
 
+class _Output:
+    """
+    What a torrent command prints, in one of three modes: lines and progress bars for
+    people (the default), nothing but errors (``--quiet``), or one JSON object per line
+    (``--json``: ``{"event": ..., ...}``).
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = bool(getattr(args, "json", False))
+        self.quiet = bool(getattr(args, "quiet", False)) and not self.json
+        self.bar: Progress | None = None
+        self.news = ""
+
+    def line(self, text: str, event: str, **fields: Any) -> None:
+        """``text`` for people, ``{"event": event, **fields}`` for scripts."""
+        if self.json:
+            _say(json.dumps({"event": event, **fields}, sort_keys=True))
+        elif not self.quiet:
+            self.endBar()
+            _say(text)
+
+    def startBar(self, label: str, total: int = 0, interval: float = 2.0) -> None:
+        self.endBar()
+        if not (self.json or self.quiet):
+            self.bar = _progress(label, total, interval)
+
+    def status(self, status: Any, done: str = "totalDone", rate: str = "downRate") -> None:
+        """A status update: the progress line (tracker errors included), or a JSON line."""
+        if self.json:
+            _say(json.dumps({"event": "status", **status}, sort_keys=True))
+            return
+        bar = self.bar
+        if bar is None:
+            return
+        if done == "totalDone":
+            bar.total = int(status.get("totalSize") or 0)
+        news = ""
+        if status.get("error"):
+            news = f"error: {status['error']}"
+        elif status.get("trackerError"):
+            news = f"tracker: {status['trackerError']}"
+        extra = f"{status.get('numPeers', 0)} peers" + (f"  {news}" if news else "")
+        # a new error is shown at once, not at the next periodic line
+        fresh, self.news = news != self.news and bool(news), news
+        bar.update(
+            int(status.get(done) or 0), float(status.get(rate) or 0) or None, extra, urgent=fresh
+        )
+
+    def endBar(self, message: str | None = None) -> None:
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.finish(message)
+        elif message and not (self.json or self.quiet):
+            _say(message)
+
+
 # -- argument parsing ------------------------------------------------------------------------
 
 
@@ -93,19 +158,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _byteCount(value: str) -> int:
-    """``"262144"``, ``"256K"``, ``"4M"``, ``"1G"`` (binary units) -> bytes."""
-    text = value.strip().upper().removesuffix("IB").removesuffix("B")
-    scale = 1
-    if text and text[-1] in "KMG":
-        scale = {"K": 1024, "M": 1024**2, "G": 1024**3}[text[-1]]
-        text = text[:-1]
+    """A positive byte count: ``262144``, ``256K``, ``256KiB``, ``4MB`` (see parseBytes)."""
     try:
-        n = int(text) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a byte count (like 262144, 256K or 4M)") from None
+        n = parseBytes(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"{value!r} must be positive")
+    return n
+
+
+def _pieceSize(value: str) -> int:
+    n = _byteCount(value)
+    if n < 16 * 1024 or n & (n - 1):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} ({n} bytes) is not a power of two of at least 16K (like 16K, 256K or 4M)"
+        )
     return n
 
 
@@ -120,29 +188,53 @@ def _positive(value: str) -> int:
 
 
 def _peer(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (IP address, port); names are resolved."""
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    """``HOST:PORT`` (``[v6]:PORT``); names are resolved later, on the reactor."""
+    from pcpkit._endpoints import EndpointError, parseHostPort
+
     try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        return host, int(port)
-    except OSError:
-        pass
+        return parseHostPort(value)
+    except EndpointError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _trackerURL(value: str) -> str:
+    url = urllib.parse.urlsplit(value.strip())
+    if url.scheme not in ("http", "https", "udp") or not url.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a tracker URL (like http://tracker.example:6969/announce "
+            "or udp://tracker.example:1337)"
+        )
     try:
-        info = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-    except OSError as e:
-        raise argparse.ArgumentTypeError(f"cannot resolve {host!r}: {e}") from None
-    return str(info[0][4][0]), int(port)
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{value!r}: {e}") from None
+    return value.strip()
 
 
 def _listenInterfaces(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not ADDRESS:PORT (like 127.0.0.1:0 or 0.0.0.0:6881)")
+            f"{value!r} is not ADDRESS:PORT (like 127.0.0.1:0 or 0.0.0.0:6881)"
+        )
     return value
+
+
+def _fileList(value: str) -> list[int]:
+    """``0,2,5-7`` -> [0, 2, 5, 6, 7]."""
+    chosen: list[int] = []
+    try:
+        for part in value.split(","):
+            first, dash, last = part.strip().partition("-")
+            low, high = int(first), int(last) if dash else int(first)
+            if low < 0 or high < low:
+                raise ValueError
+            chosen.extend(range(low, high + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a list of file numbers (like 0,2,5-7; see --list)"
+        ) from None
+    return sorted(set(chosen))
 
 
 def _buildParser() -> _Parser:
@@ -152,84 +244,182 @@ def _buildParser() -> _Parser:
         epilog="Exit status: 0 done (or Ctrl-C ending seed/relay), 1 failed, "
         "2 bad usage or input, 130 interrupted.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log Twisted and libtorrent events to stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log Twisted and libtorrent events to stderr"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    make = sub.add_parser("make", help="make a .torrent of a file or folder",
-                          description="Make a .torrent of a file or a folder.")
+    def trackerOption(p: argparse.ArgumentParser, help: str) -> None:
+        p.add_argument(
+            "-t", "--tracker", action="append", default=[], metavar="URL", type=_trackerURL,
+            help=help,
+        )
+
+    def outputOptions(p: argparse.ArgumentParser) -> None:
+        shown = p.add_mutually_exclusive_group()
+        shown.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+        shown.add_argument(
+            "--json", action="store_true", help="print one JSON object per line (events and status)"
+        )
+
+    make = sub.add_parser(
+        "make",
+        help="make a .torrent of a file or folder",
+        description="Make a .torrent of a file or a folder.",
+    )
     make.add_argument("path", metavar="PATH", help="the file or folder to share")
-    make.add_argument("-t", "--tracker", action="append", default=[], metavar="URL",
-                      help="announce URL (repeat for more trackers, one tier each)")
-    make.add_argument("-o", "--output", metavar="OUT",
-                      help="the .torrent file, or a folder for NAME.torrent "
-                      "(default: NAME.torrent here)")
-    make.add_argument("--piece-size", type=_byteCount, metavar="BYTES",
-                      help="bytes per piece, a power of two >= 16K (default: automatic)")
-    make.add_argument("--version", choices=("v1", "v2", "hybrid"), default="v1",
-                      help="BitTorrent version of the metadata (default: v1)")
+    trackerOption(make, "announce URL (repeat for more trackers, one tier each)")
+    make.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="the .torrent file, or a folder for NAME.torrent (default: NAME.torrent here)",
+    )
+    make.add_argument(
+        "--piece-size",
+        type=_pieceSize,
+        metavar="BYTES",
+        help="bytes per piece, a power of two >= 16K (default: automatic)",
+    )
+    make.add_argument(
+        "--version",
+        choices=("v1", "v2", "hybrid"),
+        default="v1",
+        help="BitTorrent version of the metadata (default: v1)",
+    )
     make.add_argument("--comment", help="the torrent's comment")
+    outputOptions(make)
     make.set_defaults(run=_make)
 
     def torrentOptions(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--peer", action="append", default=[], type=_peer,
-                       metavar="HOST:PORT", help="connect to this peer (repeatable)")
-        p.add_argument("--listen", type=_listenInterfaces, default="127.0.0.1:0",
-                       metavar="ADDRESS:PORT",
-                       help="libtorrent listen interface (default: 127.0.0.1:0)")
-        p.add_argument("--dht", action="store_true",
-                       help="turn on DHT, local peer discovery, UPnP and NAT-PMP")
+        p.add_argument(
+            "--peer",
+            action="append",
+            default=[],
+            type=_peer,
+            metavar="HOST:PORT",
+            help="connect to this peer, again until it answers (repeatable)",
+        )
+        p.add_argument(
+            "--listen",
+            type=_listenInterfaces,
+            default="127.0.0.1:0",
+            metavar="ADDRESS:PORT",
+            help="libtorrent listen interface (default: 127.0.0.1:0); a port in use is an error",
+        )
+        p.add_argument(
+            "--dht", action="store_true", help="turn on DHT, local peer discovery, UPnP and NAT-PMP"
+        )
+        p.add_argument(
+            "--max-down",
+            type=_byteCount,
+            metavar="RATE",
+            help="download at most RATE bytes/s (like 500kB or 2M)",
+        )
+        p.add_argument(
+            "--max-up",
+            type=_byteCount,
+            metavar="RATE",
+            help="upload at most RATE bytes/s (like 500kB or 2M)",
+        )
+        outputOptions(p)
 
-    get = sub.add_parser("get", help="download a torrent",
-                         description="Download a torrent (a .torrent file or a magnet link).")
+    get = sub.add_parser(
+        "get",
+        help="download a torrent",
+        description="Download a torrent (a .torrent file or a magnet link).",
+    )
     get.add_argument("source", metavar="TORRENT|MAGNET", help=".torrent file or magnet link")
-    get.add_argument("-o", "--output", default=".", metavar="DIR",
-                     help="folder to download into (default: here)")
-    get.add_argument("--seed", action="store_true",
-                     help="keep seeding once downloaded, until Ctrl-C")
+    get.add_argument(
+        "-o", "--output", default=".", metavar="DIR", help="folder to download into (default: here)"
+    )
+    get.add_argument(
+        "--seed", action="store_true", help="keep seeding once downloaded, until Ctrl-C"
+    )
+    get.add_argument(
+        "--files",
+        type=_fileList,
+        metavar="LIST",
+        help="download only these files of the torrent (numbers from --list, like 0,2,5-7)",
+    )
+    get.add_argument(
+        "--list", action="store_true", help="list the torrent's files (number, size, path) and exit"
+    )
     torrentOptions(get)
     get.set_defaults(run=_get)
 
     seed = sub.add_parser(
-        "seed", help="seed a file, folder or .torrent",
+        "seed",
+        help="seed a file, folder or .torrent",
         description="Seed a file or folder (the torrent is made in memory; its magnet link "
-        "is printed), or a .torrent whose data is in DIR. Runs until Ctrl-C.")
-    seed.add_argument("source", metavar="PATH|TORRENT",
-                      help="a file or folder to share, or a .torrent file")
-    seed.add_argument("-o", "--output", default=".", metavar="DIR",
-                      help="folder holding a .torrent's data (default: here)")
-    seed.add_argument("-t", "--tracker", action="append", default=[], metavar="URL",
-                      help="announce URL for a torrent made here (repeatable)")
-    seed.add_argument("--save-torrent", metavar="FILE",
-                      help="also write the torrent made here to FILE")
+        "is printed), or a .torrent whose data is in DIR. The data is checked first and "
+        "never written to. Runs until Ctrl-C.",
+    )
+    seed.add_argument(
+        "source", metavar="PATH|TORRENT", help="a file or folder to share, or a .torrent file"
+    )
+    seed.add_argument(
+        "-o",
+        "--output",
+        default=".",
+        metavar="DIR",
+        help="folder holding a .torrent's data (default: here)",
+    )
+    trackerOption(seed, "announce URL for a torrent made here (repeatable)")
+    seed.add_argument(
+        "--save-torrent", metavar="FILE", help="also write the torrent made here to FILE"
+    )
     torrentOptions(seed)
     seed.set_defaults(run=_seed)
 
     relay = sub.add_parser(
-        "relay", help="a flow-controlled TCP relay",
+        "relay",
+        help="a flow-controlled TCP relay",
         description="Relay every connection accepted on LISTEN to a new connection to "
         "CONNECT, until Ctrl-C. Endpoints are Twisted endpoint strings "
         "(tcp:8080:interface=127.0.0.1, tcp:example.com:80, unix:/path); a bare port "
-        "listens on 127.0.0.1, and HOST:PORT connects over TCP.")
+        "listens on 127.0.0.1, and HOST:PORT connects over TCP.",
+    )
     relay.add_argument("listen", metavar="LISTEN", help="server endpoint or port")
     relay.add_argument("connect", metavar="CONNECT", help="client endpoint or HOST:PORT")
-    relay.add_argument("--buffer", type=_byteCount, default=262144, metavar="BYTES",
-                       help="bytes held per direction of a connection (default: 256K)")
-    relay.add_argument("--max-connections", type=_positive, default=256, metavar="N",
-                       help="connections open at once (default: 256)")
-    relay.add_argument("--no-splice", action="store_true",
-                       help="always relay through Python (no os.splice)")
+    relay.add_argument(
+        "--buffer",
+        type=_byteCount,
+        default=262144,
+        metavar="BYTES",
+        help="bytes held per direction of a connection (default: 256K)",
+    )
+    relay.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=256,
+        metavar="N",
+        help="connections open at once (default: 256)",
+    )
+    relay.add_argument(
+        "--no-splice", action="store_true", help="always relay through Python (no os.splice)"
+    )
     relay.set_defaults(run=_relay)
 
     demo = sub.add_parser(
-        "demo", help="the embedded demo: a loopback swarm and a relay",
+        "demo",
+        help="the embedded demo: a loopback swarm and a relay",
         description="Seed and download a payload between two torrent sessions on "
         "127.0.0.1 (through a local opentracker when installed), verify it, send it through "
-        "a relay, and print what it measured.")
-    demo.add_argument("--size", type=_positive, default=64, metavar="MIB",
-                      help="payload size in MiB (default: 64)")
-    demo.add_argument("--no-tracker", action="store_true",
-                      help="connect the peers directly even when opentracker is installed")
+        "a relay, and print what it measured.",
+    )
+    demo.add_argument(
+        "--size",
+        type=_positive,
+        default=64,
+        metavar="MIB",
+        help="payload size in MiB (default: 64)",
+    )
+    demo.add_argument(
+        "--no-tracker",
+        action="store_true",
+        help="connect the peers directly even when opentracker is installed",
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -237,15 +427,13 @@ def _buildParser() -> _Parser:
 # -- running on the reactor ------------------------------------------------------------------
 
 
-def _runOnReactor(work: Callable[[Any], Awaitable[int]]) -> int:
+def _runOnReactor(work: Callable[[Stopper], Awaitable[int]]) -> int:
     """
     Run ``work(stopper)`` on the reactor (started here, once) and return its exit status.
 
     The first Ctrl-C or SIGTERM stops ``stopper``: ``work`` is expected to clean up and
     return. A second one stops the reactor at once.
     """
-    from pcpkit.demo import Stopper
-
     reactor = getReactor()
     stopper = Stopper()
     outcome = {"code": 1}
@@ -283,13 +471,13 @@ def _runOnReactor(work: Callable[[Any], Awaitable[int]]) -> int:
     return outcome["code"]
 
 
-async def _coroutine(work: Callable[[Any], Awaitable[int]], stopper: Any) -> int:
+async def _coroutine(work: Callable[[Stopper], Awaitable[int]], stopper: Stopper) -> int:
     return await work(stopper)
 
 
 def _report(failure: Failure) -> int:
     """One line on stderr for a failure; its exit status."""
-    from pcpkit.demo import DemoFailed, Interrupted
+    from pcpkit.demo import DemoFailed
     from pcpkit.torrent.session import TorrentError
 
     err = failure.value
@@ -313,14 +501,53 @@ def _report(failure: Failure) -> int:
 
 def _torrentSettings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {"listen_interfaces": args.listen}
+    if not args.listen.endswith(":0"):
+        # a port asked for is that port or an error: libtorrent would quietly try the next
+        # ten ports, then any port
+        settings.update(max_retry_port_bind=0, listen_system_port_fallback=False)
     if args.dht:
-        settings.update(enable_dht=True, enable_lsd=True, enable_upnp=True,
-                        enable_natpmp=True)
+        settings.update(enable_dht=True, enable_lsd=True, enable_upnp=True, enable_natpmp=True)
+    if args.max_down or args.max_up:
+        settings.update(
+            download_rate_limit=args.max_down or 0,
+            upload_rate_limit=args.max_up or 0,
+            # limits apply on the local network too, where the peers may be
+            ignore_limits_on_local_network=False,
+        )
     return settings
 
 
 def _listenHost(args: argparse.Namespace) -> str:
     return str(args.listen).rpartition(":")[0].strip("[]")
+
+
+async def _startSession(
+    args: argparse.Namespace, stopper: Stopper, savePath: str, command: str
+) -> tuple[Any, int, list[tuple[str, int]]]:
+    """A TorrentSession listening where ``--listen`` says, and the ``--peer`` addresses."""
+    from pcpkit._endpoints import EndpointError, resolveHostPort
+    from pcpkit._twisted import withTimeout
+    from pcpkit.torrent.session import TorrentError, TorrentSession
+
+    session = TorrentSession(0.5, savePath=savePath, settings=_torrentSettings(args))
+    try:
+        port = await stopper.wait(withTimeout(session.whenListening(), 15, "libtorrent to listen"))
+    except (TorrentError, TimeoutError) as e:
+        await session.stop()
+        raise CommandError(
+            f"pcpkit {command}: --listen {args.listen}: {getattr(e, 'reason', e)}"
+        ) from None
+    except BaseException:
+        await session.stop()
+        raise
+    peers = []
+    for host, peerPort in args.peer:
+        try:
+            peers.append(await stopper.wait(resolveHostPort(getReactor(), host, peerPort)))
+        except EndpointError as e:
+            await session.stop()
+            raise _usage(f"pcpkit {command}: --peer: {e}") from None
+    return session, port, peers
 
 
 # -- make ------------------------------------------------------------------------------------
@@ -330,41 +557,64 @@ def _make(args: argparse.Namespace) -> int:
     from pcpkit.torrent.maker import infohashOf, makeTorrent, torrentName
     from pcpkit.torrent.session import parseMetainfo
 
+    out = _Output(args)
     path = args.path
     if not os.path.exists(path):
         raise _usage(f"pcpkit make: no such file or folder: {path}")
     total = _treeSize(path)
+    if total == 0 and (os.path.isfile(path) or _hasFiles(path)):
+        raise _usage(f"pcpkit make: {path} is empty (0 bytes): a torrent needs data to share")
     name = os.path.basename(os.path.abspath(path))
-    out = args.output or f"{name}.torrent"
-    if os.path.isdir(out):
-        out = os.path.join(out, f"{name}.torrent")
-    bar = _progress(f"hashing {name}", total)
+    target = args.output or f"{name}.torrent"
+    if os.path.isdir(target):
+        target = os.path.join(target, f"{name}.torrent")
+    out.startBar(f"hashing {name}", total)
     started = time.monotonic()
 
     def progress(done: int, pieces: int) -> None:
-        bar.update(total * done // pieces if pieces else 0)
+        if out.bar is not None:
+            out.bar.update(total * done // pieces if pieces else 0)
 
     try:
-        raw = makeTorrent(path, [[t] for t in args.tracker], args.piece_size, args.comment,
-                          version=args.version, progress=progress)
+        raw = makeTorrent(
+            path,
+            [[t] for t in args.tracker],
+            args.piece_size,
+            args.comment,
+            version=args.version,
+            progress=progress,
+        )
     except ValueError as e:
         raise _usage(f"pcpkit make: {e}") from None
     except OSError as e:
         raise CommandError(f"pcpkit make: {e}") from None
     finally:
-        bar.finish()
+        out.endBar()
     try:
-        with open(out, "wb") as f:
+        with open(target, "wb") as f:
             f.write(raw)
     except OSError as e:
-        raise CommandError(f"pcpkit make: cannot write {out}: {e}") from None
+        raise CommandError(f"pcpkit make: cannot write {target}: {e}") from None
     ti = parseMetainfo(raw)
     seconds = time.monotonic() - started
-    _say(f"wrote {out}: {torrentName(raw)}, {_size(total)} in {ti.num_files()} file(s), "
-         f"{ti.num_pieces()} pieces of {_size(ti.piece_length())}, hashed in "
-         f"{seconds:.1f} s")
-    _say(f"infohash {infohashOf(raw)}")
-    _say(_magnet(raw))
+    infohash, magnet = infohashOf(raw), _magnet(raw)
+    out.line(
+        f"wrote {target}: {torrentName(raw)}, {formatBytes(total)} in {ti.num_files()} "
+        f"file(s), {ti.num_pieces()} pieces of {formatBytes(ti.piece_length())}, hashed "
+        f"in {seconds:.1f} s",
+        "made",
+        torrent=target,
+        name=torrentName(raw),
+        size=total,
+        files=ti.num_files(),
+        pieces=ti.num_pieces(),
+        pieceSize=ti.piece_length(),
+        infohash=infohash,
+        magnet=magnet,
+    )
+    if not out.json:
+        out.line(f"infohash {infohash}", "infohash")
+        out.line(magnet, "magnet")
     return 0
 
 
@@ -381,11 +631,8 @@ def _treeSize(path: str) -> int:
     return total
 
 
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+def _hasFiles(path: str) -> bool:
+    return any(files for _, _, files in os.walk(path))
 
 
 def _magnet(raw: bytes, peer: tuple[str, int] | None = None) -> str:
@@ -443,99 +690,145 @@ def _outputFolder(folder: str, command: str) -> str:
     return folder
 
 
+def _files(raw: bytes) -> list[tuple[int, int, str]]:
+    """``(number, size, path)`` of each file of a torrent (pad files left out)."""
+    import libtorrent
+
+    from pcpkit.torrent.session import parseMetainfo
+
+    files = parseMetainfo(raw).files()
+    pad = int(libtorrent.file_storage.flag_pad_file)
+    return [
+        (i, int(files.file_size(i)), str(files.file_path(i)))
+        for i in range(files.num_files())
+        if not int(files.file_flags(i)) & pad
+    ]
+
+
 def _get(args: argparse.Namespace) -> int:
     raw, magnet, name, infohash = _readSource(args.source, "get")
+    if (args.list or args.files is not None) and raw is None:
+        option = "--list" if args.list else "--files"
+        raise _usage(
+            f"pcpkit get: {option} needs a .torrent file (a magnet link does not list its files)"
+        )
+    if args.list:
+        assert raw is not None
+        out = _Output(args)
+        for number, size, path in _files(raw):
+            out.line(
+                f"{number:>4}  {formatBytes(size):>9}  {path}",
+                "file",
+                index=number,
+                size=size,
+                path=path,
+            )
+        return 0
+    if args.files is not None:
+        assert raw is not None
+        numbers = {n for n, _, _ in _files(raw)}
+        unknown = [n for n in args.files if n not in numbers]
+        if unknown:
+            raise _usage(f"pcpkit get: --files: the torrent has no file {unknown[0]} (see --list)")
     folder = _outputFolder(args.output, "get")
-    settings = _torrentSettings(args)
     return _runOnReactor(
-        lambda stopper: _download(args, stopper, raw, magnet, name, infohash, folder, settings))
+        lambda stopper: _download(args, stopper, raw, magnet, name, infohash, folder)
+    )
 
 
 async def _download(
-    args: argparse.Namespace, stopper: Any, raw: bytes | None, magnet: str | None, name: str,
-    infohash: str, folder: str, settings: dict[str, Any],
+    args: argparse.Namespace,
+    stopper: Stopper,
+    raw: bytes | None,
+    magnet: str | None,
+    name: str,
+    infohash: str,
+    folder: str,
 ) -> int:
-    from pcpkit.demo import Interrupted, PatronDriver
-    from pcpkit.torrent.ipc import TIPCCreateNewTorrent
     from pcpkit.torrent.session import TorrentError
+    from pcpkit.torrent.transfer import download
 
-    driver = PatronDriver(tickInterval=0.5, savePath=folder, settings=settings)
-    tid: int | None = None
-    seeding = False
-    bar: Progress | None = None
+    out = _Output(args)
+    session, port, peers = await _startSession(args, stopper, folder, "get")
+    resumeFile = os.path.join(folder, f"{name}.pcpkit-resume")
+    transfer = None
     try:
-        tid = await stopper.wait(driver.addTorrent(TIPCCreateNewTorrent(
-            rawmetainfo=raw, magnet=magnet, savefolder=folder, peers=tuple(args.peer))))
-        _say(f"downloading {name} into {folder} (infohash {infohash}, "
-             f"listening on {_listenHost(args)}:{driver.listenPort})")
-        started = time.monotonic()
-        progressBar = bar = _progress(f"downloading {name}", 0)
+        started: list[bool] = []
 
-        def status(_: int, s: dict[str, Any]) -> None:
-            progressBar.total = int(s.get("totalSize") or 0)
-            progressBar.label = f"downloading {s.get('name') or name}"
-            progressBar.update(int(s.get("totalDone", 0)), float(s.get("downRate") or 0) or None,
-                               f"{s.get('numPeers', 0)} peers")
+        def status(s: Any) -> None:
+            if not started:
+                # the first status: the torrent is in the session (and has resume data)
+                started.append(True)
+                out.line(
+                    f"downloading {name} into {folder} (infohash {infohash}, listening "
+                    f"on {_listenHost(args)}:{port})",
+                    "started",
+                    name=name,
+                    infohash=infohash,
+                    folder=folder,
+                    port=port,
+                )
+                out.startBar(f"downloading {name}")
+            out.status(s)
 
-        driver.onStatus = status
-        await stopper.wait(driver.whenFinished(tid))
-        seconds = time.monotonic() - started
-        last: dict[str, Any] = dict(driver.statuses.get(tid, {}))
-        session = driver.session
-        if session is not None and not session.stopped:
-            last.update(session.status(tid))
-        size = int(last.get("totalSize") or 0)
-        name = str(last.get("name") or name)
-        bar.finish(f"downloaded {name}: {_size(size)} in {seconds:.1f} s"
-                   + (f" ({size / seconds / 1e6:.1f} MB/s)" if size and seconds > 0 else ""))
+        transfer = download(
+            session,
+            raw,
+            folder,
+            magnet=magnet,
+            resumeFile=resumeFile,
+            peers=peers,
+            onStatus=status,
+            files=args.files,
+        )
+        try:
+            result = await stopper.wait(transfer)
+        except Interrupted:
+            out.endBar()
+            await transfer.close()
+            if os.path.exists(resumeFile):
+                out.line(f"resume data saved to {resumeFile}", "resume", path=resumeFile)
+            _complain("pcpkit get: interrupted before the download finished")
+            return EXIT_INTERRUPTED
+        except TorrentError as e:
+            raise CommandError(f"pcpkit get: {e.reason}") from None
+        seconds = result.seconds
+        fetched = f"; fetched {formatBytes(result.downloaded)}" + (
+            f" at {formatRate(result.downloaded / seconds)}" if seconds > 0 else ""
+        )
+        out.endBar()
+        out.line(
+            f"downloaded {result.name}: {formatBytes(result.totalSize)} in {seconds:.1f} s"
+            + fetched,
+            "downloaded",
+            name=result.name,
+            size=result.totalSize,
+            fetched=result.downloaded,
+            seconds=round(seconds, 3),
+            folder=folder,
+        )
         if not args.seed:
             return 0
-        seeding = True
-        _say(f"seeding {name} on {_listenHost(args)}:{driver.listenPort}; "
-             "press Ctrl-C to stop")
-        bar = _seedingDisplay(driver, name)
-        await stopper.wait(Deferred())
-        return 0  # pragma: no cover - only an interruption ends the wait
-    except Interrupted:
-        if bar is not None:
-            bar.finish()
-        if tid is not None:
-            await _saveResume(driver, tid, folder, driver.statuses.get(tid, {}).get("name")
-                              or name)
-        if seeding:
-            _say("stopped seeding")
-            return 0
-        _complain("pcpkit get: interrupted before the download finished")
-        return EXIT_INTERRUPTED
-    except TorrentError as e:
-        raise CommandError(f"pcpkit get: {e.reason}") from None
+        out.line(
+            f"seeding {result.name} on {_listenHost(args)}:{port}; press Ctrl-C to stop",
+            "seeding",
+            name=result.name,
+            port=port,
+        )
+        out.startBar(f"seeding {result.name}: uploaded", interval=10.0)
+        transfer.onStatus = lambda s: out.status(s, "totalUploaded", "upRate")
+        try:
+            await stopper.wait(Deferred())
+        except Interrupted:
+            pass
+        out.endBar()
+        out.line("stopped seeding", "stopped")
+        return 0
     finally:
-        if bar is not None:
-            bar.finish()
-        await driver.leave()
-
-
-def _seedingDisplay(driver: Any, name: str) -> Progress:
-    bar = _progress(f"seeding {name}: uploaded", 0, interval=10.0)
-
-    def status(_: int, s: dict[str, Any]) -> None:
-        bar.update(int(s.get("totalUploaded", 0)), float(s.get("upRate") or 0) or None,
-                   f"{s.get('numPeers', 0)} peers")
-
-    driver.onStatus = status
-    return bar
-
-
-async def _saveResume(driver: Any, tid: int, folder: str, name: str) -> None:
-    from pcpkit.torrent.session import TorrentError
-
-    path = os.path.join(folder, f"{name}.pcpkit-resume")
-    try:
-        await driver.saveResumeData(tid, path)
-    except (TorrentError, OSError) as e:
-        _complain(f"pcpkit: resume data not saved: {getattr(e, 'reason', e)}")
-        return
-    _say(f"resume data saved to {path}")
+        out.endBar()
+        if transfer is not None:
+            await transfer.close()
+        await session.stop()
 
 
 # -- seed ------------------------------------------------------------------------------------
@@ -543,208 +836,176 @@ async def _saveResume(driver: Any, tid: int, folder: str, name: str) -> None:
 
 def _seed(args: argparse.Namespace) -> int:
     source = args.source
-    settings = _torrentSettings(args)
     if source.lower().endswith(".torrent") and os.path.isfile(source):
         raw, _, name, _ = _readSource(source, "seed")
+        assert raw is not None
         folder = os.path.abspath(args.output)
         if not os.path.isdir(folder):
             raise _usage(f"pcpkit seed: no folder {folder} holding the data of {source}")
         _checkDataPresent(raw, folder, name)
-        return _runOnReactor(lambda stopper: _seeding(args, stopper, raw, folder, settings))
+        return _runOnReactor(lambda stopper: _seeding(args, stopper, raw, folder))
     if not os.path.exists(source):
         raise _usage(f"pcpkit seed: no such file or folder: {source}")
     if args.output != ".":
-        raise _usage("pcpkit seed: -o/--output is for seeding a .torrent; a PATH is "
-                     "seeded where it is")
-    return _runOnReactor(lambda stopper: _seedPath(args, stopper, source, settings))
+        raise _usage(
+            "pcpkit seed: -o/--output is for seeding a .torrent; a PATH is seeded where it is"
+        )
+    if _treeSize(source) == 0:
+        raise _usage(f"pcpkit seed: {source} is empty (0 bytes): nothing to share")
+    return _runOnReactor(lambda stopper: _seedPath(args, stopper, source))
 
 
-def _checkDataPresent(raw: bytes | None, folder: str, name: str) -> None:
-    import libtorrent
-
-    from pcpkit.torrent.session import parseMetainfo
-
-    files = parseMetainfo(raw).files()
-    pad = int(libtorrent.file_storage.flag_pad_file)
-    paths = [files.file_path(i) for i in range(files.num_files())
-             if not int(files.file_flags(i)) & pad]
+def _checkDataPresent(raw: bytes, folder: str, name: str) -> None:
+    paths = [path for _, _, path in _files(raw)]
     if not any(os.path.exists(os.path.join(folder, p)) for p in paths):
-        raise _usage(f"pcpkit seed: the data of {name} is not in {folder} "
-                     f"(looked for {paths[0]}); use -o DIR to say where it is")
+        raise _usage(
+            f"pcpkit seed: the data of {name} is not in {folder} "
+            f"(looked for {paths[0]}); use -o DIR to say where it is"
+        )
 
 
-async def _seedPath(
-    args: argparse.Namespace, stopper: Any, path: str, settings: dict[str, Any]
-) -> int:
+async def _seedPath(args: argparse.Namespace, stopper: Stopper, path: str) -> int:
     from twisted.internet.threads import deferToThread
 
-    from pcpkit.demo import Interrupted
     from pcpkit.torrent.maker import makeTorrent
 
+    out = _Output(args)
     path = os.path.abspath(path)
     total = _treeSize(path)
-    bar = _progress(f"hashing {os.path.basename(path)}", total)
+    out.startBar(f"hashing {os.path.basename(path)}", total)
 
     def progress(done: int, pieces: int) -> None:
         if stopper.stopped:
             raise Interrupted()
-        getReactor().callFromThread(bar.update, total * done // pieces if pieces else 0)
+        if out.bar is not None:
+            getReactor().callFromThread(out.bar.update, total * done // pieces if pieces else 0)
 
     try:
-        raw = await stopper.wait(deferToThread(
-            makeTorrent, path, [[t] for t in args.tracker], None, None, progress=progress))
+        raw = await stopper.wait(
+            deferToThread(
+                makeTorrent, path, [[t] for t in args.tracker], None, None, progress=progress
+            )
+        )
     except Interrupted:
-        bar.finish()
+        out.endBar()
         _complain("pcpkit seed: interrupted while hashing")
         return EXIT_INTERRUPTED
     except ValueError as e:
         raise _usage(f"pcpkit seed: {e}") from None
     finally:
-        bar.finish()
+        out.endBar()
     if args.save_torrent:
         try:
             with open(args.save_torrent, "wb") as f:
                 f.write(raw)
         except OSError as e:
             raise CommandError(f"pcpkit seed: cannot write {args.save_torrent}: {e}") from None
-        _say(f"wrote {args.save_torrent}")
-    return await _seeding(args, stopper, raw, os.path.dirname(path), settings)
+        out.line(f"wrote {args.save_torrent}", "wrote", path=args.save_torrent)
+    return await _seeding(args, stopper, raw, os.path.dirname(path))
 
 
-async def _seeding(
-    args: argparse.Namespace, stopper: Any, raw: bytes | None, folder: str,
-    settings: dict[str, Any],
-) -> int:
-    from pcpkit.demo import Interrupted, PatronDriver
-    from pcpkit.torrent.ipc import TIPCCreateNewTorrent
+async def _seeding(args: argparse.Namespace, stopper: Stopper, raw: bytes, folder: str) -> int:
     from pcpkit.torrent.maker import infohashOf, torrentName
-    from pcpkit.torrent.session import TorrentError
+    from pcpkit.torrent.session import TorrentError, parseMetainfo
+    from pcpkit.torrent.transfer import seed
 
-    assert raw is not None
+    out = _Output(args)
     name, infohash = torrentName(raw), infohashOf(raw)
-    driver = PatronDriver(tickInterval=0.5, savePath=folder, settings=settings)
-    tid: int | None = None
-    bar: Progress | None = None
+    size = int(parseMetainfo(raw).total_size())
+    session, port, peers = await _startSession(args, stopper, folder, "seed")
+    transfer = None
     try:
-        tid = await stopper.wait(driver.addTorrent(TIPCCreateNewTorrent(
-            rawmetainfo=raw, savefolder=folder, peers=tuple(args.peer))))
-        # complete data makes the torrent finish after its check; a check that leaves it
-        # downloading means the data is missing or wrong
-        checked: Deferred[None] = Deferred()
-
-        def finished(result: object) -> None:
-            if not checked.called:
-                if isinstance(result, Failure):
-                    checked.errback(result)
-                else:
-                    checked.callback(None)
-
-        driver.whenFinished(tid).addBoth(finished)
-        checkBar = bar = _progress(f"checking {name}", 0)
-
-        def checking(_: int, s: dict[str, Any]) -> None:
-            state = str(s.get("state", ""))
-            checkBar.total = int(s.get("totalSize") or 0)
-            checkBar.update(int(s.get("totalDone", 0)))
-            if state == "downloading" and not checked.called:
-                checked.errback(TorrentError(
-                    f"cannot seed {name}: its data in {folder} is missing or incomplete "
-                    f"({float(s.get('fractionDone', 0)) * 100:.1f}% present)"))
-
-        driver.onStatus = checking
-        await stopper.wait(checked)
-        bar.finish()
-        port = driver.listenPort
+        out.line(
+            f"checking {name} ({formatBytes(size)}) in {folder}",
+            "checking",
+            name=name,
+            folder=folder,
+            size=size,
+        )
+        transfer = seed(session, raw, folder, peers=peers)
+        try:
+            await stopper.wait(transfer)
+        except Interrupted:
+            _complain("pcpkit seed: interrupted while checking")
+            return EXIT_INTERRUPTED
+        except TorrentError as e:
+            raise CommandError(f"pcpkit seed: {e.reason}") from None
         host = _listenHost(args)
         peer = None if host in ("0.0.0.0", "::") else (host, port)
-        _say(f"seeding {name} ({_size(_torrentSize(raw))}) from {folder}")
-        _say(f"infohash {infohash}")
-        _say(f"listening on {host}:{port}")
-        _say(_magnet(raw, peer))
-        _say("press Ctrl-C to stop")
-        bar = _seedingDisplay(driver, name)
-        await stopper.wait(Deferred())
-        return 0  # pragma: no cover - only an interruption ends the wait
-    except Interrupted:
-        if bar is not None:
-            bar.finish()
-        if tid is not None:
-            await _saveResume(driver, tid, folder, name)
-        _say("stopped seeding")
+        magnet = _magnet(raw, peer)
+        out.line(
+            f"seeding {name} ({formatBytes(size)}) from {folder}",
+            "seeding",
+            name=name,
+            folder=folder,
+            size=size,
+            infohash=infohash,
+            host=host,
+            port=port,
+            magnet=magnet,
+        )
+        if not out.json:
+            out.line(f"infohash {infohash}", "infohash")
+            out.line(f"listening on {host}:{port}", "listening")
+            out.line(magnet, "magnet")
+            out.line("press Ctrl-C to stop", "help")
+        out.startBar(f"seeding {name}: uploaded", interval=10.0)
+        transfer.onStatus = lambda s: out.status(s, "totalUploaded", "upRate")
+        try:
+            await stopper.wait(Deferred())
+        except Interrupted:
+            pass
+        out.endBar()
+        out.line("stopped seeding", "stopped")
         return 0
-    except TorrentError as e:
-        raise CommandError(f"pcpkit seed: {e.reason}") from None
     finally:
-        if bar is not None:
-            bar.finish()
-        await driver.leave()
-
-
-def _torrentSize(raw: bytes) -> int:
-    from pcpkit.torrent.session import parseMetainfo
-
-    return int(parseMetainfo(raw).total_size())
+        out.endBar()
+        if transfer is not None:
+            await transfer.close()
+        await session.stop()
 
 
 # -- relay -----------------------------------------------------------------------------------
 
 
 def _relay(args: argparse.Namespace) -> int:
+    from pcpkit._endpoints import (
+        EndpointError,
+        clientEndpoint,
+        connectDescription,
+        listenDescription,
+        reasonLine,
+        serverEndpoint,
+    )
     from pcpkit.internet.relay import Relay
 
-    listen, connect = args.listen, args.connect
-    connect = _hostPortEndpoint(connect)
-    _checkEndpoint(listen, server=True)
-    _checkEndpoint(connect, server=False)
+    checked = []
+    for which, value, parse, make in (
+        ("listen", args.listen, listenDescription, serverEndpoint),
+        ("connect", args.connect, connectDescription, clientEndpoint),
+    ):
+        # parsed now: a typo is a usage error naming the argument, not a traceback
+        try:
+            description = parse(value)
+            make(description)
+        except EndpointError as e:
+            raise _usage(f"pcpkit relay: bad {which} endpoint: {e}") from None
+        checked.append(description)
     try:
-        relay = Relay(listen, connect, bufferSize=args.buffer,
-                      maxConnections=args.max_connections,
-                      splice=False if args.no_splice else None)
+        relay = Relay(
+            checked[0],
+            checked[1],
+            bufferSize=args.buffer,
+            maxConnections=args.max_connections,
+            splice=False if args.no_splice else None,
+        )
     except Exception as e:
-        raise _usage(f"pcpkit relay: {_reason(e)}") from None
+        raise _usage(f"pcpkit relay: {reasonLine(e)}") from None
     return _runOnReactor(lambda stopper: _relaying(relay, stopper))
 
 
-def _hostPortEndpoint(description: str) -> str:
-    """``HOST:PORT`` or ``[V6]:PORT`` (not an endpoint string) -> ``tcp:HOST:PORT``."""
-    host, sep, port = description.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        return description
-    if host.startswith("[") and host.endswith("]"):
-        return "tcp:" + host[1:-1].replace(":", "\\:") + ":" + port
-    if ":" not in host and ("." in host or host == "localhost"):
-        return f"tcp:{host}:{port}"
-    return description
-
-
-def _checkEndpoint(description: str, server: bool) -> None:
-    """Parse an endpoint string now: a typo is a usage error, not a traceback."""
-    from pcpkit._twisted import clientEndpoint, serverEndpoint
-
-    which = "listen" if server else "connect"
-    if server and description.isdigit():
-        description = f"tcp:{description}:interface=127.0.0.1"
-    try:
-        endpoint = serverEndpoint(description) if server else clientEndpoint(description)
-    except Exception as e:
-        raise _usage(f"pcpkit relay: bad {which} endpoint {description!r}: {_reason(e)}") \
-            from None
-    port = getattr(endpoint, "_port", None)
-    if isinstance(port, int) and not (0 if server else 1) <= port <= 65535:
-        raise _usage(f"pcpkit relay: bad {which} endpoint {description!r}: "
-                     f"port {port} is out of range")
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    # "TCP4ClientEndpoint.__init__() missing 1 required positional argument: 'port'"
-    if isinstance(e, TypeError) and "__init__()" in text:
-        text = text.split("__init__() ", 1)[1]
-    return text.splitlines()[0]
-
-
-async def _relaying(relay: Any, stopper: Any) -> int:
-    from pcpkit.demo import Interrupted
+async def _relaying(relay: Any, stopper: Stopper) -> int:
+    from pcpkit._endpoints import describeAddress, reasonLine
 
     try:
         port = await stopper.wait(relay.start())
@@ -752,12 +1013,14 @@ async def _relaying(relay: Any, stopper: Any) -> int:
         await relay.stop()
         return 0
     except Exception as e:
-        raise CommandError(f"pcpkit relay: cannot listen on {relay.listenDescription}: "
-                           f"{_reason(e)}") from None
-    address: Any = port.getHost()
-    _say(f"relaying {getattr(address, 'host', address)}:{getattr(address, 'port', '')} -> "
-         f"{relay.connectDescription} ({'splice' if relay.usesSplice else 'portable'} path, "
-         f"{relay.bufferSize} bytes per direction); press Ctrl-C to stop")
+        raise CommandError(
+            f"pcpkit relay: cannot listen on {relay.listenDescription}: {reasonLine(e)}"
+        ) from None
+    _say(
+        f"relaying {describeAddress(port.getHost())} -> "
+        f"{relay.connectDescription} ({'splice' if relay.usesSplice else 'portable'} path, "
+        f"{relay.bufferSize} bytes per direction); press Ctrl-C to stop"
+    )
     display = _RelayDisplay(relay)
     try:
         await stopper.wait(Deferred())
@@ -767,9 +1030,11 @@ async def _relaying(relay: Any, stopper: Any) -> int:
         display.stop()
         await relay.stop()
     s = relay.stats
-    _say(f"relay stopped: {s.total} connection(s), {_size(s.toTarget.bytes)} to the target, "
-         f"{_size(s.toClient.bytes)} back, {s.toTarget.pauses + s.toClient.pauses} pauses, "
-         f"{s.refused} refused, {s.failedDials} failed dials")
+    _say(
+        f"relay stopped: {s.total} connection(s), {formatBytes(s.toTarget.bytes)} to the target, "
+        f"{formatBytes(s.toClient.bytes)} back, {s.toTarget.pauses + s.toClient.pauses} pauses, "
+        f"{s.refused} refused, {s.failedDials} failed dials"
+    )
     return 0
 
 
@@ -795,9 +1060,11 @@ class _RelayDisplay:
         moved = s.toTarget.bytes + s.toClient.bytes
         rate = (moved - self.previous[1]) / max(1e-6, now - self.previous[0])
         self.previous = (now, moved)
-        line = (f"{s.active} open / {s.total} total, {_size(s.toTarget.bytes)} out, "
-                f"{_size(s.toClient.bytes)} back, {rate / 1e6:.1f} MB/s, "
-                f"{s.toTarget.pauses + s.toClient.pauses} pauses")
+        line = (
+            f"{s.active} open / {s.total} total, {formatBytes(s.toTarget.bytes)} out, "
+            f"{formatBytes(s.toClient.bytes)} back, {formatRate(rate)}, "
+            f"{s.toTarget.pauses + s.toClient.pauses} pauses"
+        )
         if self.tty:
             sys.stdout.write("\r" + line + " " * max(0, self.width - len(line)))
             sys.stdout.flush()
@@ -821,12 +1088,17 @@ def _demo(args: argparse.Namespace) -> int:
     return _runOnReactor(lambda stopper: _demoRun(args, stopper))
 
 
-async def _demoRun(args: argparse.Namespace, stopper: Any) -> int:
-    from pcpkit.demo import DemoFailed, Interrupted, runDemo
+async def _demoRun(args: argparse.Namespace, stopper: Stopper) -> int:
+    from pcpkit.demo import DemoFailed, runDemo
 
     try:
-        await runDemo(args.size, write=_say, progress=_progress, stopper=stopper,
-                      useTracker=False if args.no_tracker else None)
+        await runDemo(
+            args.size,
+            write=_say,
+            progress=_progress,
+            stopper=stopper,
+            useTracker=False if args.no_tracker else None,
+        )
     except Interrupted:
         _complain("pcpkit demo: interrupted (temporary files removed)")
         return EXIT_INTERRUPTED
@@ -876,4 +1148,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -7,6 +7,7 @@ bounded.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -23,6 +24,7 @@ import pytest
 
 from pcpkit._progress import Progress, formatDuration
 from pcpkit.cli import main
+from tests.torrentutil import smallDiskFixture  # noqa: F401 - the "smallDisk" fixture
 
 MiB = 1024 * 1024
 
@@ -33,7 +35,11 @@ PCPKIT: list[str] = [str(_script)] if _script.exists() else [sys.executable, "-m
 def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``pcpkit ARGS`` to completion."""
     return subprocess.run(
-        [*PCPKIT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [*PCPKIT, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -51,12 +57,14 @@ def assertOneLineError(result: subprocess.CompletedProcess[str], code: int, *wor
 class Running:
     """A ``pcpkit`` subprocess whose stdout is read line by line, with deadlines."""
 
-    def __init__(
-        self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [*PCPKIT, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [*PCPKIT, *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
@@ -78,7 +86,8 @@ class Running:
                     self.kill()
                     raise AssertionError(
                         f"no {pattern!r} in the output of {self.proc.args}:\n"
-                        f"{self.out.decode()}\n{self.err.decode()}")
+                        f"{self.out.decode()}\n{self.err.decode()}"
+                    )
                 if sel.select(min(left, 0.5)):
                     chunk = os.read(self.proc.stdout.fileno(), 65536)
                     self.out += chunk
@@ -149,11 +158,14 @@ def test_get_of_a_missing_path_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assertOneLineError(run("get", "nothing-here.torrent", cwd=tmp_path), 2, "no such file")
 
 
-@pytest.mark.parametrize("magnet", [
-    "magnet:?xt=urn:btih:nothex",
-    "magnet:?dn=no-infohash-at-all",
-    "magnet:",
-])
+@pytest.mark.parametrize(
+    "magnet",
+    [
+        "magnet:?xt=urn:btih:nothex",
+        "magnet:?dn=no-infohash-at-all",
+        "magnet:",
+    ],
+)
 def test_get_of_an_invalid_magnet_is_one_line_and_exit_2(tmp_path: Path, magnet: str) -> None:
     assertOneLineError(run("get", magnet, cwd=tmp_path), 2, "magnet")
 
@@ -168,13 +180,15 @@ def test_get_of_a_truncated_torrent_and_of_a_folder(tmp_path: Path) -> None:
     assertOneLineError(run("get", "f.torrent", "-o", "f.bin", cwd=tmp_path), 2, "not a folder")
 
 
-@pytest.mark.parametrize("listen,connect,words", [
-    ("bogus:1", "tcp:127.0.0.1:80", ("listen", "bogus")),
-    ("0", "tcp:onlyahost", ("connect", "port")),
-    ("tcp:99999", "tcp:127.0.0.1:80", ("listen", "out of range")),
-    ("0", "127.0.0.1:70000", ("connect", "out of range")),
-    ("tcp:notaport", "tcp:127.0.0.1:80", ("listen", "notaport")),
-])
+@pytest.mark.parametrize(
+    "listen,connect,words",
+    [
+        ("0", "tcp:onlyahost", ("connect", "port")),
+        ("tcp:99999", "tcp:127.0.0.1:80", ("listen", "out of range")),
+        ("0", "127.0.0.1:70000", ("connect", "out of range")),
+        ("tcp:notaport", "tcp:127.0.0.1:80", ("listen", "notaport")),
+    ],
+)
 def test_relay_on_a_bad_endpoint_is_one_line_and_exit_2(
     tmp_path: Path, listen: str, connect: str, words: tuple[str, ...]
 ) -> None:
@@ -184,17 +198,18 @@ def test_relay_on_a_bad_endpoint_is_one_line_and_exit_2(
 def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assertOneLineError(run("frobnicate", cwd=tmp_path), 2, "invalid choice")
     assertOneLineError(run("get", cwd=tmp_path), 2, "required")
-    assertOneLineError(run("relay", "0", "127.0.0.1:1", "--buffer", "lots", cwd=tmp_path), 2,
-                       "--buffer")
-    assertOneLineError(run("get", "x.torrent", "--peer", "nohostport", cwd=tmp_path), 2,
-                       "--peer")
+    assertOneLineError(
+        run("relay", "0", "127.0.0.1:1", "--buffer", "lots", cwd=tmp_path), 2, "--buffer"
+    )
+    assertOneLineError(run("get", "x.torrent", "--peer", "nohostport", cwd=tmp_path), 2, "--peer")
     assertOneLineError(run("demo", "--size", "0", cwd=tmp_path), 2, "--size")
     assertOneLineError(run("make", "missing.bin", cwd=tmp_path), 2, "missing.bin")
     (tmp_path / "empty").mkdir()
     assertOneLineError(run("make", "empty", cwd=tmp_path), 2, "no files")
     payload(tmp_path / "f.bin", 50_000)
-    assertOneLineError(run("make", "f.bin", "--piece-size", "1000", cwd=tmp_path), 2,
-                       "power of two")
+    assertOneLineError(
+        run("make", "f.bin", "--piece-size", "1000", cwd=tmp_path), 2, "power of two"
+    )
     assertOneLineError(run("seed", "missing-folder", cwd=tmp_path), 2, "missing-folder")
     nothing = run(cwd=tmp_path)
     assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
@@ -216,28 +231,40 @@ def test_main_in_process_returns_the_status(
 
 def test_make_then_get_from_a_seed_process(tmp_path: Path, running: list[Running]) -> None:
     data = payload(tmp_path / "data" / "file.bin", 3 * MiB + 12345, seed=7)
-    made = run("make", "data/file.bin", "-o", "file.torrent", "--piece-size", "64K",
-               "-t", "http://127.0.0.1:9/announce", cwd=tmp_path)
+    made = run(
+        "make",
+        "data/file.bin",
+        "-o",
+        "file.torrent",
+        "--piece-size",
+        "64K",
+        "-t",
+        "http://127.0.0.1:9/announce",
+        cwd=tmp_path,
+    )
     assert made.returncode == 0, made.stderr
-    assert "wrote file.torrent" in made.stdout and "64.0 KiB" in made.stdout
+    assert "wrote file.torrent" in made.stdout and "pieces of 65.5 kB" in made.stdout
     infohash = re.search(r"infohash ([0-9a-f]{40})", made.stdout)
     assert infohash
 
     seed = start(running, "seed", "file.torrent", "-o", "data", cwd=tmp_path)
     port = int(seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1))
     assert infohash.group(1) in seed.stdout
-    got = run("get", "file.torrent", "-o", "out", "--peer", f"127.0.0.1:{port}",
-              cwd=tmp_path, timeout=60)
+    got = run(
+        "get", "file.torrent", "-o", "out", "--peer", f"127.0.0.1:{port}", cwd=tmp_path, timeout=60
+    )
     assert got.returncode == 0, got.stdout + got.stderr
     assert "downloaded file.bin" in got.stdout
     assert (tmp_path / "out" / "file.bin").read_bytes() == data
     assert "Traceback" not in got.stderr
 
-    # Ctrl-C stops the seed cleanly: exit 0, resume data next to the data, no traceback
+    # Ctrl-C stops the seed cleanly: exit 0, no traceback, and nothing written beside the
+    # user's data (no resume file: a seed checks its data in full each time)
     assert seed.interrupt(signal.SIGINT) == 0, seed.stderr
     assert "Traceback" not in seed.stderr, seed.stderr
     assert "stopped seeding" in seed.stdout
-    assert (tmp_path / "data" / "file.bin.pcpkit-resume").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["file.bin"]
+    assert not list((tmp_path / "out").glob("*.pcpkit-resume"))
 
 
 def test_seed_a_path_then_get_its_magnet(tmp_path: Path, running: list[Running]) -> None:
@@ -277,13 +304,23 @@ def test_get_seed_keeps_seeding_until_ctrl_c(tmp_path: Path, running: list[Runni
     assert run("make", "data/f.bin", "-o", "f.torrent", cwd=tmp_path).returncode == 0
     first = start(running, "seed", "f.torrent", "-o", "data", cwd=tmp_path)
     port1 = first.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-    second = start(running, "get", "f.torrent", "-o", "mid", "--seed",
-                   "--peer", f"127.0.0.1:{port1}", cwd=tmp_path)
+    second = start(
+        running,
+        "get",
+        "f.torrent",
+        "-o",
+        "mid",
+        "--seed",
+        "--peer",
+        f"127.0.0.1:{port1}",
+        cwd=tmp_path,
+    )
     port2 = second.waitFor(r"seeding f\.bin on 127\.0\.0\.1:(\d+)", timeout=60).group(1)
     assert first.interrupt() == 0
     # the first seed is gone: the third peer can only get it from the second
-    got = run("get", "f.torrent", "-o", "last", "--peer", f"127.0.0.1:{port2}",
-              cwd=tmp_path, timeout=60)
+    got = run(
+        "get", "f.torrent", "-o", "last", "--peer", f"127.0.0.1:{port2}", cwd=tmp_path, timeout=60
+    )
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "last" / "f.bin").read_bytes() == data
     assert second.interrupt() == 0, second.stderr
@@ -294,18 +331,20 @@ def test_seed_of_wrong_data_fails_with_one_line(tmp_path: Path) -> None:
     payload(tmp_path / "data" / "f.bin", 1 * MiB, seed=1)
     assert run("make", "data/f.bin", "-o", "f.torrent", cwd=tmp_path).returncode == 0
     payload(tmp_path / "other" / "f.bin", 1 * MiB, seed=2)
-    assertOneLineError(run("seed", "f.torrent", "-o", "other", cwd=tmp_path, timeout=60), 1,
-                       "missing or incomplete")
+    assertOneLineError(
+        run("seed", "f.torrent", "-o", "other", cwd=tmp_path, timeout=60),
+        1,
+        "missing or wrong",
+        "(0 of ",
+    )
     (tmp_path / "empty").mkdir()
-    assertOneLineError(run("seed", "f.torrent", "-o", "empty", cwd=tmp_path), 2,
-                       "not in")
+    assertOneLineError(run("seed", "f.torrent", "-o", "empty", cwd=tmp_path), 2, "not in")
 
 
 def test_make_versions(tmp_path: Path) -> None:
     payload(tmp_path / "f.bin", 200_000)
     for version, digits in (("v1", 40), ("v2", 64), ("hybrid", 40)):
-        made = run("make", "f.bin", "--version", version, "-o", f"{version}.torrent",
-                   cwd=tmp_path)
+        made = run("make", "f.bin", "--version", version, "-o", f"{version}.torrent", cwd=tmp_path)
         assert made.returncode == 0, made.stderr
         found = re.search(r"infohash ([0-9a-f]+)", made.stdout)
         assert found and len(found.group(1)) == digits
@@ -320,8 +359,9 @@ def test_relay_forwards_and_stops_on_ctrl_c(tmp_path: Path, running: list[Runnin
         target.listen()
         target.settimeout(20)
         targetPort = target.getsockname()[1]
-        relay = start(running, "relay", "0", f"127.0.0.1:{targetPort}", "--buffer", "64K",
-                      cwd=tmp_path)
+        relay = start(
+            running, "relay", "0", f"127.0.0.1:{targetPort}", "--buffer", "64K", cwd=tmp_path
+        )
         relayPort = int(relay.waitFor(r"relaying 127\.0\.0\.1:(\d+) ->").group(1))
         data = random.Random(3).randbytes(200_000)
         with socket.create_connection(("127.0.0.1", relayPort), timeout=20) as client:
@@ -350,8 +390,11 @@ def test_relay_on_a_port_in_use_exits_1(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assertOneLineError(run("relay", str(port), "127.0.0.1:9", cwd=tmp_path), 1,
-                           "cannot listen")
+        assertOneLineError(run("relay", str(port), "127.0.0.1:9", cwd=tmp_path), 1, "cannot listen")
+    # an interface that does not resolve cannot be listened on either
+    assertOneLineError(
+        run("relay", "bogus:1", "tcp:127.0.0.1:80", cwd=tmp_path), 1, "cannot listen", "bogus"
+    )
 
 
 # -- the progress display ---------------------------------------------------------------------
@@ -391,3 +434,266 @@ def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     p.finish()
     assert out.getvalue().endswith("\r")
     assert formatDuration(None) == "--" and formatDuration(3725) == "1h02m"
+
+
+# -- data safety, failing loudly, options for scripts ---------------------------------------
+
+
+def sha256Of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_seed_of_wrong_data_never_writes_it_with_a_live_seeder(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    payload(tmp_path / "data" / "f.bin", 2 * MiB, seed=31)
+    assert (
+        run("make", "data/f.bin", "-o", "f.torrent", "--piece-size", "64K", cwd=tmp_path).returncode
+        == 0
+    )
+    good = start(running, "seed", "f.torrent", "-o", "data", cwd=tmp_path)
+    port = good.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    wrong = tmp_path / "wrong" / "f.bin"
+    wrong.parent.mkdir()
+    wrong.write_bytes(bytes(2 * MiB))  # zeros: the right size, the wrong data
+    before = sha256Of(wrong)
+    result = run("seed", "f.torrent", "-o", "wrong", "--peer", f"127.0.0.1:{port}", cwd=tmp_path)
+    assertOneLineError(
+        result, 1, "cannot seed f.bin", "missing or wrong", "(0 of 32 pieces", "0.0%"
+    )
+    assert sha256Of(wrong) == before and wrong.stat().st_size == 2 * MiB
+    assert sorted(p.name for p in wrong.parent.iterdir()) == ["f.bin"]
+    assert good.interrupt() == 0
+
+
+def test_listen_on_a_busy_port_is_an_error(tmp_path: Path) -> None:
+    payload(tmp_path / "f.bin", 100_000)
+    assert run("make", "f.bin", "-o", "f.torrent", cwd=tmp_path).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (("get", "f.torrent", "-o", "out"), ("seed", "f.torrent")):
+            assertOneLineError(
+                run(*command, "--listen", f"127.0.0.1:{port}", cwd=tmp_path),
+                1,
+                f"--listen 127.0.0.1:{port}",
+                "in use",
+            )
+
+
+def test_make_rejects_bad_trackers_empty_files_and_piece_sizes(tmp_path: Path) -> None:
+    payload(tmp_path / "f.bin", 100_000)
+    assertOneLineError(
+        run("make", "f.bin", "-t", "notaurl", cwd=tmp_path),
+        2,
+        "--tracker",
+        "'notaurl' is not a tracker URL",
+    )
+    assertOneLineError(run("seed", "f.bin", "-t", "ftp://x/announce", cwd=tmp_path), 2, "--tracker")
+    (tmp_path / "empty.bin").write_bytes(b"")
+    assertOneLineError(run("make", "empty.bin", cwd=tmp_path), 2, "empty.bin", "empty (0 bytes)")
+    (tmp_path / "hollow").mkdir()
+    (tmp_path / "hollow" / "zero").write_bytes(b"")
+    assertOneLineError(run("make", "hollow", cwd=tmp_path), 2, "hollow", "empty (0 bytes)")
+    assertOneLineError(run("seed", "empty.bin", cwd=tmp_path), 2, "empty (0 bytes)")
+    for bad in ("3000", "8K", "lots", "0", "-4"):
+        assertOneLineError(
+            run("make", "f.bin", "--piece-size", bad, cwd=tmp_path), 2, "--piece-size"
+        )
+    assert not list(tmp_path.glob("*.torrent"))
+    made = run("make", "f.bin", "--piece-size", "32KiB", "-q", cwd=tmp_path)
+    assert made.returncode == 0 and made.stdout == "" and made.stderr == ""
+
+
+class _RefusingTracker:
+    """An HTTP tracker on 127.0.0.1 that answers every announce with a failure reason."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"d14:failure reason14:not authorizede"
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/announce"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_tracker_errors_show_in_the_progress_line(tmp_path: Path, running: list[Running]) -> None:
+    tracker = _RefusingTracker()
+    try:
+        payload(tmp_path / "data" / "f.bin", 100_000)
+        assert (
+            run("make", "data/f.bin", "-o", "f.torrent", "-t", tracker.url, cwd=tmp_path).returncode
+            == 0
+        )
+        plain = start(running, "get", "f.torrent", "-o", "out", cwd=tmp_path)
+        plain.waitFor(r"tracker: http://127\.0\.0\.1:\d+/announce: not authorized")
+        assert plain.interrupt() == 130
+        scripted = start(running, "get", "f.torrent", "-o", "out2", "--json", cwd=tmp_path)
+        scripted.waitFor(r'"trackerError": "[^"]*not authorized"')
+        assert scripted.interrupt() == 130
+        for line in scripted.stdout.splitlines():
+            assert "event" in json.loads(line)
+    finally:
+        tracker.close()
+
+
+def test_resumed_download_counts_this_run_and_removes_its_resume_file(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    data = payload(tmp_path / "data" / "f.bin", 2 * MiB, seed=32)
+    assert (
+        run("make", "data/f.bin", "-o", "f.torrent", "--piece-size", "64K", cwd=tmp_path).returncode
+        == 0
+    )
+    # the first half is there already, with the resume data of an interrupted run
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "f.bin").write_bytes(data[:MiB])
+    first = start(running, "get", "f.torrent", "-o", "out", cwd=tmp_path)
+    first.waitFor(r"downloading f\.bin into")
+    assert first.interrupt() == 130
+    resume = tmp_path / "out" / "f.bin.pcpkit-resume"
+    assert resume.stat().st_size > 0
+    seed = start(running, "seed", "f.torrent", "-o", "data", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    got = run(
+        "get", "f.torrent", "-o", "out", "--peer", f"127.0.0.1:{port}", "--json", cwd=tmp_path
+    )
+    assert got.returncode == 0, got.stderr
+    events = [json.loads(line) for line in got.stdout.splitlines()]
+    (done,) = [e for e in events if e["event"] == "downloaded"]
+    assert done["size"] == 2 * MiB
+    assert MiB <= done["fetched"] < MiB + 4 * 65536, done
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    assert not resume.exists()
+    assert seed.interrupt() == 0
+
+
+def test_seed_retries_a_peer_that_was_not_ready(tmp_path: Path, running: list[Running]) -> None:
+    data = payload(tmp_path / "data" / "f.bin", 1 * MiB, seed=33)
+    assert run("make", "data/f.bin", "-o", "f.torrent", cwd=tmp_path).returncode == 0
+    port = freePort()
+    # the seed is told of a peer that is not listening yet
+    seed = start(
+        running, "seed", "f.torrent", "-o", "data", "--peer", f"127.0.0.1:{port}", cwd=tmp_path
+    )
+    seed.waitFor(r"listening on")
+    # the downloader knows no peer: only the seed's retries can find it
+    got = run("get", "f.torrent", "-o", "out", "--listen", f"127.0.0.1:{port}", "-q", cwd=tmp_path)
+    assert got.returncode == 0 and got.stdout == "", got.stdout + got.stderr
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    assert seed.interrupt() == 0
+
+
+def test_max_down_limits_the_rate(tmp_path: Path, running: list[Running]) -> None:
+    data = payload(tmp_path / "data" / "f.bin", 1 * MiB, seed=34)
+    assert (
+        run("make", "data/f.bin", "-o", "f.torrent", "--piece-size", "16K", cwd=tmp_path).returncode
+        == 0
+    )
+    seed = start(running, "seed", "f.torrent", "-o", "data", "--max-up", "2M", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    limit = 256 * 1024
+    got = run(
+        "get",
+        "f.torrent",
+        "-o",
+        "out",
+        "--peer",
+        f"127.0.0.1:{port}",
+        "--json",
+        "--max-down",
+        "256K",
+        cwd=tmp_path,
+    )
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    events = [json.loads(line) for line in got.stdout.splitlines()]
+    rates = [e["downRate"] for e in events if e["event"] == "status"]
+    # 1 MiB at 256 KiB/s takes about four seconds: several status lines, none far above
+    assert len(rates) >= 4 and max(rates) <= 1.5 * limit, rates
+    assert seed.interrupt() == 0
+
+
+def test_list_and_choose_files(tmp_path: Path, running: list[Running]) -> None:
+    share = tmp_path / "share"
+    a = payload(share / "a.bin", 300_000, seed=35)
+    payload(share / "b.bin", 600_000, seed=36)
+    c = payload(share / "sub" / "c.bin", 200_000, seed=37)
+    assert run("make", "share", "-o", "share.torrent", cwd=tmp_path).returncode == 0
+    listed = run("get", "share.torrent", "--list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["0", "1", "2"]
+    assert lines[2].endswith(os.path.join("share", "sub", "c.bin"))
+    files = [
+        json.loads(line)
+        for line in run(
+            "get", "share.torrent", "--list", "--json", cwd=tmp_path
+        ).stdout.splitlines()
+    ]
+    assert [(f["index"], f["size"]) for f in files] == [(0, 300_000), (1, 600_000), (2, 200_000)]
+    assertOneLineError(
+        run("get", "share.torrent", "--files", "0,7", cwd=tmp_path), 2, "--files", "no file 7"
+    )
+    assertOneLineError(run("get", "share.torrent", "--files", "x", cwd=tmp_path), 2, "--files")
+    seed = start(running, "seed", "share.torrent", "-o", ".", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    got = run(
+        "get",
+        "share.torrent",
+        "-o",
+        "out",
+        "--files",
+        "0,2",
+        "--peer",
+        f"127.0.0.1:{port}",
+        cwd=tmp_path,
+    )
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "out" / "share" / "a.bin").read_bytes() == a
+    assert (tmp_path / "out" / "share" / "sub" / "c.bin").read_bytes() == c
+    assert not (tmp_path / "out" / "share" / "b.bin").exists()
+    assert seed.interrupt() == 0
+
+
+def test_a_full_disk_fails_the_download_with_its_error(
+    tmp_path: Path, running: list[Running], smallDisk: Path
+) -> None:
+    payload(tmp_path / "data" / "big.bin", 12 * MiB, seed=38)  # the disk holds 8 MiB
+    assert run("make", "data/big.bin", "-o", "big.torrent", cwd=tmp_path).returncode == 0
+    seed = start(running, "seed", "big.torrent", "-o", "data", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    got = run(
+        "get", "big.torrent", "-o", str(smallDisk), "--peer", f"127.0.0.1:{port}", cwd=tmp_path
+    )
+    assertOneLineError(got, 1, "pcpkit get:", "No space left on device")
+    assert "downloaded big.bin" not in got.stdout
+    # never reported complete, and no resume file claiming pieces that are not on disk
+    assert not list(smallDisk.glob("*.pcpkit-resume*"))
+    assert seed.interrupt() == 0

@@ -52,8 +52,13 @@ def runDemoCommand(tmp: Path, *args: str, timeout: float = 120) -> tuple[str, fl
     temp.mkdir()
     started = time.monotonic()
     result = subprocess.run(
-        [*PCPKIT, "demo", *args], cwd=tmp, env=demoEnv(temp), capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
+        [*PCPKIT, "demo", *args],
+        cwd=tmp,
+        env=demoEnv(temp),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
@@ -89,7 +94,11 @@ def test_twistd_pcpkit_demo(tmp_path: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [*argv, "-n", "--pidfile=", "--logfile=-", "pcpkit", "demo", "--size", "8"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -106,7 +115,7 @@ def test_ctrl_c_interrupts_the_demo_and_cleans_up(tmp_path: Path) -> None:
     temp.mkdir()
     demo = Running(["demo", "--size", "256"], tmp_path, env=demoEnv(temp))
     try:
-        demo.waitFor(r"seeding with TorrentPatron", timeout=60)
+        demo.waitFor(r"seeding with", timeout=60)
         assert demo.interrupt(signal.SIGINT, timeout=60) == 130
     finally:
         demo.kill()
@@ -138,10 +147,8 @@ async def test_run_demo_in_process_leaves_a_clean_reactor(tmp_path: Path) -> Non
 async def test_stopper_interrupts_the_demo_which_cleans_up(tmp_path: Path) -> None:
     lines: list[str] = []
     stopper = Stopper()
-    d = ensureDeferred(
-        runDemo(64, write=lines.append, stopper=stopper, tempParent=str(tmp_path)))
-    await waitUntil(lambda: any(line.startswith("seeding with") for line in lines), 30,
-                    "the seed")
+    d = ensureDeferred(runDemo(64, write=lines.append, stopper=stopper, tempParent=str(tmp_path)))
+    await waitUntil(lambda: any(line.startswith("seeding with") for line in lines), 30, "the seed")
     stopper.stop()
     with pytest.raises(Interrupted):
         await withTimeout(d, 30)
@@ -159,8 +166,9 @@ async def test_demo_service_stopped_early_cleans_up(
     service = DemoService(sizeMiB=64)
     service.startService()
     await waitUntil(lambda: bool(list(tmp_path.iterdir())), 10, "the demo's folder")
-    await waitUntil(lambda: any((p / "seed").exists() for p in tmp_path.iterdir()), 10,
-                    "the seed folder")
+    await waitUntil(
+        lambda: any((p / "seed").exists() for p in tmp_path.iterdir()), 10, "the seed folder"
+    )
     stopped: Any = service.stopService()
     assert stopped is not None
     await withTimeout(stopped, 30)

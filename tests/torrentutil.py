@@ -13,14 +13,12 @@ import os
 import random
 import shutil
 import socket
+import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import libtorrent
 import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol
@@ -31,6 +29,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from pcpkit.torrent.session import BaseTorrentSessionObserver, TorrentSession, TorrentStatus
+from pcpkit.torrent.tracker import LocalTracker, TrackerFailed
 
 reactor: Any = _reactor
 
@@ -130,6 +129,25 @@ class Recorder(BaseTorrentSessionObserver):
         return withTimeout(d, timeout)
 
 
+@pytest.fixture(name="smallDisk")
+def smallDiskFixture(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB tmpfs (needs root, as in CI); unmounted afterwards."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 # -- sessions ------------------------------------------------------------------------------
 
 
@@ -171,7 +189,11 @@ class ProcessRunner(protocol.ProcessProtocol):
         self.ended: Deferred[int] = Deferred()
         self.running = False
         self._process: Any = reactor.spawnProcess(
-            self, self.argv[0], self.argv, env=os.environ.copy(), path=cwd,
+            self,
+            self.argv[0],
+            self.argv,
+            env=os.environ.copy(),
+            path=cwd,
             childFDs={0: "w", 1: "r", 2: "r"},
         )
         self.running = True
@@ -223,69 +245,31 @@ class ProcessRunner(protocol.ProcessProtocol):
 # -- opentracker ---------------------------------------------------------------------------
 
 
-class OpenTracker:
+class OpenTracker(LocalTracker):
     """
-    A local opentracker. Debian's is built with a whitelist: only listed info-hashes are
-    tracked, so :meth:`start` takes them. As root it chroots into its directory and drops
-    to ``nobody``: the whitelist is given relative to that directory, which must be
-    world-readable.
+    :class:`~pcpkit.torrent.tracker.LocalTracker` for tests: it fails (never skips) when
+    opentracker is missing, and its waits fail the test when they time out.
     """
 
     def __init__(self, root: Path) -> None:
-        self.binary = requireBinary("opentracker", "opentracker")
-        self.dir = root / "opentracker"
-        self.dir.mkdir()
-        self.port = freePort()
-        self.announceURL = f"http://127.0.0.1:{self.port}/announce"
-        self.process: ProcessRunner | None = None
+        super().__init__(str(root / "opentracker"), requireBinary("opentracker", "opentracker"))
+        self.dir = Path(self.folder)
 
-    async def start(self, infohashes: Sequence[str]) -> None:
-        (self.dir / "whitelist").write_text("".join(h + "\n" for h in infohashes))
-        # as root, opentracker chroots here and reads the list as nobody
-        os.chmod(self.dir, 0o755)
-        self.process = ProcessRunner(
-            [self.binary, "-i", "127.0.0.1", "-p", str(self.port), "-P", str(self.port),
-             "-w", "whitelist", "-d", str(self.dir)],
-            cwd=str(self.dir),
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            if not self.process.running:
-                raise AssertionError(f"opentracker exited: {self.process.text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"opentracker did not listen on {self.port}: {self.process.text()}"
-                    ) from None
-                await sleep(0.05)
-        # a warning here means the whitelist could not be read: every announce would fail
-        await sleep(0.1)
-        if "Can't open accesslist" in self.process.text():
-            raise AssertionError(f"opentracker cannot read its whitelist: {self.process.text()}")
+    async def start(self, infohashes: Sequence[str], timeout: float = 10) -> None:
+        try:
+            await super().start(infohashes, timeout)
+        except TrackerFailed as e:
+            raise AssertionError(str(e)) from None
 
-    def scrape(self, infohash: str) -> tuple[int, int]:
-        """(seeds, leechers) the tracker knows for ``infohash`` (a quick local request)."""
-        query = urllib.parse.quote_from_bytes(bytes.fromhex(infohash))
-        url = self.announceURL.replace("/announce", "/scrape") + f"?info_hash={query}"
-        with urllib.request.urlopen(url, timeout=2) as response:
-            answer = libtorrent.bdecode(response.read())
-        stats = answer.get(b"files", {}).get(bytes.fromhex(infohash), {})
-        return int(stats.get(b"complete", 0)), int(stats.get(b"incomplete", 0))
-
-    async def waitForSeeds(self, infohash: str, seeds: int = 1, timeout: float = 20) -> None:
+    async def waitForSeeds(  # type: ignore[override]
+        self, infohash: str, seeds: int = 1, timeout: float = 20
+    ) -> None:
         """Wait until ``seeds`` seeders have announced ``infohash``."""
-        await waitUntil(
-            lambda: self.scrape(infohash)[0] >= seeds, timeout, f"{seeds} seed(s) announced",
-            step=0.1,
-        )
+        if not await super().waitForSeeds(infohash, seeds, timeout):
+            raise AssertionError(f"timed out after {timeout}s waiting for {seeds} seed(s)")
 
-    def stop(self) -> Deferred[int]:
-        if self.process is None:
-            return defer.succeed(0)
-        return self.process.stop()
+    def stop(self) -> Deferred[Any]:  # type: ignore[override]
+        return defer.ensureDeferred(super().stop())
 
 
 @pytest.fixture(name="tracker")
@@ -306,12 +290,21 @@ def aria2c(torrentFile: Path, folder: Path, *extra: str) -> ProcessRunner:
     """
     binary = requireBinary("aria2c", "aria2")
     argv = [
-        binary, "--no-conf", f"--dir={folder}",
-        "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
-        "--enable-peer-exchange=false", "--disable-ipv6=true",
-        f"--listen-port={freePort()}", "--bt-tracker-interval=1",
-        "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
+        binary,
+        "--no-conf",
+        f"--dir={folder}",
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        "--disable-ipv6=true",
+        f"--listen-port={freePort()}",
+        "--bt-tracker-interval=1",
+        "--file-allocation=none",
+        "--summary-interval=0",
+        "--console-log-level=warn",
         f"--stop-with-process={os.getpid()}",
-        *extra, str(torrentFile),
+        *extra,
+        str(torrentFile),
     ]
     return ProcessRunner(argv, cwd=str(folder))

@@ -7,7 +7,10 @@ libtorrent on the Twisted reactor.
 - :mod:`pcpkit.torrent.maker`: :func:`makeTorrent`, info-hash and magnet helpers,
   :class:`BasicTorrentExplainer`;
 - :mod:`pcpkit.torrent.stream`: :func:`streamFile`, a torrent's file as an in-order
-  ``IPushProducer`` while it downloads.
+  ``IPushProducer`` while it downloads;
+- :mod:`pcpkit.torrent.transfer`: :func:`download` and :func:`seed`, Deferreds with
+  progress, cancellation and resume data;
+- :mod:`pcpkit.torrent.tracker`: ``LocalTracker``, a throw-away local opentracker.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from pcpkit.torrent.session import (
     parseMagnet,
 )
 from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer, streamFile
+from pcpkit.torrent.transfer import Transfer, TransferResult, download, seed
 
 __all__ = [
     "TIPC",
@@ -82,11 +86,15 @@ __all__ = [
     "TorrentSessionObserver",
     "TorrentStartError",
     "TorrentStatus",
+    "Transfer",
+    "TransferResult",
     "UnknownTorrent",
     "UnsafeTorrentPath",
+    "download",
     "infohashOf",
     "makeTorrent",
     "parseMagnet",
+    "seed",
     "streamFile",
     "torrentName",
 ]

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pcpkit._format import formatBytes, formatRate
+
 __all__ = [
     "TIPC",
     "TIPCCloseTorrent",
@@ -35,25 +37,6 @@ __all__ = [
     "formatBytes",
     "formatRate",
 ]
-
-
-def formatBytes(n: float) -> str:
-    """
-    Format a byte count with decimal units: ``"950 B"``, ``"1.2 MB"``, ``"3.4 GB"``.
-    """
-    value = float(n)
-    if abs(value) < 1000:
-        return f"{int(value)} B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000.0
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def formatRate(bytesPerSecond: float) -> str:
-    """Format a transfer rate: ``"1.2 MB/s"``."""
-    return formatBytes(bytesPerSecond) + "/s"
 
 
 class TIPC:

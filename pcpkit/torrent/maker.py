@@ -30,6 +30,7 @@ from typing import Any
 
 import libtorrent as _libtorrent
 
+from pcpkit._format import formatDuration
 from pcpkit._twisted import currentFailure
 from pcpkit.component import Component
 from pcpkit.ipc import ErrorInformation
@@ -215,7 +216,7 @@ class BasicTorrentExplainer(Component):
             )
             eta = s.get("timeEst")
             if eta and s.get("fractionDone", 0.0) < 1.0:
-                line += f", {_duration(float(eta))} left"
+                line += f", {formatDuration(float(eta))} left"
             activity = s.get("activity")
             if activity:
                 line += f" [{activity}]"
@@ -228,16 +229,6 @@ class BasicTorrentExplainer(Component):
         return str(msg)
 
     __call__ = explain
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds + 0.5)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
 
 
 def _releaseGil(done: int, total: int) -> None:

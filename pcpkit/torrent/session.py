@@ -190,9 +190,15 @@ class TorrentStatus(TypedDict):
     isSeeding: bool
     isFinished: bool
     paused: bool
-    #: the torrent's error, ``None`` when it has none
+    #: the torrent's error, ``None`` when it has none; a storage error (disk full, a file
+    #: that cannot be written) stays here until the torrent is removed
     error: str | None
     savePath: str
+    #: payload bytes downloaded since the torrent was added to this session (this run)
+    totalDownloaded: int
+    #: the last tracker's error ("not authorized", "connection refused"), ``None`` once a
+    #: tracker answers
+    trackerError: str | None
 
 
 @runtime_checkable
@@ -403,7 +409,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 _CAT = lt.alert.category_t
 _BASE_ALERT_MASK = int(
-    _CAT.error_notification | _CAT.status_notification | _CAT.storage_notification
+    _CAT.error_notification
+    | _CAT.status_notification
+    | _CAT.storage_notification
+    | _CAT.tracker_notification
 )
 _PIECE_ALERT_MASK = int(_CAT.piece_progress_notification)
 
@@ -482,6 +491,10 @@ class _Torrent:
     removal: _Removal | None = None
     lastError: str | None = None
     finishing: bool = False
+    #: a storage error (disk full, unwritable file): the torrent is paused for good, never
+    #: reported finished, and its pieces are not served
+    storageError: str | None = None
+    trackerError: str | None = None
 
     @property
     def infohash(self) -> str:
@@ -542,6 +555,7 @@ def _rawStatus(st: Any) -> dict[str, Any]:
         "isFinished": finished,
         "paused": paused,
         "error": error,
+        "totalDownloaded": int(st.total_payload_download),
     }
 
 
@@ -595,6 +609,10 @@ class TorrentSession:
         self._nextId = 1
         self._stopped = False
         self._pieceListeners = 0
+        #: the TCP listen outcome: a port, or why listening failed (None: not known yet)
+        self._listenPort: int | None = None
+        self._listenError: str | None = None
+        self._listenWaiters: list[Deferred[int]] = []
 
         merged = dict(DEFAULT_SETTINGS)
         merged.update(settings or {})
@@ -644,8 +662,11 @@ class TorrentSession:
             try:
                 getattr(observer, method)(*args)
             except Exception:
-                log.failure("torrent observer {observer!r}.{method} failed",
-                            observer=observer, method=method)
+                log.failure(
+                    "torrent observer {observer!r}.{method} failed",
+                    observer=observer,
+                    method=method,
+                )
 
     # -- properties --------------------------------------------------------------------
 
@@ -659,6 +680,23 @@ class TorrentSession:
     @property
     def stopped(self) -> bool:
         return self._stopped
+
+    def whenListening(self) -> Deferred[int]:
+        """
+        Fires with the TCP port once the session listens, or fails with
+        :class:`TorrentError` naming the interface when it could not listen (a port in use:
+        pass ``{"max_retry_port_bind": 0, "listen_system_port_fallback": False}`` in the
+        settings so that libtorrent does not quietly take another port).
+        """
+        if self._stopped:
+            return fail(SessionStopped())
+        if self._listenPort is not None:
+            return succeed(self._listenPort)
+        if self._listenError is not None:
+            return fail(TorrentError(self._listenError))
+        d: Deferred[int] = Deferred()
+        self._listenWaiters.append(d)
+        return d
 
     @property
     def libtorrentSession(self) -> Any:
@@ -694,7 +732,9 @@ class TorrentSession:
             metainfo) or with ``rawmetainfo``. The data is not re-checked from scratch.
         :param seed: insist on seeding: fire only once the data in ``savefolder`` has
             been checked and is complete; otherwise remove the torrent (files kept) and
-            fail with :class:`TorrentDataMismatch`.
+            fail with :class:`TorrentDataMismatch`. The torrent runs in libtorrent's upload
+            mode: it never downloads, so the files in ``savefolder`` are only read, never
+            written, whatever the peers offer.
         :param paused: add it paused and not auto-managed (``handle(id).resume()`` starts
             it); a paused torrent's data is not checked, so not with ``seed``.
         :return: a Deferred firing with :class:`AddedTorrent` once libtorrent has added
@@ -728,6 +768,14 @@ class TorrentSession:
         if paused:
             flags |= int(lt.torrent_flags.paused)
             flags &= ~int(lt.torrent_flags.auto_managed)
+        if seed:
+            # Never download into the data being seeded: in upload mode libtorrent checks
+            # the files and serves what passed, but requests no piece, so wrong data stays
+            # as it is. Not auto-managed: libtorrent takes auto-managed torrents out of
+            # upload mode by itself (the default flags hold "paused" for the auto-manager
+            # to lift: lift it here).
+            flags |= int(lt.torrent_flags.upload_mode)
+            flags &= ~(int(lt.torrent_flags.auto_managed) | int(lt.torrent_flags.paused))
         params.flags = flags
         name = ti.name() if ti is not None else (params.name or keys[0])
 
@@ -740,9 +788,7 @@ class TorrentSession:
         self._session.async_add_torrent(params)
         return d
 
-    def _buildParams(
-        self, rawmetainfo: object, magnet: object, resumedata: object
-    ) -> Any:
+    def _buildParams(self, rawmetainfo: object, magnet: object, resumedata: object) -> Any:
         if rawmetainfo is not None and magnet is not None:
             raise InvalidTorrent("give either rawmetainfo or a magnet link, not both")
         if resumedata is not None:
@@ -797,28 +843,33 @@ class TorrentSession:
         return self._status(record, _rawStatus(record.handle.status(0)))
 
     def _status(self, record: _Torrent, raw: dict[str, Any]) -> TorrentStatus:
+        broken = record.storageError
+        error = broken or raw["error"]
         return {
             "fractionDone": raw["fractionDone"],
             "downRate": raw["downRate"],
             "upRate": raw["upRate"],
             "numPeers": raw["numPeers"],
             "numSeeds": raw["numSeeds"],
-            "activity": raw["activity"],
+            "activity": f"error: {error}" if error else raw["activity"],
             "totalDone": raw["totalDone"],
-            "timeEst": raw["timeEst"],
+            "timeEst": None if broken else raw["timeEst"],
             "infohash": record.infohash,
             "name": record.name,
             "torrentid": record.torrentid,
-            "state": raw["state"],
+            # what is on disk is not known to match what was verified: never "seeding"
+            "state": "error" if broken else raw["state"],
             "totalSize": raw["totalSize"],
             "totalUploaded": raw["totalUploaded"],
             "piecesDone": raw["piecesDone"],
             "piecesTotal": record.piecesTotal,
-            "isSeeding": raw["isSeeding"],
-            "isFinished": raw["isFinished"],
+            "isSeeding": raw["isSeeding"] and not broken,
+            "isFinished": raw["isFinished"] and not broken,
             "paused": raw["paused"],
-            "error": raw["error"],
+            "error": error,
             "savePath": record.savefolder,
+            "totalDownloaded": raw["totalDownloaded"],
+            "trackerError": record.trackerError,
         }
 
     # -- actions -----------------------------------------------------------------------
@@ -907,8 +958,12 @@ class TorrentSession:
         asked of libtorrent while at least one listener is registered.
 
         :raises UnknownTorrent:
+        :raises TorrentError: the torrent has a storage error: what is on disk cannot be
+            trusted, so nothing of it is streamed.
         """
         record = self._record(torrentid)
+        if record.storageError is not None:
+            raise TorrentError(f"torrent {torrentid}: {record.storageError}")
         record.listeners.append(listener)
         self._pieceListeners += 1
         if self._pieceListeners == 1:
@@ -955,6 +1010,9 @@ class TorrentSession:
         self._session.pause()
 
         stopped = SessionStopped()
+        listenWaiters, self._listenWaiters = self._listenWaiters, []
+        for w in listenWaiters:
+            w.errback(SessionStopped())
         records = {id(r): r for r in [*self._byHash.values(), *self._removing.values()]}
         for record in records.values():
             if record.addDeferred is not None:
@@ -1105,6 +1163,34 @@ class TorrentSession:
         log.warn("libtorrent: {message}", message=str(alert.message()))
         return None
 
+    def _copyFileError(self, alert: Any) -> Callable[[], None]:
+        keys = self._handleKeys(alert)
+        why = _errorMessage(alert.error) or str(alert.message())
+        message = f"storage error on {alert.filename()}: {why}"
+        return lambda: self._onError(keys, message, storage=True)
+
+    def _copyTrackerError(self, alert: Any) -> Callable[[], None]:
+        keys = self._handleKeys(alert)
+        reason = str(alert.failure_reason() or alert.error_message() or "").strip()
+        message = f"{alert.tracker_url()}: {reason or alert.message()}"
+        return lambda: self._onTorrentEvent(keys, lambda r: self._onTracker(r, message))
+
+    def _copyTrackerReply(self, alert: Any) -> Callable[[], None]:
+        keys = self._handleKeys(alert)
+        return lambda: self._onTorrentEvent(keys, lambda r: self._onTracker(r, None))
+
+    def _copyListen(self, alert: Any) -> Callable[[], None] | None:
+        if str(alert.socket_type) != "tcp":
+            return None
+        if isinstance(alert, lt.listen_failed_alert):
+            log.warn("libtorrent: {message}", message=str(alert.message()))
+            address = f"{alert.address}:{alert.port}"
+            why = _errorMessage(alert.error) or "failed"
+            message = f"cannot listen on {address}: {why}"
+            return lambda: self._onListen(None, message)
+        port = int(alert.port)
+        return lambda: self._onListen(port, None)
+
     _copiers: dict[type, Callable[[TorrentSession, Any], Callable[[], None] | None]] = {
         lt.add_torrent_alert: _copyAdd,
         lt.state_update_alert: _copyStatus,
@@ -1113,7 +1199,10 @@ class TorrentSession:
         lt.cache_flushed_alert: _copyFlushed,
         lt.metadata_received_alert: _copyMetadata,
         lt.torrent_error_alert: _copyError,
-        lt.file_error_alert: _copyError,
+        lt.file_error_alert: _copyFileError,
+        lt.tracker_error_alert: _copyTrackerError,
+        lt.tracker_reply_alert: _copyTrackerReply,
+        lt.listen_succeeded_alert: _copyListen,
         lt.torrent_removed_alert: _copyRemoved,
         lt.torrent_deleted_alert: _copyDeleted,
         lt.torrent_delete_failed_alert: _copyDeleteFailed,
@@ -1121,7 +1210,7 @@ class TorrentSession:
         lt.save_resume_data_failed_alert: _copyResumeFailed,
         lt.read_piece_alert: _copyReadPiece,
         lt.piece_finished_alert: _copyPieceFinished,
-        lt.listen_failed_alert: _copyLog,
+        lt.listen_failed_alert: _copyListen,
         lt.alerts_dropped_alert: _copyLog,
     }
 
@@ -1176,11 +1265,13 @@ class TorrentSession:
         # its write buffer: a reader opening the file now can see holes. Report the
         # torrent finished once its files are flushed (libtorrent flushes them on
         # finishing; asking again makes sure a cache_flushed_alert follows).
+        if record.storageError is not None:
+            return
         record.finishing = True
         record.handle.flush_cache()
 
     def _onFlushed(self, record: _Torrent) -> None:
-        if record.finishing:
+        if record.finishing and record.storageError is None:
             record.finishing = False
             if record.confirmed:
                 self._notify("torrentFinished", record.torrentid)
@@ -1220,7 +1311,32 @@ class TorrentSession:
         for listener in list(record.listeners):
             listener.metadataReceived()
 
-    def _onError(self, keys: tuple[str, ...], message: str) -> None:
+    def _onListen(self, port: int | None, error: str | None) -> None:
+        if self._listenPort is not None:
+            return
+        if port is not None:
+            self._listenPort = port
+        elif self._listenError is None:
+            self._listenError = error
+        waiters, self._listenWaiters = self._listenWaiters, []
+        for d in waiters:
+            if port is not None:
+                d.callback(port)
+            else:
+                d.errback(TorrentError(error or "cannot listen"))
+
+    def _onTracker(self, record: _Torrent, error: str | None) -> None:
+        if error == record.trackerError:
+            return
+        if error is not None:
+            log.warn("torrent {tid}: tracker {error}", tid=record.torrentid, error=error)
+        record.trackerError = error
+        if record.confirmed:
+            # a change of status libtorrent does not report as one: report it now
+            raw = _rawStatus(record.handle.status(0))
+            self._notify("torrentStatus", record.torrentid, self._status(record, raw))
+
+    def _onError(self, keys: tuple[str, ...], message: str, storage: bool = False) -> None:
         record = self._lookup(keys)
         if record is None or not record.added or record.removal is not None:
             log.warn("libtorrent: {message}", message=message)
@@ -1228,6 +1344,15 @@ class TorrentSession:
         if not record.confirmed:
             self._failUnconfirmed(record, TorrentStartError(message))
             return
+        if storage and record.storageError is None:
+            # Disk full or a file that cannot be written: libtorrent would only switch to
+            # upload mode and, auto-managed, retry later, its status showing no error and
+            # pieces whose writes failed counted. Stop it for good and say why: it is never
+            # reported finished and its pieces are not served (re-add it to check again).
+            record.storageError = message
+            record.finishing = False
+            record.handle.unset_flags(lt.torrent_flags.auto_managed)
+            record.handle.pause()
         log.warn("torrent {tid}: {message}", tid=record.torrentid, message=message)
         # libtorrent often reports one failure as both a file and a torrent error
         if message != record.lastError:
