@@ -233,7 +233,8 @@ def craftedTorrent(info: dict[bytes, object]) -> bytes:
 ESCAPES = {
     "dotdot-name": {b"name": b"../../escape.txt", b"length": 40000},
     "dotdot-path": {
-        b"name": b"dir", b"files": [{b"length": 40000, b"path": [b"..", b"..", b"evil"]}]
+        b"name": b"dir",
+        b"files": [{b"length": 40000, b"path": [b"..", b"..", b"evil"]}],
     },
     "absolute-path": {b"name": b"dir", b"files": [{b"length": 40000, b"path": [b"/etc/passwd"]}]},
     "dotdot-name-dir": {b"name": b"..", b"files": [{b"length": 40000, b"path": [b"x"]}]},
