@@ -251,7 +251,12 @@ def _buildParser() -> _Parser:
 
     def trackerOption(p: argparse.ArgumentParser, help: str) -> None:
         p.add_argument(
-            "-t", "--tracker", action="append", default=[], metavar="URL", type=_trackerURL,
+            "-t",
+            "--tracker",
+            action="append",
+            default=[],
+            metavar="URL",
+            type=_trackerURL,
             help=help,
         )
 

@@ -70,7 +70,8 @@ async def test_loopback_swarm_32MiB(sessions: Sessions, tmp_path: Path) -> None:
     threadsBefore = threading.active_count()
     folder, data, raw = seedFolder(tmp_path, 32 * MiB)
     seeder = sessions()
-    downloader = sessions()
+    # ticks short enough to see progress rise even when loopback moves 32 MiB in 0.2 s
+    downloader = sessions(0.03)
     recorder = Recorder()
     downloader.addObserver(recorder)
     # the alert pump is a reactor reader: no Python thread appears
@@ -232,7 +233,8 @@ def craftedTorrent(info: dict[bytes, object]) -> bytes:
 ESCAPES = {
     "dotdot-name": {b"name": b"../../escape.txt", b"length": 40000},
     "dotdot-path": {
-        b"name": b"dir", b"files": [{b"length": 40000, b"path": [b"..", b"..", b"evil"]}]
+        b"name": b"dir",
+        b"files": [{b"length": 40000, b"path": [b"..", b"..", b"evil"]}],
     },
     "absolute-path": {b"name": b"dir", b"files": [{b"length": 40000, b"path": [b"/etc/passwd"]}]},
     "dotdot-name-dir": {b"name": b"..", b"files": [{b"length": 40000, b"path": [b"x"]}]},
