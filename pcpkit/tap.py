@@ -201,9 +201,7 @@ def makeService(options: Options) -> Any:
             maxConnections=sub["max-connections"],
             splice=False if sub["no-splice"] else None,
         )
-        return _Supervised(
-            "relay", relay, lambda e: f"--listen {listen}: {reasonLine(e)}"
-        )
+        return _Supervised("relay", relay, lambda e: f"--listen {listen}: {reasonLine(e)}")
     if options.subCommand == "torrent":
         from pcpkit.torrent.daemon import DaemonStartError, TorrentDaemon
 

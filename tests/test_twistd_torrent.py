@@ -87,8 +87,15 @@ class TwistdDaemon:
         peers: Sequence[tuple[str, int]] = (),
         extra: Sequence[str] = (),
     ) -> None:
-        args = ["torrent", "--save-path", str(savePath), "--http", "tcp:0:interface=127.0.0.1",
-                "--tick", "0.25"]
+        args = [
+            "torrent",
+            "--save-path",
+            str(savePath),
+            "--http",
+            "tcp:0:interface=127.0.0.1",
+            "--tick",
+            "0.25",
+        ]
         if watchDir is not None:
             args += ["--watch", str(watchDir)]
         if stateDir is not None:
@@ -213,7 +220,11 @@ def daemonsFixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemons]:
 
 
 async def seeder(
-    sessions: Sessions, folder: Path, name: str, size: int, seed: int = 3,
+    sessions: Sessions,
+    folder: Path,
+    name: str,
+    size: int,
+    seed: int = 3,
     rateLimit: int | None = None,
 ) -> tuple[TorrentSession, AddedTorrent, bytes, bytes]:
     """A TorrentSession seeding a payload: ``(session, added, data, rawmetainfo)``."""
@@ -244,8 +255,9 @@ def craftedTorrent(info: dict[bytes, object]) -> bytes:
     pieces = b"".join(
         hashlib.sha1(data[i : i + pieceLength]).digest() for i in range(0, len(data), pieceLength)
     )
-    return bytes(libtorrent.bencode({b"info": {b"piece length": pieceLength, b"pieces": pieces,
-                                               **info}}))
+    return bytes(
+        libtorrent.bencode({b"info": {b"piece length": pieceLength, b"pieces": pieces, **info}})
+    )
 
 
 def stateFiles(stateDir: Path, infohash: str) -> set[str]:
@@ -333,7 +345,9 @@ async def test_watch_download_stream_stop_resume_and_remove(
 
     code, headers, body = await daemon.request(stream, {"Range": "bytes=-500"})
     assert (code, headers["content-range"], body) == (
-        206, f"bytes {size - 500}-{size - 1}/{size}", data[-500:]
+        206,
+        f"bytes {size - 500}-{size - 1}/{size}",
+        data[-500:],
     )
     code, headers, body = await daemon.request(stream, {"Range": f"bytes={size - 10}-"})
     assert (code, body) == (206, data[-10:])
@@ -349,9 +363,15 @@ async def test_watch_download_stream_stop_resume_and_remove(
     assert (code, headers["content-range"]) == (416, f"bytes */{size}"), body[:200]
     assert (await daemon.request(f"/stream/{'0' * 40}/0"))[0] == 404
     assert (await daemon.request(f"/stream/{infohash}/1"))[0] == 404
-    for bad in (f"/stream/{infohash[:-1]}/0", f"/stream/{infohash}/x", f"/stream/{infohash}/-1",
-                f"/stream/{infohash}/0/extra", "/stream/", f"/stream/{infohash}",
-                f"/stream/..%2f{infohash}/0"):
+    for bad in (
+        f"/stream/{infohash[:-1]}/0",
+        f"/stream/{infohash}/x",
+        f"/stream/{infohash}/-1",
+        f"/stream/{infohash}/0/extra",
+        "/stream/",
+        f"/stream/{infohash}",
+        f"/stream/..%2f{infohash}/0",
+    ):
         code, _, body = await daemon.request(bad)
         assert code == 400, (bad, code, body)
     assert (await daemon.request(stream, method="POST"))[0] == 405
@@ -376,9 +396,13 @@ async def test_watch_download_stream_stop_resume_and_remove(
     drop(watch, "garbage.torrent", payload(3000, seed=9))
     drop(watch, "nonsense.magnet", b"this is not a magnet link\n")
     # a torrent whose file names would leave the save path is refused outright
-    drop(watch, "escape.torrent", craftedTorrent(
-        {b"name": b"dir", b"files": [{b"length": 40000, b"path": [b"..", b"..", b"evil"]}]}
-    ))
+    drop(
+        watch,
+        "escape.torrent",
+        craftedTorrent(
+            {b"name": b"dir", b"files": [{b"length": 40000, b"path": [b"..", b"..", b"evil"]}]}
+        ),
+    )
     await daemon.waitForLog(f"skipping {watch / 'escape.torrent'}: unsafe file name")
     await daemon.waitForLog(f"skipping {watch / 'garbage.torrent'}: not a .torrent")
     await daemon.waitForLog(f"skipping {watch / 'nonsense.magnet'}: invalid magnet link")
@@ -396,7 +420,9 @@ async def test_watch_download_stream_stop_resume_and_remove(
     assertCleanStop(await daemon.stop(), daemon.text())
     assert "saved the resume data of 1 torrent(s)" in daemon.text()
     assert stateFiles(state, infohash) == {
-        f"{infohash}.json", f"{infohash}.torrent", f"{infohash}.resume"
+        f"{infohash}.json",
+        f"{infohash}.torrent",
+        f"{infohash}.resume",
     }
 
     # a restart without any peer resumes it as a seed: nothing downloaded or re-hashed
@@ -416,8 +442,9 @@ async def test_watch_download_stream_stop_resume_and_remove(
 
     # removing the .torrent stops the torrent; its files stay, its state goes
     torrentFile.unlink()
-    await waitUntil(lambda: f"stopped clip.mp4 ({infohash})" in again.text(), 10,
-                    "the torrent to stop")
+    await waitUntil(
+        lambda: f"stopped clip.mp4 ({infohash})" in again.text(), 10, "the torrent to stop"
+    )
     assert await again.status() == []
     assert (await again.request(stream))[0] == 404
     assert (save / "clip.mp4").read_bytes() == data
@@ -486,10 +513,16 @@ def test_parse_range(header: str | bytes | None, expected: tuple[int, int] | Non
     assert parseRange(header, 1000) == expected
 
 
-@pytest.mark.parametrize(("header", "size"), [
-    ("bytes=1000-", 1000), ("bytes=1000-2000", 1000), ("bytes=-0", 1000), ("bytes=-1", 0),
-    ("bytes=0-", 0),
-])
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [
+        ("bytes=1000-", 1000),
+        ("bytes=1000-2000", 1000),
+        ("bytes=-0", 1000),
+        ("bytes=-1", 0),
+        ("bytes=0-", 0),
+    ],
+)
 def test_parse_range_unsatisfiable(header: str, size: int) -> None:
     with pytest.raises(RangeNotSatisfiable):
         parseRange(header, size)
@@ -498,8 +531,14 @@ def test_parse_range_unsatisfiable(header: str, size: int) -> None:
 def test_status_page_escapes_names() -> None:
     evil = '<script>alert("x")</script>&.bin'
     torrent = {
-        "infohash": "ab" * 20, "name": evil, "fractionDone": 0.5, "downRate": 1500,
-        "upRate": 0, "numPeers": 1, "numSeeds": 1, "activity": "downloading",
+        "infohash": "ab" * 20,
+        "name": evil,
+        "fractionDone": 0.5,
+        "downRate": 1500,
+        "upRate": 0,
+        "numPeers": 1,
+        "numSeeds": 1,
+        "activity": "downloading",
         "files": [{"index": 0, "path": evil, "size": 10, "done": 5}],
     }
     page = renderStatusPage([torrent], [("<b>.torrent", "not <valid>")]).decode()
@@ -544,9 +583,7 @@ async def _connect(port: int) -> _RawClient:
 
 @pytest.mark.timeout(60)
 @pytest_twisted.ensureDeferred
-async def test_a_client_that_goes_away_stops_its_stream(
-    sessions: Sessions, tmp_path: Path
-) -> None:
+async def test_a_client_that_goes_away_stops_its_stream(sessions: Sessions, tmp_path: Path) -> None:
     # a torrent nobody seeds: the stream waits for its first piece until the client goes
     folder = tmp_path / "src"
     writePayload(folder, "video.webm", 2 * MiB)
@@ -584,9 +621,15 @@ async def test_daemon_in_process_saves_resume_data_and_stops_clean(tmp_path: Pat
     raw = makeTorrent(save / "doc.pdf", pieceSize=PIECE)
     infohash = infohashOf(raw)
     daemon = TorrentDaemon(
-        savePath=str(save), watchDir=str(watch), stateDir=None,
-        httpEndpoint="tcp:0:interface=127.0.0.1", listenInterfaces="127.0.0.1:0",
-        peers=(), tickInterval=0.2, pollInterval=0.1, resumeInterval=0.2,
+        savePath=str(save),
+        watchDir=str(watch),
+        stateDir=None,
+        httpEndpoint="tcp:0:interface=127.0.0.1",
+        listenInterfaces="127.0.0.1:0",
+        peers=(),
+        tickInterval=0.2,
+        pollInterval=0.1,
+        resumeInterval=0.2,
     )
     daemon.startService()
     try:
@@ -625,8 +668,9 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
     writePayload(save, "data.bin", 512 * 1024)
     raw = makeTorrent(save / "data.bin", pieceSize=PIECE)
     infohash = infohashOf(raw)
-    daemon = TorrentDaemon(savePath=str(save), watchDir=str(watch), tickInterval=0.2,
-                           pollInterval=0.05)
+    daemon = TorrentDaemon(
+        savePath=str(save), watchDir=str(watch), tickInterval=0.2, pollInterval=0.05
+    )
     daemon.startService()
     try:
         session = daemon.session
@@ -634,8 +678,12 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
 
         async def running(ids: list[str], what: str) -> None:
             def check() -> bool:
-                return (daemon.infohashes() == ids and len(session.torrentIds()) == len(ids)
-                        and all(not record.adding for record in daemon._torrents.values()))
+                return (
+                    daemon.infohashes() == ids
+                    and len(session.torrentIds()) == len(ids)
+                    and all(not record.adding for record in daemon._torrents.values())
+                )
+
             await waitUntil(check, 10, what)
 
         # two files naming one torrent: it runs once, and until both are gone
@@ -675,8 +723,9 @@ def _busyPort() -> socket.socket:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("problem", ["http-busy", "unwritable-save-path", "listen-busy",
-                                     "listen-foreign-address"])
+@pytest.mark.parametrize(
+    "problem", ["http-busy", "unwritable-save-path", "listen-busy", "listen-foreign-address"]
+)
 @pytest_twisted.ensureDeferred
 async def test_a_daemon_that_cannot_work_exits_naming_the_option(
     daemons: Daemons, tmp_path: Path, problem: str
@@ -688,22 +737,30 @@ async def test_a_daemon_that_cannot_work_exits_naming_the_option(
     try:
         if problem == "http-busy":
             args = ["--http", str(port)]
-            expected = (f"twistd pcpkit torrent: --http: cannot serve HTTP on "
-                        f"tcp:{port}:interface=127.0.0.1: Couldn't listen on 127.0.0.1:{port}")
+            expected = (
+                f"twistd pcpkit torrent: --http: cannot serve HTTP on "
+                f"tcp:{port}:interface=127.0.0.1: Couldn't listen on 127.0.0.1:{port}"
+            )
         elif problem == "unwritable-save-path":
             (tmp_path / "afile").write_bytes(b"not a folder")
             savePath = tmp_path / "afile" / "downloads"
             args = []
-            expected = (f"twistd pcpkit torrent: --save-path: {savePath} is not a writable "
-                        "folder: Not a directory")
+            expected = (
+                f"twistd pcpkit torrent: --save-path: {savePath} is not a writable "
+                "folder: Not a directory"
+            )
         elif problem == "listen-busy":
             args = ["--listen-interfaces", f"127.0.0.1:{port}"]
-            expected = (f"twistd pcpkit torrent: --listen-interfaces: cannot listen on "
-                        f"127.0.0.1:{port}: Address already in use")
+            expected = (
+                f"twistd pcpkit torrent: --listen-interfaces: cannot listen on "
+                f"127.0.0.1:{port}: Address already in use"
+            )
         else:
             args = ["--listen-interfaces", "192.0.2.1:0"]  # TEST-NET-1: not this host's
-            expected = ("twistd pcpkit torrent: --listen-interfaces: cannot listen on "
-                        "192.0.2.1:0: Cannot assign requested address")
+            expected = (
+                "twistd pcpkit torrent: --listen-interfaces: cannot listen on "
+                "192.0.2.1:0: Cannot assign requested address"
+            )
         runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(savePath), *args))
         code = await withTimeout(runner.ended, 60)
     finally:
@@ -724,8 +781,9 @@ async def test_bad_listen_interfaces_are_usage_errors(daemons: Daemons, tmp_path
         ("127.0.0.1:70000", "--listen-interfaces: '127.0.0.1:70000': port 70000 is out of range"),
         ("nosuchdevice0:6881", "'nosuchdevice0' is neither an IP address nor a network device"),
     ):
-        runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(tmp_path),
-                                          "--listen-interfaces", value))
+        runner = ProcessRunner(
+            twistdArgv("torrent", "--save-path", str(tmp_path), "--listen-interfaces", value)
+        )
         code = await withTimeout(runner.ended, 30)
         assert code != 0, runner.text()
         assert expected in runner.text(), runner.text()
@@ -835,18 +893,25 @@ async def test_daemon_disk_work_runs_off_the_reactor_thread(
     infohash = infohashOf(raw)
     stateDir = save / ".pcpkit-state"
     daemon = TorrentDaemon(
-        savePath=str(save), watchDir=str(watch), tickInterval=0.2, pollInterval=0.05,
+        savePath=str(save),
+        watchDir=str(watch),
+        tickInterval=0.2,
+        pollInterval=0.05,
         resumeInterval=0.2,
     )
     daemon.startService()
     try:
         drop(watch, "doc.torrent", raw)
-        await waitUntil(lambda: (stateDir / f"{infohash}.resume").exists(), 10,
-                        "resume data to be saved")
+        await waitUntil(
+            lambda: (stateDir / f"{infohash}.resume").exists(), 10, "resume data to be saved"
+        )
         await waitUntil(lambda: (stateDir / f"{infohash}.json").exists(), 10, "the state")
         (watch / "doc.torrent").unlink()
-        await waitUntil(lambda: not (stateDir / f"{infohash}.json").exists(), 10,
-                        "the state to be removed with the watch file")
+        await waitUntil(
+            lambda: not (stateDir / f"{infohash}.json").exists(),
+            10,
+            "the state to be removed with the watch file",
+        )
         drop(watch, "again.torrent", raw)
         await waitUntil(lambda: (stateDir / f"{infohash}.json").exists(), 10, "the state again")
         assert "fsync" not in {name for name, _ in calls}, calls
