@@ -12,6 +12,7 @@ runs, with exit status 1 and one line naming the option, so a supervisor sees it
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -142,6 +143,16 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if self.subCommand is None:
             raise usage.UsageError("choose a subcommand: relay, torrent or demo")
+
+    def parseOptions(self, options: Any = None) -> None:
+        # twistd before Twisted 26.10 prints a usage error and exits 0 (Twisted #12656);
+        # a supervisor must see a bad option as a failure on every supported Twisted.
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            print(self)
+            print(f"{' '.join(sys.argv[0:2])}: {e}")
+            raise SystemExit(1) from None
 
 
 class _Supervised(MultiService):
