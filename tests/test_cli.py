@@ -588,7 +588,9 @@ def test_resumed_download_counts_this_run_and_removes_its_resume_file(
     events = [json.loads(line) for line in got.stdout.splitlines()]
     (done,) = [e for e in events if e["event"] == "downloaded"]
     assert done["size"] == 2 * MiB
-    assert MiB <= done["fetched"] < MiB + 4 * 65536, done
+    # This run fetched the missing half, not the whole file. libtorrent counts every payload
+    # byte received, so a few pieces requested twice in end-game mode may add to it.
+    assert MiB <= done["fetched"] < MiB + MiB // 2, done
     assert (tmp_path / "out" / "f.bin").read_bytes() == data
     assert not resume.exists()
     assert seed.interrupt() == 0
