@@ -995,7 +995,9 @@ class Component(Runnable):
         Raises :class:`Stopped` if a ``ShutdownMicroprocess`` arrives on ``control`` while it
         waits (unless ``boxname`` is ``"control"`` itself).
         """
-        box = self.inboxes.get(boxname) or self._inbox(boxname)
+        box = self.inboxes.get(boxname)
+        if box is None:
+            box = self._inbox(boxname)
         self._budget -= 1
         if box.queue and self._budget > 0:
             return box.take()
@@ -1004,14 +1006,16 @@ class Component(Runnable):
 
     async def put(self, message: object, boxname: str = "outbox") -> None:
         """
-        Send ``message``, waiting while the destination is full (either kind of bound, and
-        an unlinked outbox holding :data:`UNLINKED_OUTBOX_SIZE` messages waits for a link).
+        Send ``message``, waiting while the destination is full (either kind of bound, and an
+        unlinked outbox holding :data:`UNLINKED_OUTBOX_SIZE` messages waits for a link).
 
         Raises :class:`Stopped` if a ``ShutdownMicroprocess`` arrives on ``control`` while it
         waits; the message is then not sent. Raises :class:`UndeliveredMessages` as ``send``
         does.
         """
-        box = self.outboxes.get(boxname) or self._outbox(boxname)
+        box = self.outboxes.get(boxname)
+        if box is None:  # (not "or": an empty box is falsy, and this is the hot path)
+            box = self._outbox(boxname)
         self._budget -= 1
         if self._budget <= 0:
             await self._suspend(_Waiter((), take=False))
