@@ -423,9 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         count = rs[0].messages
         hops = count * STAGES
         rate[name] = hops / secs
-        rows.append(
-            (name, CONTENDERS[name], count, secs, rate[name], 1e6 / rate[name], rs[0].note)
-        )
+        rows.append((name, CONTENDERS[name], count, secs, rate[name], 1e6 / rate[name], rs[0].note))
 
     print(
         f"P2 message hops: {STAGES}-stage pipeline, inbox bound {INBOX_SIZE}, "

@@ -233,7 +233,6 @@ def _reactorOf(owner: object) -> Any:
     return sched.reactor if isinstance(sched, Scheduler) else getReactor()
 
 
-
 def _send(sender: Any, message: object, boxname: str = "outbox", box: Box | None = None) -> None:
     """
     The one delivery path of every message: :meth:`Component.send` is this function, and
@@ -246,7 +245,7 @@ def _send(sender: Any, message: object, boxname: str = "outbox", box: Box | None
             box = sender._outbox(boxname)
     if boxname == "signal" and isinstance(message, Shutdown):
         sender._signalling(box, message)
-    dest = box.final  # type: ignore[union-attr]
+    dest = box.final
     q = dest.queue
     if len(q) >= dest.limit and sender is not FORCE:
         if not dest.parking:
@@ -278,15 +277,15 @@ def _recv(owner: Any, boxname: str = "inbox", box: Box | None = None) -> Any:
             box = owner.inboxes[boxname]
         except KeyError:
             box = owner._inbox(boxname)
-    q = box.queue  # type: ignore[union-attr]
+    q = box.queue
     if not q:
         raise EmptyBox(
-            f"inbox {box.name!r} of {box.owner!r} is empty; "  # type: ignore[union-attr]
-            f"check dataReady({box.name!r}) first"  # type: ignore[union-attr]
+            f"inbox {box.name!r} of {box.owner!r} is empty; "
+            f"check dataReady({box.name!r}) first"
         )
     msg = q.popleft()
-    if box.waiters and len(q) <= box.low:  # type: ignore[union-attr]
-        box.drained()  # type: ignore[union-attr]
+    if box.waiters and len(q) <= box.low:
+        box.drained()
     return msg
 
 
@@ -488,6 +487,8 @@ def unlinkBoxes(lk: Linkage) -> None:
     postoffice = getattr(lk.creator, "postoffice", None)
     if postoffice is not None and lk in postoffice:
         postoffice.remove(lk)
+
+
 def _abortIn(control: Box | None) -> ShutdownMicroprocess | None:
     if control is not None and control.queue:
         for msg in control.queue:

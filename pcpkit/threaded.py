@@ -87,9 +87,7 @@ class ThreadedComponent(Component):
         self._shutdownTrigger = reactor.addSystemEventTrigger(
             "before", "shutdown", self._reactorStopping
         )
-        self._thread = threading.Thread(
-            target=self._threadMain, name=f"pcpkit-{self}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._threadMain, name=f"pcpkit-{self}", daemon=True)
         self._thread.start()
         for c in self.children:
             c.activate(scheduler)
@@ -139,7 +137,8 @@ class ThreadedComponent(Component):
 
     # -- mailbox, thread side ------------------------------------------------------------------
 
-    def send(self, message: object, boxname: str = "outbox") -> None:
+    # Component.send also takes the ``box`` Box.deliver passes it; a thread never gets one.
+    def send(self, message: object, boxname: str = "outbox") -> None:  # type: ignore[override]
         self._outbox(boxname)  # an unknown box is the caller's error, raised here
         if inReactorThread():
             self._outq.append((boxname, message))

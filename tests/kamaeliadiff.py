@@ -52,7 +52,7 @@ MAPPING: dict[str, dict[str, str]] = {
     "Kamaelia.Chassis.Graphline": {"Graphline": "pcpkit.chassis:Graphline"},
 }
 
-COLLECTOR = '''
+COLLECTOR = """
 from Axon.Component import component as _base
 from Axon.Ipc import producerFinished as _pf, shutdownMicroprocess as _sm
 
@@ -88,7 +88,7 @@ class Collector(_base):
                     return
             self.pause()
             yield 1
-'''
+"""
 
 
 def _installMapping() -> None:

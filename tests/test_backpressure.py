@@ -142,9 +142,10 @@ async def test_transport_feeding_an_inbox_is_paused_and_resumed() -> None:
         await port.stopListening()
     data = b"".join(got)
     assert len(data) == total
-    assert hashlib.sha256(data).digest() == hashlib.sha256(
-        Streamer.chunk * (total // len(Streamer.chunk))
-    ).digest()
+    assert (
+        hashlib.sha256(data).digest()
+        == hashlib.sha256(Streamer.chunk * (total // len(Streamer.chunk))).digest()
+    )
     assert consumer.pauses > 0
     # a transport writes at most one read's worth after being paused
     assert sink.maxQueued <= 16 + 1

@@ -586,8 +586,9 @@ class RandomSender(Component):
 @settings(max_examples=60, deadline=None)
 @given(
     senders=st.lists(
-        st.tuples(st.integers(0, 60), st.lists(st.integers(1, 6), min_size=1, max_size=4),
-                  st.booleans()),
+        st.tuples(
+            st.integers(0, 60), st.lists(st.integers(1, 6), min_size=1, max_size=4), st.booleans()
+        ),
         min_size=1,
         max_size=4,
     ),
@@ -647,8 +648,12 @@ def threadedCases() -> list[tuple[int, int, int, bool]]:
     cases: list[tuple[int, int, int, bool]] = []
 
     @settings(max_examples=8, deadline=None, database=None)
-    @given(n=st.integers(0, 300), size=st.integers(1, 10), queuelengths=st.integers(1, 20),
-           park=st.booleans())
+    @given(
+        n=st.integers(0, 300),
+        size=st.integers(1, 10),
+        queuelengths=st.integers(1, 20),
+        park=st.booleans(),
+    )
     def draw(n: int, size: int, queuelengths: int, park: bool) -> None:
         cases.append((n, size, queuelengths, park))
 
