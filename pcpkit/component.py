@@ -280,8 +280,7 @@ def _recv(owner: Any, boxname: str = "inbox", box: Box | None = None) -> Any:
     q = box.queue
     if not q:
         raise EmptyBox(
-            f"inbox {box.name!r} of {box.owner!r} is empty; "
-            f"check dataReady({box.name!r}) first"
+            f"inbox {box.name!r} of {box.owner!r} is empty; check dataReady({box.name!r}) first"
         )
     msg = q.popleft()
     if box.waiters and len(q) <= box.low:
