@@ -12,6 +12,9 @@ on ``"axon"`` (the installed ``kamaelia-axon``/``kamaelia``, Axon's own schedule
 ``"pcpkit"`` (the same source, with ``Axon``/``Kamaelia`` modules mapped onto pcpkit's, see
 :data:`MAPPING`). :func:`compare` runs both and asserts the collector saw the same sequence.
 
+``SINK_PORT`` is a TCP port on 127.0.0.1 where a plain socket server (a thread in the same
+process) reads each connection to its end; ``(bytes, sha256)`` of each is compared too.
+
 ``Collector(size=None, perStep=None)`` records every message reaching its ``inbox`` (ipc
 messages by class name, as ``"ipc:producerFinished"``, anything else by ``repr``), then the
 shutdown message on ``control`` that ends it. ``perStep`` makes it slow (that many messages
@@ -50,6 +53,7 @@ MAPPING: dict[str, dict[str, str]] = {
     },
     "Kamaelia.Chassis.Pipeline": {"Pipeline": "pcpkit.chassis:Pipeline"},
     "Kamaelia.Chassis.Graphline": {"Graphline": "pcpkit.chassis:Graphline"},
+    "Kamaelia.Internet.TCPClient": {"TCPClient": "pcpkit.internet.tcp:TCPClient"},
 }
 
 COLLECTOR = """
@@ -61,7 +65,10 @@ RECORD = []
 def _norm(msg):
     kind = type(msg)
     if kind.__module__ in ("Axon.Ipc", "pcpkit.ipc"):
-        name = kind.__name__
+        # pcpkit's SocketShutdown is a ProducerFinished, which is what Kamaelia's TCPClient
+        # sends: compare by the Kamaelia class it stands for
+        names = [k.__name__ for k in kind.__mro__]
+        name = "producerFinished" if "ProducerFinished" in names else kind.__name__
         return "ipc:" + name[0].lower() + name[1:]
     return repr(msg)
 
@@ -114,7 +121,35 @@ def _child(runtime: str, path: str) -> None:
     """Run in the subprocess: execute the program, run ``system``, print the record."""
     if runtime == "pcpkit":
         _installMapping()
-    ns: dict[str, Any] = {"RUNTIME": runtime, "__name__": "kamaelia_program"}
+    import hashlib
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    server: list[list[Any]] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            h, n = hashlib.sha256(), 0
+            with conn:
+                while data := conn.recv(65536):
+                    h.update(data)
+                    n += len(data)
+            server.append([n, h.hexdigest()])
+
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
+    ns: dict[str, Any] = {
+        "RUNTIME": runtime,
+        "__name__": "kamaelia_program",
+        "SINK_PORT": listener.getsockname()[1],
+    }
     exec(compile(COLLECTOR, "<collector>", "exec"), ns)
     source = Path(path).read_text()
     exec(compile(source, "<program>", "exec"), ns)
@@ -126,11 +161,21 @@ def _child(runtime: str, path: str) -> None:
         scheduler.run.runThreads()
     else:
         system.run()
-    print(json.dumps(ns["RECORD"]))
+    expected = ns.get("CONNECTIONS", 0)
+    for _ in range(500):  # the server may still be reading the last bytes
+        if len(server) >= expected:
+            break
+        serving.join(0.01)
+    listener.close()
+    print(json.dumps({"record": ns["RECORD"], "server": server}))
 
 
-def runProgram(source: str, runtime: str, timeout: float = 30) -> list[str]:
-    """The sequence the ``Collector`` saw, running ``source`` on ``runtime``."""
+def runProgram(source: str, runtime: str, timeout: float = 30) -> dict[str, Any]:
+    """
+    What running ``source`` on ``runtime`` produced: ``record``, the sequence the
+    ``Collector`` saw, and ``server``, ``[bytes, sha256]`` per connection to ``SINK_PORT``
+    (the program sets ``CONNECTIONS`` to how many it makes, so the harness waits for them).
+    """
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
@@ -154,16 +199,25 @@ def runProgram(source: str, runtime: str, timeout: float = 30) -> list[str]:
         os.unlink(f.name)
     if proc.returncode != 0:
         raise AssertionError(f"the program failed on {runtime}:\n{proc.stderr}")
-    record: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return record
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def compare(source: str, timeout: float = 30) -> list[str]:
-    """Run ``source`` on Axon and on pcpkit; assert the same sequence; return it."""
+    """
+    Run ``source`` on Axon and on pcpkit; assert the collector saw the same sequence and the
+    sink server got the same bytes; return the sequence.
+    """
     onAxon = runProgram(source, "axon", timeout)
     onPcpkit = runProgram(source, "pcpkit", timeout)
-    assert onPcpkit == onAxon, f"pcpkit saw {onPcpkit!r}\nAxon saw {onAxon!r}"
-    return onAxon
+    assert onPcpkit["record"] == onAxon["record"], (
+        f"pcpkit saw {onPcpkit['record']!r}\nAxon saw {onAxon['record']!r}"
+    )
+    assert onPcpkit["server"] == onAxon["server"], (
+        f"pcpkit's server got {onPcpkit['server']!r}; Axon's got {onAxon['server']!r}"
+    )
+    record: list[str] = onAxon["record"]
+    return record
 
 
 if __name__ == "__main__":

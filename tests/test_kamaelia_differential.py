@@ -149,3 +149,30 @@ system = Graphline(
 
 def test_send_into_an_unlinked_outbox_does_not_hold_the_sender_back() -> None:
     assert compare(UNLINKED_OUTBOX) == EXPECTED
+
+
+FEED_INTO_TCPCLIENT = """
+from Axon.Component import component
+from Axon.Ipc import producerFinished
+from Kamaelia.Chassis.Pipeline import Pipeline
+from Kamaelia.Internet.TCPClient import TCPClient
+
+data = bytes(range(256)) * 256 * 200   # 12.5 MiB, 200 sends of 64 KiB
+
+class Feed(component):
+    # issue 9's program: a plain send per step into the TCP client's inbox
+    def main(self):
+        for i in range(0, len(data), 65536):
+            self.send(data[i:i + 65536], "outbox")
+            yield 1
+        self.send(producerFinished(self), "signal")
+
+CONNECTIONS = 1
+system = Pipeline(Feed(), TCPClient("127.0.0.1", SINK_PORT), Collector())
+"""
+
+
+def test_plain_send_into_the_tcp_clients_bounded_inbox() -> None:
+    # On pcpkit, TCPClient's inbox has a parking bound of 64 messages: Feed is parked, not
+    # crashed with BoxFull after 64 sends (the issue); the bytes arrive whole on both.
+    assert compare(FEED_INTO_TCPCLIENT, timeout=60) == ["ipc:producerFinished"]
