@@ -655,7 +655,9 @@ class Component(Runnable):
                 f = other.final
                 if other is not box and f.queue and not f.isInbox and f.wasLinked:
                     raise UndeliveredMessages(self, f, message)
-        self._sentShutdown = True
+        dest = box.final
+        if dest.parking or len(dest.queue) < dest.limit:  # else BoxFull: not sent after all
+            self._sentShutdown = True
 
     def _forceSend(self, message: object, boxname: str) -> None:
         """Send even into a full inbox: for signals that must not be lost or block."""
