@@ -188,14 +188,7 @@ def test_a_shutdown_on_control_reaches_a_parked_component() -> None:
 
 
 def test_a_parked_component_still_receives_data_and_runs_when_unparked() -> None:
-    class Relay(Component):
-        def main(self) -> Generator[int, None, None]:
-            while not self.dataReady("control"):
-                while self.dataReady("inbox"):
-                    self.send(self.recv("inbox"), "outbox")
-                self.pause()
-                yield 1
-            self.send(self.recv("control"), "signal")
+    from tests.test_component import Echo as Relay
 
     clock = Clock()
     sched = Scheduler(clock)
