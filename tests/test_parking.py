@@ -576,11 +576,32 @@ class RandomSender(Component):
             await self.get("wake")  # one step ends: yield the turn (a tick delivers "wake")
 
 
-@settings(max_examples=60, deadline=None)
+class GeneratorSender(RandomSender):
+    """The same as a Kamaelia generator: plain sends, then ``yield`` (pausing for "wake")."""
+
+    def main(self) -> Generator[int, None, None]:  # type: ignore[override]
+        i = 0
+        k = 0
+        while i < len(self.items):
+            n = self.steps[k % len(self.steps)]
+            k += 1
+            for m in self.items[i : i + n]:
+                self.send(m, "outbox")
+            i += n
+            yield 1  # one step ends
+            while not self.dataReady("wake"):
+                self.pause()
+                yield 1
+            self.recv("wake")
+
+
+@settings(max_examples=150, deadline=None)
 @given(
     senders=st.lists(
         st.tuples(
-            st.integers(0, 60), st.lists(st.integers(1, 6), min_size=1, max_size=4), st.booleans()
+            st.integers(0, 60),
+            st.lists(st.integers(1, 6), min_size=1, max_size=4),
+            st.sampled_from(["generator send", "async send", "async put"]),
         ),
         min_size=1,
         max_size=4,
@@ -589,7 +610,7 @@ class RandomSender(Component):
     drains=st.lists(st.tuples(st.integers(0, 8), st.integers(0, 3)), min_size=1, max_size=20),
 )
 def test_hypothesis_parking_bound_nothing_lost_or_reordered(
-    senders: list[tuple[int, list[int], bool]], size: int, drains: list[tuple[int, int]]
+    senders: list[tuple[int, list[int], str]], size: int, drains: list[tuple[int, int]]
 ) -> None:
     clock = Clock()
     sched = Scheduler(clock)
@@ -598,8 +619,9 @@ def test_hypothesis_parking_bound_nothing_lost_or_reordered(
     box = sink.inboxes["inbox"]
     watched = watchQueue(box)
     comps = []
-    for idx, (n, steps, usePut) in enumerate(senders):
-        s = RandomSender([(idx, j) for j in range(n)], steps, usePut)
+    for idx, (n, steps, how) in enumerate(senders):
+        kind = GeneratorSender if how == "generator send" else RandomSender
+        s = kind([(idx, j) for j in range(n)], steps, usePut=how == "async put")
         s.link((s, "outbox"), (sink, "inbox"))
         s.activate(sched)
         comps.append(s)
