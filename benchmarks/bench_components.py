@@ -23,6 +23,10 @@ interleaved, repeated ``--repeat`` times; the table shows the median:
 * ``pcpkit-gen``    -- ``pcpkit.chassis.Pipeline`` of generator components, ``setInboxSize
   ("inbox", 64)``, on Twisted's default reactor.
 * ``pcpkit-async``  -- the same with ``async def`` components (``messages()`` / ``put()``).
+* ``pcpkit-park``   -- parking bounds (``setInboxSize("inbox", 1, park=True)``), plain
+  Kamaelia-style components with no exception handling, and a slow sink (one message per
+  step): every stage is held back by parking, never by ``BoxFull``; the row's note gives the
+  parks per hop. The cost per hop of parked flow control.
 
 The pass-through logic of ``axon*`` and ``pcpkit-gen`` is the same code (recv, send, hold the
 message and pause on ``noSpaceInBox`` / ``BoxFull``, pause when the inbox is empty).
@@ -57,6 +61,7 @@ CONTENDERS: dict[str, str] = {
     "axon-unbounded": "Kamaelia/Axon Pipeline, default unbounded inboxes",
     "pcpkit-gen": "pcpkit Pipeline, generator components",
     "pcpkit-async": "pcpkit Pipeline, async def components",
+    "pcpkit-park": "pcpkit Pipeline, parking bound 1, slow sink",
 }
 
 
@@ -280,12 +285,76 @@ def runPcpkitAsync(n: int) -> Result:
     return Result(n, timer.seconds, sink.got == list(range(n)))
 
 
+# -- pcpkit parking bounds, slow sink ---------------------------------------------------------
+
+
+def runPcpkitParking(n: int) -> Result:
+    from pcpkit import Component, producerFinished
+    from pcpkit.chassis import Pipeline
+    from pcpkit.component import Box
+
+    timer = Timer()
+    parks = [0]
+
+    class Counting(Component):
+        def _park(self, box: Box) -> None:
+            parks[0] += 1
+            super()._park(box)
+
+    class Source(Counting):
+        def main(self) -> Generator[int, None, None]:
+            timer.begin()
+            for i in range(n):
+                self.send(i, "outbox")
+                yield 1
+            self.send(producerFinished(self), "signal")
+            yield 1
+
+    class PassThrough(Counting):
+        def main(self) -> Generator[int, None, None]:
+            while True:
+                while self.dataReady("inbox"):
+                    self.send(self.recv("inbox"), "outbox")
+                if not self.dataReady("inbox") and self.dataReady("control"):
+                    self.send(self.recv("control"), "signal")
+                    return
+                self.pause()
+                yield 1
+
+    class SlowSink(Component):
+        def __init__(self) -> None:
+            super().__init__()
+            self.got: list[int] = []
+
+        def main(self) -> Generator[int, None, None]:
+            got = self.got
+            while True:
+                if self.dataReady("inbox"):
+                    got.append(self.recv("inbox"))  # one message per step
+                    if len(got) == n:
+                        timer.end()
+                elif self.dataReady("control"):
+                    return
+                else:
+                    self.pause()
+                yield 1
+
+    stages = [PassThrough() for _ in range(STAGES)]
+    sink = SlowSink()
+    for c in [*stages, sink]:
+        c.setInboxSize("inbox", 1, park=True)
+    Pipeline(Source(), *stages, sink).run()
+    note = f"{parks[0] / (n * STAGES):.2f} parks per hop"
+    return Result(n, timer.seconds, sink.got == list(range(n)), note)
+
+
 RUNNERS: dict[str, Callable[[int], Result]] = {
     "asyncio": runAsyncio,
     "axon": lambda n: runAxon(n, bounded=True),
     "axon-unbounded": lambda n: runAxon(n, bounded=False),
     "pcpkit-gen": runPcpkitGenerators,
     "pcpkit-async": runPcpkitAsync,
+    "pcpkit-park": runPcpkitParking,
 }
 
 
@@ -354,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         count = rs[0].messages
         hops = count * STAGES
         rate[name] = hops / secs
-        rows.append((name, CONTENDERS[name], count, secs, rate[name], 1e6 / rate[name]))
+        rows.append((name, CONTENDERS[name], count, secs, rate[name], 1e6 / rate[name], rs[0].note))
 
     print(
         f"P2 message hops: {STAGES}-stage pipeline, inbox bound {INBOX_SIZE}, "
@@ -367,12 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     header = f"| {'contender':<15} | {'setup':<50} | {'messages':>8} | {'seconds':>7} |"
-    header += f" {'hops/s':>11} | {'µs/hop':>7} |"
+    header += f" {'hops/s':>11} | {'µs/hop':>7} | {'note':<20} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for name, desc, count, secs, hps, us in rows:
+    for name, desc, count, secs, hps, us, note in rows:
         print(
             f"| {name:<15} | {desc:<50} | {count:>8} | {secs:>7.3f} | {hps:>11,.0f} | {us:>7.3f} |"
+            f" {note:<20} |"
         )
     print()
 

@@ -6,7 +6,7 @@ The seam between the byte level and the message level.
   inbox holds its high watermark of messages and resumed when it has drained to the low one.
 * :class:`OutboxProducer` is an ``IPushProducer`` that writes what a component sends out of an
   outbox to an ``IConsumer``. While the consumer has it paused it takes nothing, so its bounded
-  sink fills and the component's ``send`` raises ``BoxFull`` (``put`` waits): back-pressure
+  sink fills and the component's ``send`` parks it (``put`` waits): back-pressure
   from a slow transport reaches the component that produces.
 
 With these, transport -> component -> transport holds bounded memory at every hop.
@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from pcpkit._fifo import asBytes
 from pcpkit._twisted import currentFailure, getReactor
-from pcpkit.component import Box, Component, Linkage, _link, _Runnable, _scheduler, _unlink
+from pcpkit.component import Box, Component, Linkage, Runnable, linkBoxes, unlinkBoxes
 
 __all__ = ["InboxConsumer", "OutboxProducer"]
 
@@ -126,7 +126,7 @@ class InboxConsumer:
 
 
 @implementer(IPushProducer)
-class OutboxProducer(_Runnable):
+class OutboxProducer(Runnable):
     """
     An ``IPushProducer`` that writes the messages ``component`` sends out of ``box`` to
     ``consumer`` (registered as a streaming producer on it).
@@ -143,6 +143,7 @@ class OutboxProducer(_Runnable):
         consumer: Any,
         bufferSize: int = DEFAULT_HIGH_WATERMARK,
     ) -> None:
+        super().__init__(component.scheduler)
         self.component = component
         self.consumer: Any = consumer
         self.paused = False
@@ -151,8 +152,8 @@ class OutboxProducer(_Runnable):
         self.done: Deferred[None] = Deferred()
         self._drainWaiters: list[Deferred[None]] = []
         self.sink = Box(self, f"{box}->{type(consumer).__name__}", True)
-        self.sink.setLimits(bufferSize, bufferSize // 2)
-        self._link: Linkage | None = _link(component._outbox(box), self.sink, 0, component)
+        self.sink.setLimits(bufferSize, bufferSize // 2, parking=True)
+        self._link: Linkage | None = linkBoxes(component._outbox(box), self.sink, 0, component)
         consumer.registerProducer(self, True)
         if self.sink.queue:
             self._wake()
@@ -168,7 +169,7 @@ class OutboxProducer(_Runnable):
     def _wake(self) -> None:
         self._paused = False
         if not self.paused and not self.stopped and not self._queued:
-            _scheduler.schedule(self)
+            self.scheduler.schedule(self)  # type: ignore[union-attr]
 
     def _run(self) -> None:
         self._queued = False
@@ -226,7 +227,7 @@ class OutboxProducer(_Runnable):
         self.stopped = True
         self.consumer = None
         if self._link is not None:
-            _unlink(self._link)
+            unlinkBoxes(self._link)
             self._link = None
         waiters, self._drainWaiters = self._drainWaiters, []
         for d in waiters:

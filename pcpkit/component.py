@@ -7,12 +7,24 @@ style: do some work, ``yield``, and ``self.pause()`` when there is nothing to do
 ``async for msg in self.messages()``. Components are linked outbox to inbox; a link resolves to
 the *final* inbox, so a send is one append plus a wake-up, however deeply components nest.
 
-Bounded inboxes (:meth:`Component.setInboxSize`) give back-pressure: ``send`` into a full
-inbox raises :class:`BoxFull` and the sender is woken when the inbox has drained to its low
-watermark; ``put`` simply waits.
+Bounds come in two kinds (see ``docs/components.rst``, "Bounded inboxes"):
 
-The scheduler runs on the reactor: nothing runs while every component is paused, each reactor
-turn runs components for a bounded slice of time, and then the reactor gets to do its I/O.
+* a *parking* bound (``setInboxSize(box, n, park=True)``, what pcpkit's adapters use): a plain
+  ``send`` into the full inbox is accepted and the *sender* is parked -- not stepped again
+  until the inbox has drained to its low watermark. The inbox holds at most its size plus
+  what one step of each sender sends.
+* an *Axon* bound (``setInboxSize(box, n)``, ``inboxes[box].setSize(n)``): ``send`` raises
+  :class:`BoxFull` (``noSpaceInBox``), as Axon does, and the sender is woken when the inbox
+  has drained to its low watermark.
+
+``await self.put(...)`` waits on either kind; ``ThreadedComponent.send`` blocks its thread on
+either.
+
+Every message enters a box through :meth:`Box.deliver` and leaves an inbox through
+:meth:`Box.take`. The scheduler (:class:`Scheduler`) runs on a reactor, the global one unless
+a component is activated on another: nothing runs while every component is paused, each
+reactor turn runs components for a bounded slice of time, and then the reactor gets to do its
+I/O.
 """
 
 from __future__ import annotations
@@ -45,7 +57,12 @@ __all__ = [
     "EmptyBox",
     "UnknownBox",
     "BoxAlreadyLinked",
+    "UndeliveredMessages",
     "Linkage",
+    "Scheduler",
+    "Runnable",
+    "linkBoxes",
+    "unlinkBoxes",
     "Component",
     "component",
 ]
@@ -59,11 +76,15 @@ GENERATOR_BATCH = 16
 #: How many get/put calls an ``async`` main may complete without suspending before it is made
 #: to give up its turn (so a coroutine over unbounded boxes cannot starve the reactor).
 ASYNC_BUDGET = 256
+#: How many messages an outbox that is not linked holds before ``put`` waits for a link (a
+#: plain ``send`` keeps Axon's behaviour there: it is accepted and nobody is parked).
+UNLINKED_OUTBOX_SIZE = 64
 
 
 class BoxFull(Exception):
     """
-    ``send`` found the destination inbox full (Axon: ``noSpaceInBox``).
+    ``send`` found the destination inbox full, and its bound is an Axon bound (Axon:
+    ``noSpaceInBox``).
 
     The sender has been registered on the inbox: a generator that now calls ``self.pause()``
     and yields is woken when the inbox drains to its low watermark. ``box`` is the full inbox.
@@ -78,6 +99,25 @@ class BoxFull(Exception):
 
 
 noSpaceInBox = BoxFull
+
+
+class UndeliveredMessages(Exception):
+    """
+    A shutdown message would overtake messages that are stranded in an outbox.
+
+    An outbox that was linked and then unlinked holds what was sent into it afterwards until
+    it is linked again. Sending a :class:`~pcpkit.ipc.Shutdown` on ``signal`` to a listener
+    meanwhile would tell it "nothing more comes" with data still owed to it, so the send
+    raises this instead. ``box`` is the outbox holding the messages.
+    """
+
+    def __init__(self, sender: object, box: Box, message: object) -> None:
+        super().__init__(
+            f"{sender!r} sent {message!r} while its outbox {box.name!r} still holds "
+            f"{len(box.queue)} messages that were never delivered (it was unlinked); "
+            "link it again before signalling the end"
+        )
+        self.box = box
 
 
 class EmptyBox(IndexError):
@@ -95,15 +135,157 @@ class BoxAlreadyLinked(Exception):
     """An outbox (or a passthrough inbox) can be linked to only one destination."""
 
 
-class _Wakeable:
-    """What an inbox's owner provides: a way to be told that a message has arrived."""
+class Scheduler:
+    """
+    Runs runnable things (:class:`Runnable`) on a reactor, a bounded slice of time per turn.
+
+    ``reactor`` defaults to the global reactor (looked up when needed); a test may pass a
+    ``twisted.internet.task.Clock`` and drive the scheduler with ``clock.advance(0)``:
+    ``component.activate(Scheduler(clock))``. There is at most one pending ``callLater(0)``,
+    and none when nothing is runnable, so an idle program costs no CPU and a test sees a clean
+    reactor.
+    """
+
+    def __init__(self, reactor: Any = None) -> None:
+        self._reactor = reactor
+        self.runQueue: deque[Runnable] = deque()
+        self.pending: Any = None
+
+    @property
+    def reactor(self) -> Any:
+        """The reactor this scheduler runs on."""
+        return self._reactor if self._reactor is not None else getReactor()
+
+    def schedule(self, r: Runnable) -> None:
+        """Run ``r`` (its ``_run``) soon, unless it is already queued."""
+        if r._queued:
+            return
+        r._queued = True
+        self.runQueue.append(r)
+        if self.pending is None:
+            self.pending = self.reactor.callLater(0, self.runSlice)
+
+    def runSlice(self) -> None:
+        """Run queued things for up to :data:`SLICE_SECONDS`; called by the reactor."""
+        self.pending = None
+        q = self.runQueue
+        clock = time.perf_counter
+        deadline = clock() + SLICE_SECONDS
+        while q:
+            r = q.popleft()
+            # _queued stays True while it runs, so wake-ups during its own run are cheap;
+            # _run decides whether it goes back in the queue.
+            r._run()
+            if clock() >= deadline:
+                break
+        if q and self.pending is None:
+            self.pending = self.reactor.callLater(0, self.runSlice)
+
+
+_defaultScheduler = Scheduler()
+
+
+class Runnable:
+    """
+    The base of what a :class:`Scheduler` runs and of what owns an inbox.
+
+    A subclass implements ``_wake()`` (a message arrived in one of its inboxes, or a box it
+    waits on drained: schedule yourself, ``self.scheduler.schedule(self)``) and ``_run()``
+    (called by the scheduler: do a bounded amount of work, set ``_queued = False`` unless
+    it should run again). ``scheduler`` is the :class:`Scheduler` it runs on (``None``: the
+    global one). ``_paused``/``_queued``/``_poked`` are read by :meth:`Box.deliver` to skip
+    redundant wake-ups; ``_parkedOn`` is the box a parked sender waits on.
+    """
 
     _paused: bool = False
     _queued: bool = False
     _poked: bool = False
+    _parkedOn: Box | None = None
+    scheduler: Scheduler | None = None
+
+    def __init__(self, scheduler: Scheduler | None = None) -> None:
+        self.scheduler = scheduler if scheduler is not None else _defaultScheduler
 
     def _wake(self) -> None:
         raise NotImplementedError
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _park(self, box: Box) -> None:
+        """A plain ``send`` filled ``box`` past its parking bound: stop until it drains."""
+        self._parkedOn = box
+        box.addWaiter(self._unpark)
+
+    def _unpark(self) -> None:
+        if self._parkedOn is not None:
+            self._parkedOn = None
+            if not self._paused:
+                self._wake()
+
+
+#: ``Box.deliver(msg, FORCE)``: accept even when full (messages already accepted upstream).
+FORCE: Any = object()
+
+
+def _reactorOf(owner: object) -> Any:
+    sched = getattr(owner, "scheduler", None)
+    return sched.reactor if isinstance(sched, Scheduler) else getReactor()
+
+
+def _send(sender: Any, message: object, boxname: str = "outbox", box: Box | None = None) -> None:
+    """
+    The one delivery path of every message: :meth:`Component.send` is this function, and
+    :meth:`Box.deliver` / :meth:`Box.forceDeliver` call it with the box already resolved.
+    """
+    if box is None:
+        try:
+            box = sender.outboxes[boxname]
+        except KeyError:
+            box = sender._outbox(boxname)
+    if boxname == "signal" and isinstance(message, Shutdown):
+        sender._signalling(box, message)
+    dest = box.final
+    q = dest.queue
+    if len(q) >= dest.limit and sender is not FORCE:
+        if not dest.parking:
+            if sender is not None:
+                dest.addWaiter(sender._wake)
+            raise BoxFull(dest)
+        if sender is not None and dest.isInbox:
+            sender._park(dest)
+    q.append(message)
+    dest.putCount += 1
+    if dest.isInbox:
+        # The owner is woken only if it is asleep (a queued or running component will look
+        # at its inboxes anyway) ...
+        owner = dest.owner
+        if owner._paused or not owner._queued:
+            owner._wake()
+        else:
+            # ... but remembers, so a pause() later in its step is not a sleep.
+            owner._poked = True
+
+
+def _recv(owner: Any, boxname: str = "inbox", box: Box | None = None) -> Any:
+    """
+    The one take path: :meth:`Component.recv` is this function, and :meth:`Box.take` calls
+    it with the box already resolved.
+    """
+    if box is None:
+        try:
+            box = owner.inboxes[boxname]
+        except KeyError:
+            box = owner._inbox(boxname)
+    q = box.queue
+    if not q:
+        raise EmptyBox(
+            f"inbox {box.name!r} of {box.owner!r} is empty; check dataReady({box.name!r}) first"
+        )
+    msg = q.popleft()
+    if box.waiters and len(q) <= box.low:
+        box.drained()
+    return msg
 
 
 class Box:
@@ -113,6 +295,11 @@ class Box:
     Every box has a queue. An inbox's queue holds messages for its owner. An outbox's queue
     holds what was sent while it was not linked; linking it moves those messages on, in order.
     ``final`` is where a message put into this box really lands: the end of the chain of links.
+
+    Public, documented attributes: ``owner``, ``name``, ``isInbox``, ``final``, ``maxsize``
+    (``None``: unbounded), ``low`` (the low watermark), ``parking`` (whether the bound parks
+    senders rather than raising :class:`BoxFull`), ``putCount`` (messages that ever entered
+    this box's queue; for an inbox, messages taken = ``putCount - len(box)``).
     """
 
     __slots__ = (
@@ -123,10 +310,13 @@ class Box:
         "maxsize",
         "limit",
         "low",
+        "parking",
+        "putCount",
         "waiters",
         "target",
         "sources",
         "final",
+        "wasLinked",
     )
 
     def __init__(self, owner: Any, name: str, isInbox: bool) -> None:
@@ -138,10 +328,15 @@ class Box:
         # maxsize as a number that is never None, for one comparison on the hot path
         self.limit = sys.maxsize
         self.low = 0
+        self.parking = False
+        self.putCount = 0
         self.waiters: list[Callable[[], object]] = []
         self.target: Box | None = None
         self.sources: list[Box] = []
         self.final: Box = self
+        self.wasLinked = False
+        if not isInbox:
+            self.setLimits(UNLINKED_OUTBOX_SIZE, UNLINKED_OUTBOX_SIZE // 2, parking=True)
 
     def __repr__(self) -> str:
         kind = "inbox" if self.isInbox else "outbox"
@@ -150,38 +345,59 @@ class Box:
     def __len__(self) -> int:
         return len(self.queue)
 
-    # -- putting and taking (called on the final box) --------------------------------------
+    # -- putting and taking ---------------------------------------------------------------------
 
-    def deliver(self, msg: object) -> None:
-        """Append ``msg``, or raise :class:`BoxFull` when bounded and full."""
-        q = self.queue
-        if len(q) >= self.limit:
-            raise BoxFull(self)
-        q.append(msg)
-        if self.isInbox:
-            self.owner._wake()
+    def deliver(self, msg: object, sender: Any = None) -> None:
+        """
+        Put ``msg`` into this box's final box, respecting its bound as ``send`` does.
+
+        When that box is full: with an Axon bound, raise :class:`BoxFull` (registering
+        ``sender``'s wake-up on it first); with a parking bound, accept ``msg`` and park
+        ``sender`` if the box is an inbox. ``sender`` is the sending :class:`Runnable`,
+        ``None`` for code that is not a component (then a parking bound simply accepts), or
+        :data:`FORCE` to accept whatever the bound (messages accepted upstream already, and
+        signals that must not be lost). This is :meth:`Component.send`'s own code.
+        """
+        _send(sender, msg, "", self)
 
     def forceDeliver(self, msg: object) -> None:
-        """Append ``msg`` even when full: for messages already accepted upstream."""
-        self.queue.append(msg)
-        if self.isInbox:
-            self.owner._wake()
+        """``deliver(msg, FORCE)``: append even when full."""
+        _send(FORCE, msg, "", self)
 
     def take(self) -> Any:
-        """Remove and return the oldest message; wake the waiters at the low watermark."""
-        msg = self.queue.popleft()
-        if self.waiters and len(self.queue) <= self.low:
-            self.fireWaiters()
-        return msg
+        """
+        Remove and return the oldest message; the waiters run when the box has drained to its
+        low watermark. Raises :class:`EmptyBox` (an ``IndexError``) when empty. This is
+        :meth:`Component.recv`'s own code.
+        """
+        return _recv(None, "", self)
+
+    def drained(self) -> None:
+        """Run the waiters (the box has drained); a thread's inbox overrides where."""
+        self.fireWaiters()
 
     def isFull(self) -> bool:
         return len(self.queue) >= self.limit
 
-    def setLimits(self, maxsize: int | None, low: int) -> None:
+    def setLimits(self, maxsize: int | None, low: int, parking: bool = False) -> None:
         self.maxsize = maxsize
         self.limit = sys.maxsize if maxsize is None else maxsize
         self.low = low
+        self.parking = parking
         self.fireWaiters()
+
+    def setSize(self, size: int | None) -> None:
+        """Axon's ``postbox.setSize``: an Axon bound of ``size`` messages (``None``: none)."""
+        if size is None:
+            self.setLimits(None, 0)
+            return
+        if size < 1:
+            raise ValueError(f"a box size must be at least 1, not {size}")
+        self.setLimits(size, size // 2)
+
+    def getSize(self) -> int | None:
+        """Axon's ``postbox.getSize``: the bound in messages, ``None`` when unbounded."""
+        return self.maxsize
 
     # -- waiting for space ------------------------------------------------------------------
 
@@ -195,7 +411,7 @@ class Box:
         if waiter not in self.waiters:
             self.waiters.append(waiter)
         if len(self.queue) <= self.low:
-            getReactor().callLater(0, self.fireWaiters)
+            _reactorOf(self.owner).callLater(0, self.fireWaiters)
 
     def fireWaiters(self) -> None:
         if len(self.queue) > self.low:
@@ -214,9 +430,9 @@ class Box:
             moved = list(self.queue)
             self.queue.clear()
             for m in moved:
-                new.forceDeliver(m)
-            if self.waiters:
-                self.fireWaiters()
+                new.deliver(m, FORCE)
+        if self.waiters:
+            self.fireWaiters()
         for s in self.sources:
             s._refresh()
 
@@ -236,50 +452,40 @@ class Linkage:
         return f"<Linkage {self.source!r} -> {self.sink!r}>"
 
 
-class _Scheduler:
+def linkBoxes(src: Box, dst: Box, passthrough: int, creator: Any) -> Linkage:
     """
-    Runs runnable components on the reactor, a bounded slice of time per reactor turn.
-
-    There is at most one pending ``callLater(0)``, and none when nothing is runnable, so an
-    idle program costs no CPU and a test sees a clean reactor.
+    Link box ``src`` to box ``dst``: what :meth:`Component.link` does once it has found the
+    boxes. Messages waiting in ``src`` move on to the new final box, in order. ``creator``
+    (a component, or ``None``) records the link in its ``postoffice``.
     """
-
-    def __init__(self) -> None:
-        self.runQueue: deque[_Runnable] = deque()
-        self.pending: Any = None
-
-    def schedule(self, r: _Runnable) -> None:
-        if r._queued:
-            return
-        r._queued = True
-        self.runQueue.append(r)
-        if self.pending is None:
-            self.pending = getReactor().callLater(0, self.runSlice)
-
-    def runSlice(self) -> None:
-        self.pending = None
-        q = self.runQueue
-        clock = time.perf_counter
-        deadline = clock() + SLICE_SECONDS
-        while q:
-            r = q.popleft()
-            # _queued stays True while it runs, so wake-ups during its own run are cheap;
-            # _run decides whether it goes back in the queue.
-            r._run()
-            if clock() >= deadline:
-                break
-        if q and self.pending is None:
-            self.pending = getReactor().callLater(0, self.runSlice)
+    if src.target is not None:
+        raise BoxAlreadyLinked(
+            f"{src!r} is already linked to {src.target!r}; unlink it first "
+            "(a box has one destination; fan in by linking several outboxes to one inbox)"
+        )
+    if dst.final is src or dst is src:
+        raise ValueError(f"linking {src!r} to {dst!r} would make a loop")
+    src.target = dst
+    src.wasLinked = True
+    dst.sources.append(src)
+    linkage = Linkage(src, dst, passthrough, creator)
+    postoffice = getattr(creator, "postoffice", None)
+    if postoffice is not None:
+        postoffice.append(linkage)
+    src._refresh()
+    return linkage
 
 
-_scheduler = _Scheduler()
-
-
-class _Runnable(_Wakeable):
-    _queued: bool = False
-
-    def _run(self) -> None:
-        raise NotImplementedError
+def unlinkBoxes(lk: Linkage) -> None:
+    """Remove link ``lk``; what is sent into its source afterwards waits there for a link."""
+    src, dst = lk.source, lk.sink
+    if src.target is dst:
+        src.target = None
+        dst.sources.remove(src)
+        src._refresh()
+    postoffice = getattr(lk.creator, "postoffice", None)
+    if postoffice is not None and lk in postoffice:
+        postoffice.remove(lk)
 
 
 def _abortIn(control: Box | None) -> ShutdownMicroprocess | None:
@@ -314,12 +520,23 @@ class _Waiter:
 
 
 class _SpaceWaiter(_Waiter):
-    """Suspended until a full inbox has room again."""
+    """
+    Suspended until the box an outbox leads to has room again. Woken but still full (others
+    filled it first, or the outbox now leads elsewhere), it waits on that box again.
+    """
 
-    __slots__ = ()
+    __slots__ = ("wake",)
+
+    def __init__(self, box: Box, wake: Callable[[], object], abortOn: Box | None) -> None:
+        super().__init__((box,), take=False, abortOn=abortOn)
+        self.wake = wake
 
     def ready(self) -> bool:
-        return not self.boxes[0].final.isFull() or _abortIn(self.abortOn) is not None
+        dest = self.boxes[0].final
+        if not dest.isFull() or _abortIn(self.abortOn) is not None:
+            return True
+        dest.addWaiter(self.wake)
+        return False
 
 
 class Stopped(Exception):
@@ -331,7 +548,7 @@ class Stopped(Exception):
     """
 
 
-class Component(_Runnable):
+class Component(Runnable):
     """
     A mailbox component (Axon's ``component``).
 
@@ -389,6 +606,9 @@ class Component(_Runnable):
         self._waiter: _Waiter | None = None
         self._budget = ASYNC_BUDGET
         self._sentShutdown = False
+        self._parkedOn = None
+        #: the :class:`Scheduler` it runs on, set by :meth:`activate`
+        self.scheduler = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} #{self.id}>"
@@ -414,57 +634,46 @@ class Component(_Runnable):
                 f"{self!r} has no outbox {box!r}; its outboxes are {sorted(self.outboxes)}"
             ) from None
 
-    def send(self, message: object, boxname: str = "outbox") -> None:
-        """
+    send = _send
+    send.__doc__ = """
+        send(message, boxname="outbox")
+
         Send ``message`` out of outbox ``boxname``, straight into the final inbox.
 
-        Raises :class:`BoxFull` if that inbox is bounded and full; this component is then
-        woken (``unpause``) when it has drained to its low watermark.
+        If that inbox is full: with a parking bound the message is accepted and this
+        component is parked (not stepped again until the inbox drains to its low watermark);
+        with an Axon bound :class:`BoxFull` is raised and this component is woken
+        (``unpause``) when the inbox has drained to its low watermark. A shutdown message on
+        ``signal`` raises :class:`UndeliveredMessages` instead of overtaking messages stranded
+        in an unlinked outbox. (``box`` is for :meth:`Box.deliver`, which shares this code.)
         """
-        # The hot path of every message: Box.deliver inlined, and the owner woken only if
-        # it is asleep (a queued or running component will look at its inboxes anyway).
-        try:
-            dest = self.outboxes[boxname].final
-        except KeyError:
-            dest = self._outbox(boxname).final
-        q = dest.queue
-        if len(q) >= dest.limit:
-            dest.addWaiter(self._wake)
-            raise BoxFull(dest)
-        q.append(message)
-        if dest.isInbox:
-            owner = dest.owner
-            if owner._paused or not owner._queued:
-                owner._wake()
-            else:
-                # queued or running: remember, so a pause() later in its step is not a sleep
-                owner._poked = True
-        if boxname == "signal" and isinstance(message, Shutdown):
+
+    def _signalling(self, box: Box, message: object) -> None:
+        """A shutdown message goes out on ``box``: refuse to overtake stranded messages."""
+        if box.final.isInbox:
+            for other in self.outboxes.values():
+                f = other.final
+                if other is not box and f.queue and not f.isInbox and f.wasLinked:
+                    raise UndeliveredMessages(self, f, message)
+        dest = box.final
+        if dest.parking or len(dest.queue) < dest.limit:  # else BoxFull: not sent after all
             self._sentShutdown = True
 
     def _forceSend(self, message: object, boxname: str) -> None:
         """Send even into a full inbox: for signals that must not be lost or block."""
         box = self.outboxes.get(boxname)
         if box is not None:
-            box.final.forceDeliver(message)
+            _send(FORCE, message, "", box)
             if boxname == "signal" and isinstance(message, Shutdown):
                 self._sentShutdown = True
 
-    def recv(self, boxname: str = "inbox") -> Any:
-        """Take the oldest message from inbox ``boxname``; :class:`EmptyBox` if there is none."""
-        try:
-            box = self.inboxes[boxname]
-        except KeyError:
-            box = self._inbox(boxname)
-        q = box.queue
-        if not q:
-            raise EmptyBox(
-                f"inbox {boxname!r} of {self!r} is empty; check dataReady({boxname!r}) first"
-            )
-        msg = q.popleft()
-        if box.waiters and len(q) <= box.low:
-            box.fireWaiters()
-        return msg
+    recv = _recv
+    recv.__doc__ = """
+        recv(boxname="inbox")
+
+        Take the oldest message from inbox ``boxname``; :class:`EmptyBox` if there is none.
+        (``box`` is for :meth:`Box.take`, which shares this code.)
+        """
 
     def dataReady(self, boxname: str = "inbox") -> int:
         """How many messages wait in inbox ``boxname``."""
@@ -477,12 +686,17 @@ class Component(_Runnable):
         """Whether any inbox has a message waiting."""
         return any(b.queue for b in self.inboxes.values())
 
-    def setInboxSize(self, boxname: str, size: int | None, low: int | None = None) -> None:
+    def setInboxSize(
+        self, boxname: str, size: int | None, low: int | None = None, *, park: bool = False
+    ) -> None:
         """
         Bound inbox ``boxname`` to ``size`` messages (``None``: unbounded).
 
-        Senders blocked by a full inbox are woken when it drains to ``low`` messages
-        (default ``size // 2``).
+        ``park=False`` (Axon's semantics, the default): a ``send`` into the full inbox raises
+        :class:`BoxFull`. ``park=True`` (pcpkit's adapters): a plain ``send`` is accepted and
+        the sender is parked until the inbox drains, so the inbox holds at most ``size`` plus
+        what one step of each sender sends. Either way senders are woken when it drains to
+        ``low`` messages (default ``size // 2``), and ``put`` waits.
         """
         box = self._inbox(boxname)
         if size is None:
@@ -494,7 +708,7 @@ class Component(_Runnable):
             low = size // 2
         if not 0 <= low < size:
             raise ValueError(f"low watermark {low} must be in [0, {size})")
-        box.setLimits(size, low)
+        box.setLimits(size, low, parking=park)
 
     # -- links ------------------------------------------------------------------------------
 
@@ -520,7 +734,7 @@ class Component(_Runnable):
             src, dst = srcComp._outbox(srcName), dstComp._outbox(dstName)
         else:
             raise ValueError(f"passthrough must be 0, 1 or 2, not {passthrough!r}")
-        return _link(src, dst, passthrough, self)
+        return linkBoxes(src, dst, passthrough, self)
 
     def unlink(
         self, thecomponent: Component | None = None, thelinkage: Linkage | None = None
@@ -540,7 +754,7 @@ class Component(_Runnable):
         else:
             targets = list(self.postoffice)
         for lk in targets:
-            _unlink(lk)
+            unlinkBoxes(lk)
 
     # -- children ---------------------------------------------------------------------------
 
@@ -550,7 +764,7 @@ class Component(_Runnable):
             if c not in self.children:
                 self.children.append(c)
                 if self._active:
-                    c.activate()
+                    c.activate(self.scheduler)
 
     def removeChild(self, child: Component) -> None:
         """Forget ``child`` and remove the links this component made to it."""
@@ -563,13 +777,17 @@ class Component(_Runnable):
 
     # -- running --------------------------------------------------------------------------------
 
-    def activate(self) -> Component:
-        """Schedule ``main`` (and the children's) on the reactor; returns ``self``."""
+    def activate(self, scheduler: Scheduler | None = None) -> Component:
+        """
+        Schedule ``main`` (and the children's) on ``scheduler`` (default: the global
+        scheduler, on the global reactor); returns ``self``.
+        """
         if not self._active:
             self._active = True
-            _scheduler.schedule(self)
+            self.scheduler = scheduler if scheduler is not None else _defaultScheduler
+            self.scheduler.schedule(self)
             for c in self.children:
-                c.activate()
+                c.activate(self.scheduler)
         return self
 
     def pause(self) -> None:
@@ -583,7 +801,19 @@ class Component(_Runnable):
         self._paused = False
         self._poked = True
         if not self._queued and self._active and not self._done:
-            _scheduler.schedule(self)
+            if self._parkedOn is not None:
+                # Parked: only a control message gets it running (a shutdown must get
+                # through); the box it fills wakes it otherwise.
+                ctl = self.inboxes.get("control")
+                if ctl is None or not ctl.queue:
+                    return
+                self._parkedOn = None
+            self.scheduler.schedule(self)  # type: ignore[union-attr]
+
+    def _park(self, box: Box) -> None:
+        super()._park(box)
+        # An async main suspends at its next get/put/messages step (its budget is spent).
+        self._budget = 0
 
     def main(self) -> Any:
         """Override: a generator, or an ``async def``. The default does nothing."""
@@ -621,12 +851,12 @@ class Component(_Runnable):
         return outcome[0]
 
     def _run(self) -> None:
-        if self._done:
+        if self._done or self._parkedOn is not None:
             self._queued = False
             return
         if not self._started:
             self._started = True
-            if not self._start():
+            if not self._start() or self._parkedOn is not None:
                 self._queued = False
                 return
         if self._gen is not None:
@@ -669,7 +899,13 @@ class Component(_Runnable):
                 return
             if isinstance(yielded, NewComponent):
                 for c in yielded.components:
-                    c.activate()
+                    c.activate(self.scheduler)
+            if self._parkedOn is not None:
+                # It sent into a full parking inbox: not stepped again until that drains.
+                if self._poked:
+                    self._paused = False
+                self._queued = False
+                return
             if self._paused:
                 if self._poked:
                     # a message arrived during the step, before it paused: not a sleep
@@ -679,7 +915,7 @@ class Component(_Runnable):
                 return
         # Still runnable: back of the queue, so others get their turn.
         self._queued = False
-        _scheduler.schedule(self)
+        self.scheduler.schedule(self)  # type: ignore[union-attr]
 
     def _stepAsync(self) -> None:
         self._budget = ASYNC_BUDGET
@@ -693,22 +929,22 @@ class Component(_Runnable):
                 w.abortOn.queue.remove(abort)
                 self.shutdownMessage = abort
                 w.deferred.errback(Stopped(f"{self} was told to stop: {abort}"))
-                if self._done:
+                if self._done or self._parkedOn is not None:
                     break
                 continue
             value = None
             if w.take:
                 for b in w.boxes:
                     if b.queue:
-                        value = b.take()
+                        value = _recv(self, "", b)
                         break
             w.deferred.callback(value)
-            if self._done:
+            if self._done or self._parkedOn is not None:
                 break
         self._queued = False
         w = self._waiter
-        if w is not None and w.ready() and not self._done:
-            _scheduler.schedule(self)
+        if w is not None and w.ready() and not self._done and self._parkedOn is None:
+            self.scheduler.schedule(self)  # type: ignore[union-attr]
 
     def _mainReturned(self, result: Any) -> None:
         if (
@@ -750,8 +986,8 @@ class Component(_Runnable):
 
     async def _suspend(self, waiter: _Waiter) -> Any:
         self._waiter = waiter
-        if waiter.ready():
-            _scheduler.schedule(self)
+        if waiter.ready() and self._parkedOn is None and self.scheduler is not None:
+            self.scheduler.schedule(self)
         return await waiter.deferred
 
     async def get(self, boxname: str = "inbox") -> Any:
@@ -761,7 +997,9 @@ class Component(_Runnable):
         Raises :class:`Stopped` if a ``ShutdownMicroprocess`` arrives on ``control`` while it
         waits (unless ``boxname`` is ``"control"`` itself).
         """
-        box = self.inboxes.get(boxname) or self._inbox(boxname)
+        box = self.inboxes.get(boxname)
+        if box is None:
+            box = self._inbox(boxname)
         self._budget -= 1
         if box.queue and self._budget > 0:
             return box.take()
@@ -770,34 +1008,25 @@ class Component(_Runnable):
 
     async def put(self, message: object, boxname: str = "outbox") -> None:
         """
-        Send ``message``, waiting while the destination inbox is full.
+        Send ``message``, waiting while the destination is full (either kind of bound, and an
+        unlinked outbox holding :data:`UNLINKED_OUTBOX_SIZE` messages waits for a link).
 
         Raises :class:`Stopped` if a ``ShutdownMicroprocess`` arrives on ``control`` while it
-        waits; the message is then not sent.
+        waits; the message is then not sent. Raises :class:`UndeliveredMessages` as ``send``
+        does.
         """
-        box = self.outboxes.get(boxname) or self._outbox(boxname)
+        box = self.outboxes.get(boxname)
+        if box is None:  # (not "or": an empty box is falsy, and this is the hot path)
+            box = self._outbox(boxname)
         self._budget -= 1
         if self._budget <= 0:
             await self._suspend(_Waiter((), take=False))
         while True:
             dest = box.final
-            q = dest.queue
-            if len(q) < dest.limit:
-                # send() inlined: this is the per-message path of every async component
-                q.append(message)
-                if dest.isInbox:
-                    owner = dest.owner
-                    if owner._paused or not owner._queued:
-                        owner._wake()
-                    else:
-                        owner._poked = True
-                if boxname == "signal" and isinstance(message, Shutdown):
-                    self._sentShutdown = True
+            if len(dest.queue) < dest.limit:
+                _send(self, message, boxname, box)
                 return
-            dest.addWaiter(self._wake)
-            await self._suspend(
-                _SpaceWaiter((box,), take=False, abortOn=self.inboxes.get("control"))
-            )
+            await self._suspend(_SpaceWaiter(box, self._wake, self.inboxes.get("control")))
 
     async def messages(
         self, boxname: str = "inbox", control: str = "control"
@@ -837,10 +1066,7 @@ class Component(_Runnable):
                 if self._budget <= 0:
                     await self._suspend(_Waiter((), take=False))
                     continue
-                msg = q.popleft()
-                if box.waiters and len(q) <= box.low:
-                    box.fireWaiters()
-                yield msg
+                yield _recv(self, boxname, box)
                 continue
             if ending is not None:
                 self.shutdownMessage = ending
@@ -849,30 +1075,3 @@ class Component(_Runnable):
 
 
 component = Component
-
-
-def _link(src: Box, dst: Box, passthrough: int, creator: Component) -> Linkage:
-    if src.target is not None:
-        raise BoxAlreadyLinked(
-            f"{src!r} is already linked to {src.target!r}; unlink it first "
-            "(a box has one destination; fan in by linking several outboxes to one inbox)"
-        )
-    if dst.final is src or dst is src:
-        raise ValueError(f"linking {src!r} to {dst!r} would make a loop")
-    src.target = dst
-    dst.sources.append(src)
-    linkage = Linkage(src, dst, passthrough, creator)
-    creator.postoffice.append(linkage)
-    src._refresh()
-    return linkage
-
-
-def _unlink(lk: Linkage) -> None:
-    src, dst = lk.source, lk.sink
-    if src.target is dst:
-        src.target = None
-        dst.sources.remove(src)
-        src._refresh()
-    creator = lk.creator
-    if isinstance(creator, Component) and lk in creator.postoffice:
-        creator.postoffice.remove(lk)

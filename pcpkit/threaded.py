@@ -7,8 +7,10 @@ the usual mailbox methods; they are safe to call from it:
 * ``dataReady`` / ``anyReady`` / ``recv`` read the component's inboxes, which live on the
   reactor and are filled by ordinary links (bounded inboxes hold their senders back as usual);
 * ``send`` hands the message to the reactor thread through a bounded queue
-  (``queuelengths`` messages): when the destination inbox is full, or the reactor is behind,
-  ``send`` blocks the thread until there is room -- back-pressure, never loss;
+  (``queuelengths`` messages), which delivers it when the destination inbox has room, whatever
+  its kind of bound (parking or Axon): while that queue is full ``send`` blocks the thread --
+  back-pressure, never loss. A destination inbox never holds more than its bound because of
+  a thread (a message into an unlinked outbox is accepted, as a plain ``send`` is);
 * ``pause(timeout)`` blocks the thread until a message arrives (or ``timeout`` passes).
 
 When the reactor shuts down, blocked ``send`` and ``pause`` calls raise :class:`ThreadStopped`
@@ -24,7 +26,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from pcpkit._twisted import currentFailure, getReactor, inReactorThread
-from pcpkit.component import BoxFull, Component, EmptyBox
+from pcpkit.component import Box, Component, Scheduler, UndeliveredMessages
 
 __all__ = ["ThreadedComponent", "ThreadStopped", "threadedcomponent"]
 
@@ -33,6 +35,18 @@ _log = Logger()
 
 class ThreadStopped(Exception):
     """The reactor is shutting down; the component's thread should return."""
+
+
+class _ThreadInbox(Box):
+    """An inbox read by a thread: its waiters (senders held back) run on the reactor thread."""
+
+    __slots__ = ()
+
+    def drained(self) -> None:
+        if inReactorThread():
+            self.fireWaiters()
+        else:
+            getReactor().callFromThread(self.fireWaiters)
 
 
 class ThreadedComponent(Component):
@@ -46,6 +60,7 @@ class ThreadedComponent(Component):
 
     def __init__(self, queuelengths: int | None = None, **argd: Any) -> None:
         super().__init__(**argd)
+        self.inboxes = {n: _ThreadInbox(self, n, True) for n in self.Inboxes}
         if queuelengths is not None:
             if queuelengths < 1:
                 raise ValueError(f"queuelengths must be at least 1, not {queuelengths}")
@@ -61,20 +76,21 @@ class ThreadedComponent(Component):
 
     # -- life cycle (reactor thread) ------------------------------------------------------
 
-    def activate(self) -> Component:
+    def activate(self, scheduler: Scheduler | None = None) -> Component:
+        # The thread talks to the global reactor (callFromThread); ``scheduler`` is what its
+        # children are activated on.
         if self._active:
             return self
         self._active = True
+        self.scheduler = scheduler
         reactor = getReactor()
         self._shutdownTrigger = reactor.addSystemEventTrigger(
             "before", "shutdown", self._reactorStopping
         )
-        self._thread = threading.Thread(
-            target=self._threadMain, name=f"pcpkit-{self}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._threadMain, name=f"pcpkit-{self}", daemon=True)
         self._thread.start()
         for c in self.children:
-            c.activate()
+            c.activate(scheduler)
         return self
 
     def _threadMain(self) -> None:
@@ -121,20 +137,8 @@ class ThreadedComponent(Component):
 
     # -- mailbox, thread side ------------------------------------------------------------------
 
-    def recv(self, boxname: str = "inbox") -> Any:
-        box = self._inbox(boxname)
-        try:
-            msg = box.queue.popleft()  # deque.popleft is atomic
-        except IndexError:
-            raise EmptyBox(
-                f"inbox {boxname!r} of {self!r} is empty; check dataReady({boxname!r}) first"
-            ) from None
-        if box.waiters and len(box.queue) <= box.low:
-            # Senders blocked on this inbox are woken on the reactor thread.
-            getReactor().callFromThread(box.fireWaiters)
-        return msg
-
-    def send(self, message: object, boxname: str = "outbox") -> None:
+    # Component.send also takes the ``box`` Box.deliver passes it; a thread never gets one.
+    def send(self, message: object, boxname: str = "outbox") -> None:  # type: ignore[override]
         self._outbox(boxname)  # an unknown box is the caller's error, raised here
         if inReactorThread():
             self._outq.append((boxname, message))
@@ -171,10 +175,18 @@ class ThreadedComponent(Component):
         delivered = 0
         while outq:
             boxname, message = outq[0]
+            dest = self.outboxes[boxname].final
+            if dest.isInbox and dest.isFull():
+                # Either kind of bound holds the thread back: resume when it has drained.
+                dest.addWaiter(self._wake)
+                break
             try:
                 Component.send(self, message, boxname)
-            except BoxFull:
-                # Component.send registered our _wake on the full inbox: we resume from there.
+            except UndeliveredMessages:
+                # The thread cannot be told at its send; fail loudly and stop it.
+                outq.clear()
+                self.stopping = True
+                self._fail(currentFailure())
                 break
             outq.popleft()
             delivered += 1

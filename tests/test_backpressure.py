@@ -20,6 +20,7 @@ from zope.interface.verify import verifyObject
 from pcpkit import Component, producerFinished
 from pcpkit.bridge import InboxConsumer, OutboxProducer
 from pcpkit.chassis import Pipeline
+from pcpkit.component import Scheduler
 from tests.componentutil import PassThrough, Source
 from tests.tcputil import Streamer
 
@@ -76,31 +77,22 @@ def test_fast_source_slow_sink_bounded_and_lossless(
     The scheduler driven by a deterministic ``Clock`` (pure logic, so hypothesis can shrink);
     the real-reactor versions of this are the TCP tests below and test_component.py.
     """
-    import pcpkit.component as component_module
-
     clock = Clock()
-    realGetReactor = component_module.getReactor
-    component_module.getReactor = lambda: clock
-    saved = component_module._scheduler
-    component_module._scheduler = component_module._Scheduler()
-    try:
-        stages: list[Component] = [PassThrough() for _ in sizes[:-1]]
-        sink = SlowSink(perTurn, delay, sizes[-1], clock=clock)
-        chain = [Source(range(count)), *stages, sink]
+    scheduler = Scheduler(clock)
+    stages: list[Component] = [PassThrough() for _ in sizes[:-1]]
+    sink = SlowSink(perTurn, delay, sizes[-1], clock=clock)
+    chain = [Source(range(count)), *stages, sink]
+    for comp, size in zip(chain[1:], sizes, strict=True):
+        comp.setInboxSize("inbox", size)
+    p = Pipeline(*chain)
+    p.activate(scheduler)
+    for _ in range(200_000):
+        if p.finished.called:
+            break
+        clock.advance(0.0005)
         for comp, size in zip(chain[1:], sizes, strict=True):
-            comp.setInboxSize("inbox", size)
-        p = Pipeline(*chain)
-        p.activate()
-        for _ in range(200_000):
-            if p.finished.called:
-                break
-            clock.advance(0.0005)
-            for comp, size in zip(chain[1:], sizes, strict=True):
-                assert comp.dataReady("inbox") <= size
-        assert p.finished.called, "the pipeline stalled"
-    finally:
-        component_module.getReactor = realGetReactor
-        component_module._scheduler = saved
+            assert comp.dataReady("inbox") <= size
+    assert p.finished.called, "the pipeline stalled"
     assert sink.got == list(range(count))
     assert sink.maxQueued <= sizes[-1]
 
@@ -150,9 +142,10 @@ async def test_transport_feeding_an_inbox_is_paused_and_resumed() -> None:
         await port.stopListening()
     data = b"".join(got)
     assert len(data) == total
-    assert hashlib.sha256(data).digest() == hashlib.sha256(
-        Streamer.chunk * (total // len(Streamer.chunk))
-    ).digest()
+    assert (
+        hashlib.sha256(data).digest()
+        == hashlib.sha256(Streamer.chunk * (total // len(Streamer.chunk))).digest()
+    )
     assert consumer.pauses > 0
     # a transport writes at most one read's worth after being paused
     assert sink.maxQueued <= 16 + 1

@@ -32,7 +32,7 @@ from pcpkit._twisted import (
     serverEndpoint,
 )
 from pcpkit.bridge import InboxConsumer, OutboxProducer
-from pcpkit.component import Box, Component, _link
+from pcpkit.component import Box, Component, linkBoxes
 from pcpkit.ipc import (
     ErrorInformation,
     Shutdown,
@@ -155,7 +155,7 @@ class TCPClient(Component):
         self._closed: Deferred[None] = Deferred()
         self._aborting = False
         self.bytesSent = 0
-        self.setInboxSize("inbox", DEFAULT_INBOX_SIZE)
+        self.setInboxSize("inbox", DEFAULT_INBOX_SIZE, park=True)
 
     def __str__(self) -> str:
         return f"TCPClient #{self.id} to {self._describe()}"
@@ -276,7 +276,7 @@ class _ConnectionHandler(Protocol):
         self.reader = InboxConsumer(comp, "inbox")
         self.reader.registerProducer(transport, True)
         self.writer = OutboxProducer(comp, "outbox", transport)
-        _link(comp._outbox("signal"), self.signals, 0, comp)
+        linkBoxes(comp._outbox("signal"), self.signals, 0, comp)
         comp.finished.addBoth(self._componentDone)
         comp.activate()
 

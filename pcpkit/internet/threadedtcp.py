@@ -79,7 +79,7 @@ class ThreadedTCPClient(ThreadedComponent):
         self.connectTimeout = 30.0
         self.bytesSent = 0
         self.bytesReceived = 0
-        self.setInboxSize("inbox", 64)
+        self.setInboxSize("inbox", 64, park=True)
         # Wakes the thread's select() when a message arrives, so it never polls.
         self._wakeR, self._wakeW = socket.socketpair()
         self._wakeR.setblocking(False)
