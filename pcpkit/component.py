@@ -545,12 +545,21 @@ class Component(_Runnable):
     # -- children ---------------------------------------------------------------------------
 
     def addChildren(self, *children: Component) -> None:
-        """Adopt ``children``: they are activated with this component (or now, if it is)."""
+        """
+        Adopt ``children``: they are activated with this component (or now, if it is), and
+        this component is woken (``unpause``) when one of them finishes, as in Axon.
+        """
         for c in children:
             if c not in self.children:
                 self.children.append(c)
+                c.finished.addBoth(self._childFinished, c)
                 if self._active:
                     c.activate()
+
+    def _childFinished(self, result: Any, child: Component) -> Any:
+        if child in self.children:
+            self.unpause()
+        return result
 
     def removeChild(self, child: Component) -> None:
         """Forget ``child`` and remove the links this component made to it."""
@@ -578,6 +587,10 @@ class Component(_Runnable):
 
     def unpause(self) -> None:
         self._wake()
+
+    def _isStopped(self) -> bool:
+        """Whether ``main`` has ended (returned or raised): Axon's name, used by parents."""
+        return self._done
 
     def _wake(self) -> None:
         self._paused = False
@@ -876,3 +889,13 @@ def _unlink(lk: Linkage) -> None:
     creator = lk.creator
     if isinstance(creator, Component) and lk in creator.postoffice:
         creator.postoffice.remove(lk)
+
+
+# -- TEMPORARY (branch h7 only): the public names of the mailbox API (API.md), which H1a
+# adds in parallel. The lead drops this block at merge in favour of H1a's definitions.
+linkBoxes = _link
+unlinkBoxes = _unlink
+Runnable = _Runnable
+Scheduler = _Scheduler
+globalScheduler = _scheduler  # the default Scheduler instance
+# -- end TEMPORARY
