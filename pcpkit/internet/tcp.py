@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pcpkit._fifo import asBytes
+from pcpkit._pause import Pause, Pauser
 from pcpkit._twisted import (
     clientEndpoint,
     connectProtocol,
@@ -32,7 +33,7 @@ from pcpkit._twisted import (
     serverEndpoint,
 )
 from pcpkit.bridge import InboxConsumer, OutboxProducer
-from pcpkit.component import Box, Component, _link
+from pcpkit.component import Box, Component, linkBoxes
 from pcpkit.ipc import (
     ErrorInformation,
     Shutdown,
@@ -50,24 +51,37 @@ DEFAULT_INBOX_SIZE = 64
 
 @implementer(IPushProducer)
 class _WriteGate:
-    """Registered on the transport: tells the client when the socket's write buffer is full."""
+    """
+    Registered on the transport: tells the client when the socket's write buffer is full.
+
+    The transport's ``pauseProducing`` takes a pause of :attr:`pauser` (it pauses the
+    client's draining of its inbox); ``resumeProducing`` releases it and wakes the writer.
+    """
 
     def __init__(self) -> None:
-        self.paused = False
-        self.pauses = 0
+        self.pauser = Pauser(lambda: None, self._release)
+        self._transportPause: Pause | None = None
         self._waiters: list[Deferred[None]] = []
 
+    @property
+    def paused(self) -> bool:
+        return self.pauser.paused
+
+    @property
+    def pauses(self) -> int:
+        return self.pauser.pauses
+
     def pauseProducing(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self.pauses += 1
+        if self._transportPause is None:
+            self._transportPause = self.pauser.pause("transport write buffer full")
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        self._release()
+        p, self._transportPause = self._transportPause, None
+        if p is not None:
+            p.unpause()  # resumes: _release
 
     def stopProducing(self) -> None:
-        self.paused = False
+        self.resumeProducing()
         self._release()
 
     def _release(self) -> None:
@@ -276,7 +290,7 @@ class _ConnectionHandler(Protocol):
         self.reader = InboxConsumer(comp, "inbox")
         self.reader.registerProducer(transport, True)
         self.writer = OutboxProducer(comp, "outbox", transport)
-        _link(comp._outbox("signal"), self.signals, 0, comp)
+        linkBoxes(comp._outbox("signal"), self.signals, 0, comp)
         comp.finished.addBoth(self._componentDone)
         comp.activate()
 
