@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pcpkit._fifo import asBytes
+from pcpkit._pause import Pause, Pauser, Watermark
 from pcpkit._twisted import currentFailure, getReactor
 from pcpkit.component import Box, Component, Linkage, Runnable, linkBoxes, unlinkBoxes
 
@@ -61,8 +62,6 @@ class InboxConsumer:
         self._box: Box = component._outbox(box) if outbox else component._inbox(box)
         self.producer: Any = None
         self.streaming = True
-        self.producerPaused = False
-        self.pauses = 0
         final = self._box.final
         if final.maxsize is not None:
             self.highWatermark = final.maxsize
@@ -70,10 +69,36 @@ class InboxConsumer:
             self.highWatermark = highWatermark or DEFAULT_HIGH_WATERMARK
             # An unbounded box never uses its low watermark for senders; waiters do.
             final.low = self.highWatermark // 2
+        #: Counted pauses of the registered producer; the box's level holds one of them.
+        self.pauser = Pauser(self._pauseProducer, self._resumeProducer)
+        self.watermark = Watermark(self.pauser, self.highWatermark, final.low, reason=self)
         self._pullCall: Any = None
 
     def __repr__(self) -> str:
         return f"<InboxConsumer into {self._box!r}>"
+
+    @property
+    def producerPaused(self) -> bool:
+        """Whether the registered producer is paused (the box is above its watermark)."""
+        return self.pauser.paused
+
+    @property
+    def pauses(self) -> int:
+        """How many times the producer was paused by a full box."""
+        return self.pauser.pauses
+
+    def _pauseProducer(self) -> None:
+        # A pull producer is paused by not being asked for more.
+        if self.producer is not None and self.streaming:
+            self.producer.pauseProducing()
+
+    def _resumeProducer(self) -> None:
+        if self.producer is None:
+            return
+        if self.streaming:
+            self.producer.resumeProducing()
+        else:
+            self._pull()
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         if self.producer is not None:
@@ -82,12 +107,12 @@ class InboxConsumer:
             )
         self.producer = producer
         self.streaming = streaming
-        self.producerPaused = False
         if not streaming:
             self._pull()
 
     def unregisterProducer(self) -> None:
         self.producer = None
+        self.watermark.release()
         if self._pullCall is not None and self._pullCall.active():
             self._pullCall.cancel()
         self._pullCall = None
@@ -98,11 +123,8 @@ class InboxConsumer:
         final.forceDeliver(data)
         if self.producer is None:
             return
-        if len(final.queue) >= self.highWatermark:
-            if self.streaming and not self.producerPaused:
-                self.producerPaused = True
-                self.pauses += 1
-                self.producer.pauseProducing()
+        self.watermark.check(len(final.queue))
+        if self.watermark.holding:
             final.addWaiter(self._drained)
         elif not self.streaming:
             # A pull producer is asked for more on the next turn, not recursively.
@@ -110,14 +132,8 @@ class InboxConsumer:
                 self._pullCall = getReactor().callLater(0, self._pull)
 
     def _drained(self) -> None:
-        if self.producer is None:
-            return
-        if self.streaming:
-            if self.producerPaused:
-                self.producerPaused = False
-                self.producer.resumeProducing()
-        else:
-            self._pull()
+        # The box has drained to its low watermark: the watermark releases its pause.
+        self.watermark.check(len(self._box.final.queue))
 
     def _pull(self) -> None:
         self._pullCall = None
@@ -146,9 +162,11 @@ class OutboxProducer(Runnable):
         super().__init__(component.scheduler)
         self.component = component
         self.consumer: Any = consumer
-        self.paused = False
         self.stopped = False
-        self.pauses = 0
+        #: The consumer's pauses (one party: ``pauseProducing`` takes, ``resumeProducing``
+        #: releases); while one is held nothing is taken from the sink.
+        self.pauser = Pauser(lambda: None, self._wake)
+        self._consumerPause: Pause | None = None
         self.done: Deferred[None] = Deferred()
         self._drainWaiters: list[Deferred[None]] = []
         self.sink = Box(self, f"{box}->{type(consumer).__name__}", True)
@@ -160,6 +178,16 @@ class OutboxProducer(Runnable):
 
     def __repr__(self) -> str:
         return f"<OutboxProducer {self.sink.name!r} of {self.component!r}>"
+
+    @property
+    def paused(self) -> bool:
+        """Whether the consumer has this producer paused."""
+        return self.pauser.paused
+
+    @property
+    def pauses(self) -> int:
+        """How many times the consumer paused this producer."""
+        return self.pauser.pauses
 
     @property
     def buffered(self) -> int:
@@ -203,13 +231,15 @@ class OutboxProducer(Runnable):
         return d
 
     def pauseProducing(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self.pauses += 1
+        if self._consumerPause is None:
+            self._consumerPause = self.pauser.pause(self.consumer)
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        self._wake()
+        p, self._consumerPause = self._consumerPause, None
+        if p is not None:
+            p.unpause()  # resumes: _wake
+        else:
+            self._wake()
 
     def stopProducing(self) -> None:
         self._stop(None)

@@ -759,12 +759,21 @@ class Component(Runnable):
     # -- children ---------------------------------------------------------------------------
 
     def addChildren(self, *children: Component) -> None:
-        """Adopt ``children``: they are activated with this component (or now, if it is)."""
+        """
+        Adopt ``children``: they are activated with this component (or now, if it is), and
+        this component is woken (``unpause``) when one of them finishes, as in Axon.
+        """
         for c in children:
             if c not in self.children:
                 self.children.append(c)
+                c.finished.addBoth(self._childFinished, c)
                 if self._active:
                     c.activate(self.scheduler)
+
+    def _childFinished(self, result: Any, child: Component) -> Any:
+        if child in self.children:
+            self.unpause()
+        return result
 
     def removeChild(self, child: Component) -> None:
         """Forget ``child`` and remove the links this component made to it."""
@@ -796,6 +805,10 @@ class Component(Runnable):
 
     def unpause(self) -> None:
         self._wake()
+
+    def _isStopped(self) -> bool:
+        """Whether ``main`` has ended (returned or raised): Axon's name, used by parents."""
+        return self._done
 
     def _wake(self) -> None:
         self._paused = False

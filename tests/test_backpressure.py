@@ -266,3 +266,83 @@ def test_inbox_consumer_rejects_str_and_double_registration() -> None:
         assert "already has producer" in str(e)
     else:
         raise AssertionError("double registration accepted")
+
+
+# -- the bridge pauses through pcpkit._pause ---------------------------------------------------
+
+
+class RecordingProducer:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+
+    def stopProducing(self) -> None:
+        self.calls.append("stop")
+
+
+def test_inbox_consumer_pauses_at_high_resumes_at_low_and_counts_other_pauses() -> None:
+    comp = Component()
+    comp.setInboxSize("inbox", 4, low=1)
+    consumer = InboxConsumer(comp, "inbox")
+    producer = RecordingProducer()
+    consumer.registerProducer(producer, True)
+    for i in range(3):
+        consumer.write(b"%d" % i)
+    assert producer.calls == [] and not consumer.producerPaused
+    consumer.write(b"3")
+    consumer.write(b"4")  # a streaming producer may write a little after the pause
+    assert producer.calls == ["pause"] and consumer.producerPaused and consumer.pauses == 1
+    comp.recv("inbox")
+    comp.recv("inbox")
+    comp.recv("inbox")  # 2 left: above the low watermark, no flapping
+    assert producer.calls == ["pause"]
+    # a second party pauses the same producer: draining the box alone does not resume it
+    other = consumer.pauser.pause("someone else")
+    comp.recv("inbox")
+    assert producer.calls == ["pause"] and consumer.producerPaused
+    other.unpause()
+    assert producer.calls == ["pause", "resume"] and not consumer.producerPaused
+    assert consumer.pauses == 1
+    comp.recv("inbox")
+    for i in range(4):
+        consumer.write(b"again %d" % i)
+    assert producer.calls == ["pause", "resume", "pause"] and consumer.pauses == 2
+    consumer.unregisterProducer()  # the pause the box level held goes with the producer
+    assert not consumer.producerPaused
+
+
+def test_outbox_producer_takes_nothing_while_any_pause_is_held() -> None:
+    class Recording:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+
+        def registerProducer(self, p: Any, s: bool) -> None:
+            self.producer = p
+
+        def unregisterProducer(self) -> None:
+            pass
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+    comp = Component()
+    consumer = Recording()
+    producer = OutboxProducer(comp, "outbox", consumer)
+    producer.pauseProducing()
+    producer.pauseProducing()  # the consumer saying it twice is still one pause
+    other = producer.pauser.pause("someone else")
+    comp.send(b"a")
+    producer._run()
+    assert consumer.written == [] and producer.paused and producer.pauses == 1
+    producer.resumeProducing()
+    producer._run()
+    assert consumer.written == [] and producer.paused  # the other pause still holds
+    other.unpause()
+    producer._run()
+    assert consumer.written == [b"a"] and not producer.paused
+    producer.stop()

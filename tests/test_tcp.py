@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 
 from pcpkit import (
@@ -23,7 +25,7 @@ from pcpkit import (
 )
 from pcpkit.internet.tcp import SimpleServer, TCPClient
 from pcpkit.internet.threadedtcp import ThreadedTCPClient
-from tests.tcputil import EchoServerProtocol, ResetAfter, Streamer, freePort, server
+from tests.tcputil import EchoServerProtocol, Recorder, ResetAfter, Streamer, freePort, server
 
 CHUNK = bytes(range(256)) * 256  # 64 KiB
 
@@ -208,9 +210,7 @@ async def test_str_in_inbox_is_refused_with_a_clear_error(makeClient: Any) -> No
 @pytest_twisted.ensureDeferred
 async def test_initialsendmessage_and_endpoint_string() -> None:
     async with server(EchoServerProtocol) as (port, _):
-        client = TCPClient(
-            initialsendmessage=b"hi there", endpoint=f"tcp:127.0.0.1:{port}"
-        )
+        client = TCPClient(initialsendmessage=b"hi there", endpoint=f"tcp:127.0.0.1:{port}")
         sink = ByteSink(expect=8)
         wire(client, sink)
         sink.activate()
@@ -358,3 +358,187 @@ async def test_simpleserver_stop_closes_open_connections() -> None:
 def test_simpleserver_needs_a_protocol() -> None:
     with pytest.raises(TypeError, match="protocol factory"):
         SimpleServer()
+
+
+# -- Kamaelia's signature: TCPClient(host, port, delay, connect_timeout, wait_for_serverclose)
+
+
+def test_tcpclient_takes_kamaelias_arguments_positionally() -> None:
+    client = TCPClient("127.0.0.1", 80, 1.5, 7, True)
+    assert (client.delay, client.connect_timeout, client.wait_for_serverclose) == (1.5, 7, True)
+    assert client.initialsendmessage is None
+    defaults = TCPClient("127.0.0.1", 80)
+    assert (defaults.delay, defaults.connect_timeout, defaults.wait_for_serverclose) == (
+        0,
+        60,
+        False,
+    )
+
+
+def test_tcpclient_refuses_an_initial_message_in_delays_place() -> None:
+    with pytest.raises(TypeError, match="delay must be a number of seconds.*keyword-only"):
+        TCPClient("127.0.0.1", 80, b"hello")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="delay must be >= 0"):
+        TCPClient("127.0.0.1", 80, -1)
+    with pytest.raises(ValueError, match="connect_timeout must be > 0"):
+        TCPClient("127.0.0.1", 80, 0, 0)
+
+
+class StampConnection(Protocol):
+    """Records when each connection is made, then closes it."""
+
+    def connectionMade(self) -> None:
+        self.factory.connected.append(reactor.seconds())  # type: ignore[attr-defined]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcpclient_delay_waits_before_connecting() -> None:
+    async with server(StampConnection) as (port, factory):
+        client = TCPClient("127.0.0.1", port, 0.3)
+        sink = ByteSink()
+        wire(client, sink)
+        sink.activate()
+        started = reactor.seconds()
+        client.activate()
+        await client.finished.addTimeout(30, reactor)
+    assert len(factory.connected) == 1
+    assert factory.connected[0] - started >= 0.3
+    assert kinds(sink.signals) == ["SocketShutdown"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcpclient_shutdownmicroprocess_during_delay_never_connects() -> None:
+    async with server(StampConnection) as (port, factory):
+        client = TCPClient("127.0.0.1", port, 30)
+        sink = ByteSink()
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        client.inboxes["control"].deliver(ShutdownMicroprocess())
+        await client.finished.addTimeout(5, reactor)
+        await sink.finished.addTimeout(5, reactor)
+    assert client.transport is None and factory.connected == []
+    assert kinds(sink.signals) == ["SocketShutdown"]
+
+
+@contextmanager
+def nonAnsweringListener() -> Iterator[int]:
+    """
+    A port on 127.0.0.1 whose listener never accepts and whose backlog is full: a new
+    connection attempt gets no answer (its SYNs are dropped) until it gives up.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(2):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        yield port
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcpclient_connect_timeout_gives_up() -> None:
+    with nonAnsweringListener() as port:
+        client = TCPClient("127.0.0.1", port, 0, 0.5)
+        sink = ByteSink()
+        wire(client, sink)
+        sink.activate()
+        started = reactor.seconds()
+        client.activate()
+        await client.finished.addTimeout(30, reactor)
+        await sink.finished.addTimeout(5, reactor)
+    assert reactor.seconds() - started >= 0.5
+    assert kinds(sink.signals) == ["ErrorInformation", "SocketShutdown"]
+    assert "no connection within 0.5 s" in str(sink.signals[0])
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcpclient_shutdownmicroprocess_while_connecting_gives_up_at_once() -> None:
+    with nonAnsweringListener() as port:
+        client = TCPClient("127.0.0.1", port, 0, 60)
+        sink = ByteSink()
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        await deferLater(reactor, 0.05)
+        assert not client.finished.called  # still connecting
+        client.inboxes["control"].deliver(ShutdownMicroprocess())
+        await client.finished.addTimeout(5, reactor)
+        await sink.finished.addTimeout(5, reactor)
+    assert kinds(sink.signals) == ["SocketShutdown"]
+
+
+class ReplyLater(Protocol):
+    """Answers the first data with ``b"reply"`` a little later, then closes; records whether
+    the client was still there to get it."""
+
+    def connectionMade(self) -> None:
+        self.call: Any = None
+        self.factory.connected.append(self)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.call is None:
+            self.call = reactor.callLater(0.2, self.reply)
+
+    def reply(self) -> None:
+        self.transport.write(b"reply")  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: object = None) -> None:
+        replied = self.call is not None and not self.call.active()
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        if not self.factory.done.called:  # type: ignore[attr-defined]
+            self.factory.done.callback(replied)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("wait", [True, False])
+@pytest_twisted.ensureDeferred
+async def test_tcpclient_wait_for_serverclose(wait: bool) -> None:
+    async with server(ReplyLater) as (port, factory):
+        client = TCPClient("127.0.0.1", port, wait_for_serverclose=wait)
+        sink = ByteSink()
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        client.inboxes["inbox"].deliver(b"request")
+        client.inboxes["control"].deliver(producerFinished())
+        await client.finished.addTimeout(30, reactor)
+        await sink.finished.addTimeout(5, reactor)
+        replied = await factory.done.addTimeout(5, reactor)
+    assert kinds(sink.signals) == ["SocketShutdown"]
+    if wait:
+        # the connection stayed open until the server had answered and closed it
+        assert replied and sink.count == len(b"reply")
+    else:
+        # closed after sending, as before: the server never got to answer
+        assert not replied and sink.count == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcpclient_waiting_for_serverclose_still_aborts_on_shutdownmicroprocess() -> None:
+    async with server(Recorder) as (port, factory):
+        client = TCPClient("127.0.0.1", port, 0, 60, True)
+        sink = ByteSink()
+        wire(client, sink)
+        sink.activate()
+        client.activate()
+        client.inboxes["inbox"].deliver(b"all of it")
+        client.inboxes["control"].deliver(producerFinished())
+        heard = factory.done
+        await deferLater(reactor, 0.2)
+        assert not client.finished.called  # waiting for a server that never closes
+        client.inboxes["control"].deliver(ShutdownMicroprocess())
+        await client.finished.addTimeout(5, reactor)
+        assert await heard.addTimeout(5, reactor) == b"all of it"
+    assert kinds(sink.signals) == ["SocketShutdown"]

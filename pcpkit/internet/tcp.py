@@ -14,16 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet import defer, error
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pcpkit._fifo import asBytes
+from pcpkit._pause import Pause, Pauser
 from pcpkit._twisted import (
     clientEndpoint,
     connectProtocol,
@@ -32,7 +35,7 @@ from pcpkit._twisted import (
     serverEndpoint,
 )
 from pcpkit.bridge import InboxConsumer, OutboxProducer
-from pcpkit.component import Box, Component, linkBoxes
+from pcpkit.component import Box, Component, Stopped, linkBoxes
 from pcpkit.ipc import (
     ErrorInformation,
     Shutdown,
@@ -50,24 +53,37 @@ DEFAULT_INBOX_SIZE = 64
 
 @implementer(IPushProducer)
 class _WriteGate:
-    """Registered on the transport: tells the client when the socket's write buffer is full."""
+    """
+    Registered on the transport: tells the client when the socket's write buffer is full.
+
+    The transport's ``pauseProducing`` takes a pause of :attr:`pauser` (it pauses the
+    client's draining of its inbox); ``resumeProducing`` releases it and wakes the writer.
+    """
 
     def __init__(self) -> None:
-        self.paused = False
-        self.pauses = 0
+        self.pauser = Pauser(lambda: None, self._release)
+        self._transportPause: Pause | None = None
         self._waiters: list[Deferred[None]] = []
 
+    @property
+    def paused(self) -> bool:
+        return self.pauser.paused
+
+    @property
+    def pauses(self) -> int:
+        return self.pauser.pauses
+
     def pauseProducing(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self.pauses += 1
+        if self._transportPause is None:
+            self._transportPause = self.pauser.pause("transport write buffer full")
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        self._release()
+        p, self._transportPause = self._transportPause, None
+        if p is not None:
+            p.unpause()  # resumes: _release
 
     def stopProducing(self) -> None:
-        self.paused = False
+        self.resumeProducing()
         self._release()
 
     def _release(self) -> None:
@@ -97,21 +113,27 @@ class _ClientProtocol(Protocol):
 
 class TCPClient(Component):
     """
-    A TCP (or any stream endpoint) connection as a component.
+    A TCP (or any stream endpoint) connection as a component, with Kamaelia's signature.
 
     :param host: the server's name or address (with ``port``), or ``None`` with ``endpoint``.
     :param port: the server's port.
-    :param initialsendmessage: bytes written as soon as the connection is made.
-    :param endpoint: a client endpoint string (``"tls:example.com:443"``) or an
-        ``IStreamClientEndpoint``, instead of ``host`` and ``port``.
-    :param connectTimeout: seconds to wait for the connection.
+    :param delay: seconds to wait after activation before connecting (Kamaelia's ``delay``).
+    :param connect_timeout: seconds the connection attempt may take before it is given up
+        (an ``ErrorInformation`` then ``SocketShutdown``).
+    :param wait_for_serverclose: if true, a ``ProducerFinished`` on ``control`` sends what is
+        queued and then keeps the connection open, passing on what the server sends, until
+        the server closes it (a ``ShutdownMicroprocess`` still aborts at once).
+    :param initialsendmessage: (keyword only) bytes written as soon as the connection is made.
+    :param endpoint: (keyword only) a client endpoint string (``"tls:example.com:443"``) or
+        an ``IStreamClientEndpoint``, instead of ``host`` and ``port``.
 
     Messages:
 
     * ``inbox``: bytes to send (``str`` is refused with an ``ErrorInformation`` on ``signal``
       naming the type; the message is not sent).
-    * ``control``: ``ProducerFinished`` -- send everything already queued, then close;
-      ``ShutdownMicroprocess`` -- abort the connection at once.
+    * ``control``: ``ProducerFinished`` -- send everything already queued, then close (or,
+      with ``wait_for_serverclose``, wait for the server to close); ``ShutdownMicroprocess``
+      -- abort the connection at once, or give up the attempt while still connecting.
     * ``outbox``: bytes received, in order.
     * ``signal``: an ``ErrorInformation`` for each error (refused, reset, DNS failure,
       timeout, messages left unsent), then exactly one ``SocketShutdown``; then the component
@@ -122,6 +144,7 @@ class TCPClient(Component):
         "inbox": "bytes to send",
         "control": "ProducerFinished: send what is queued, then close; "
         "ShutdownMicroprocess: abort now",
+        "_connected": "internal: the connection attempt has ended",
     }
     Outboxes = {
         "outbox": "bytes received",
@@ -132,25 +155,41 @@ class TCPClient(Component):
         self,
         host: str | None = None,
         port: int | None = None,
-        initialsendmessage: bytes | None = None,
+        delay: float = 0,
+        connect_timeout: float = 60,
+        wait_for_serverclose: bool = False,
         *,
+        initialsendmessage: bytes | None = None,
         endpoint: Any = None,
-        connectTimeout: float = 30,
         **argd: Any,
     ) -> None:
         super().__init__(**argd)
         if endpoint is None and (host is None or port is None):
             raise TypeError("TCPClient needs host and port, or endpoint=")
+        for name, value in (("delay", delay), ("connect_timeout", connect_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(
+                    f"TCPClient {name} must be a number of seconds, not "
+                    f"{type(value).__name__} {value!r} (initialsendmessage and endpoint "
+                    "are keyword-only)"
+                )
+        if delay < 0:
+            raise ValueError(f"TCPClient delay must be >= 0, not {delay}")
+        if connect_timeout <= 0:
+            raise ValueError(f"TCPClient connect_timeout must be > 0, not {connect_timeout}")
         if initialsendmessage is not None:
             initialsendmessage = asBytes(initialsendmessage, "initialsendmessage")
         self.host = host
         self.port = port
+        self.delay = delay
+        self.connect_timeout = connect_timeout
+        self.wait_for_serverclose = bool(wait_for_serverclose)
         self.initialsendmessage = initialsendmessage
         self.endpoint = endpoint
-        self.connectTimeout = connectTimeout
         self.transport: Any = None
         self._reader: InboxConsumer | None = None
         self._gate = _WriteGate()
+        self._attempt: Any = None
         self._lost: Failure | None = None
         self._closed: Deferred[None] = Deferred()
         self._aborting = False
@@ -171,7 +210,7 @@ class TCPClient(Component):
         if self.endpoint is not None:
             return self.endpoint
         assert self.host is not None and self.port is not None
-        return HostnameEndpoint(getReactor(), self.host, self.port, timeout=self.connectTimeout)
+        return HostnameEndpoint(getReactor(), self.host, self.port, timeout=self.connect_timeout)
 
     @property
     def writePauses(self) -> int:
@@ -186,13 +225,48 @@ class TCPClient(Component):
     def _error(self, message: str, failure: Failure | None = None) -> None:
         self._forceSend(ErrorInformation(self, message=message, failure=failure), "signal")
 
+    async def _connect(self) -> _ClientProtocol:
+        """Wait ``delay``, then connect within ``connect_timeout`` (any endpoint)."""
+        reactor = getReactor()
+        if self.delay > 0:
+            await deferLater(reactor, self.delay)
+        d = connectProtocol(self._makeEndpoint(), _ClientProtocol(self))
+        d.addTimeout(self.connect_timeout, reactor)
+        proto: _ClientProtocol = await d
+        return proto
+
+    def _attempted(self, outcome: Any) -> None:
+        self._attempt = outcome
+        # Wakes main's get("_connected"), which a ShutdownMicroprocess also interrupts.
+        # (In a tuple: a Failure handed to a Deferred's callback would become its errback.)
+        self.inboxes["_connected"].forceDeliver((outcome,))
+
     async def main(self) -> None:
+        connecting = ensureDeferred(self._connect())
+        connecting.addBoth(self._attempted)
         try:
-            proto = await connectProtocol(self._makeEndpoint(), _ClientProtocol(self))
-        except Exception as e:
-            self._error(f"cannot connect to {self._describe()}: {e}", currentFailure())
+            (outcome,) = await self.get("_connected")
+        except Stopped:
+            connecting.cancel()  # the delay, or the connection attempt
+            if isinstance(self._attempt, _ClientProtocol):
+                # connected in the same turn as the stop: close what we got
+                self._aborting = True
+                connected: Any = self._attempt.transport
+                connected.abortConnection()
+                await self._closed
             self._forceSend(SocketShutdown(self), "signal")
             return
+        if isinstance(outcome, Failure):
+            if outcome.check(
+                defer.TimeoutError, error.TimeoutError, error.ConnectingCancelledError
+            ):  # type: ignore[no-untyped-call,unused-ignore]
+                reason = f"no connection within {self.connect_timeout} s"
+            else:
+                reason = str(outcome.value)
+            self._error(f"cannot connect to {self._describe()}: {reason}", outcome)
+            self._forceSend(SocketShutdown(self), "signal")
+            return
+        proto = outcome
         transport = self.transport = proto.transport
         self._reader = InboxConsumer(self, "outbox", outbox=True)
         self._reader.registerProducer(transport, True)
@@ -224,6 +298,8 @@ class TCPClient(Component):
             if isinstance(self.shutdownMessage, ShutdownMicroprocess):
                 self._aborting = True
                 transport.abortConnection()
+            elif self.wait_for_serverclose:
+                await self._untilServerCloses()
             else:
                 transport.loseConnection()
             await self._closed
@@ -235,6 +311,16 @@ class TCPClient(Component):
         if unsent:
             self._error(f"{unsent} queued messages not sent: the connection closed")
         self._forceSend(SocketShutdown(self), "signal")
+
+    async def _untilServerCloses(self) -> None:
+        """Keep reading until the server closes; a ``ShutdownMicroprocess`` aborts."""
+        while self._lost is None:
+            msg = await self.get("control")  # _connectionLost puts a SocketShutdown here
+            if isinstance(msg, ShutdownMicroprocess) and self._lost is None:
+                self.shutdownMessage = msg
+                self._aborting = True
+                self.transport.abortConnection()
+                return
 
     def _connectionLost(self, reason: Failure) -> None:
         self._lost = reason
