@@ -127,6 +127,7 @@ class Box:
         "target",
         "sources",
         "final",
+        "putCount",
     )
 
     def __init__(self, owner: Any, name: str, isInbox: bool) -> None:
@@ -142,6 +143,8 @@ class Box:
         self.target: Box | None = None
         self.sources: list[Box] = []
         self.final: Box = self
+        #: Monotonic count of messages that entered this box's queue (taken = putCount - len).
+        self.putCount = 0
 
     def __repr__(self) -> str:
         kind = "inbox" if self.isInbox else "outbox"
@@ -158,12 +161,14 @@ class Box:
         if len(q) >= self.limit:
             raise BoxFull(self)
         q.append(msg)
+        self.putCount += 1
         if self.isInbox:
             self.owner._wake()
 
     def forceDeliver(self, msg: object) -> None:
         """Append ``msg`` even when full: for messages already accepted upstream."""
         self.queue.append(msg)
+        self.putCount += 1
         if self.isInbox:
             self.owner._wake()
 
@@ -432,6 +437,7 @@ class Component(_Runnable):
             dest.addWaiter(self._wake)
             raise BoxFull(dest)
         q.append(message)
+        dest.putCount += 1
         if dest.isInbox:
             owner = dest.owner
             if owner._paused or not owner._queued:
@@ -785,6 +791,7 @@ class Component(_Runnable):
             if len(q) < dest.limit:
                 # send() inlined: this is the per-message path of every async component
                 q.append(message)
+                dest.putCount += 1
                 if dest.isInbox:
                     owner = dest.owner
                     if owner._paused or not owner._queued:
