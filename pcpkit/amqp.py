@@ -521,6 +521,8 @@ class AMQPSource(_BrokerComponent):
                 self._ackTaken()
                 self.pause()
                 yield 1
+        # whatever happens to the rest, what was taken is done with: say so before closing
+        self._ackTaken()
         self._cancelAckTimer()
         yield from self._stop()
         self._forceSend(ProducerFinished(self), "signal")
@@ -695,6 +697,8 @@ class AMQPSink(_BrokerComponent):
         self.confirmed = 0
         self.resent = 0
         self.failed = 0
+        #: The most publishes that were ever unconfirmed at once (at most ``window``).
+        self.maxUnconfirmed = 0
         # Unconfirmed publishes: seq -> message, and the seqs in publishing order.
         self._unconfirmed: dict[int, object] = {}
         self._order: deque[int] = deque()
@@ -714,7 +718,13 @@ class AMQPSink(_BrokerComponent):
 
     @property
     def unconfirmed(self) -> int:
+        """How many publishes the broker has not confirmed yet."""
         return len(self._unconfirmed)
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the broker has blocked publishing (``Connection.Blocked``)."""
+        return self._blocked is not None
 
     def _closeGate(self) -> None:
         self._gateClosed = True
@@ -811,7 +821,10 @@ class AMQPSink(_BrokerComponent):
             self._unconfirmed[self._seq] = msg
             self._order.append(self._seq)
             self.published += 1
-            mark.check(len(self._unconfirmed))
+            n = len(self._unconfirmed)
+            if n > self.maxUnconfirmed:
+                self.maxUnconfirmed = n
+            mark.check(n)
 
     async def _ready(self, channel: Any, lost: Deferred[Any]) -> None:
         await self._rpc(lost, lambda done: channel.confirm_delivery(self._onConfirm, callback=done))

@@ -212,7 +212,7 @@ def consumerMain(argv: list[str]) -> int:
 
     from pcpkit.amqp import AMQPSource
     from pcpkit.component import Component
-    from pcpkit.ipc import ErrorInformation, ProducerFinished
+    from pcpkit.ipc import ErrorInformation, ShutdownMicroprocess
 
     ids: list[int] = []
     redelivered: list[int] = []
@@ -242,7 +242,9 @@ def consumerMain(argv: list[str]) -> int:
                     await deferLater(reactor, args.delay, lambda: None)
                 if args.count and len(seen) >= args.count:
                     break
-            source.inboxes["control"].deliver(ProducerFinished(self))
+            # close now: what was taken is acknowledged, anything still queued here is
+            # left to the broker to deliver to another consumer
+            source.inboxes["control"].deliver(ShutdownMicroprocess(self))
 
     class Signals(Component):
         Inboxes = {"inbox": "the source's signal", "control": "unused"}
