@@ -451,7 +451,8 @@ class AMQPSource(_BrokerComponent):
     pcpkit holds no more than that. Link ``outbox`` before activating the source.
 
     Inboxes: ``inbox`` (unused), ``control`` (``ProducerFinished``: stop consuming, wait
-    until what was delivered has been taken, acknowledge it, close; ``ShutdownMicroprocess``:
+    until what was delivered has been taken (or the component taking it has finished),
+    acknowledge it, close; ``ShutdownMicroprocess``:
     close now, what was not acknowledged is redelivered by the broker).
 
     Outboxes: ``outbox`` (one :class:`AMQPMessage` per message; ``redelivered`` marks a
@@ -514,7 +515,16 @@ class AMQPSource(_BrokerComponent):
             tag, self._consumerTag = self._consumerTag, None
             if tag is not None and self._channel.is_open:
                 self._channel.basic_cancel(tag)
-            while self._pending and self._channel is not None:
+            # ... unless the component downstream has ended: it will take nothing more
+            owner = self.outboxes["outbox"].final.owner
+            ownerDone = getattr(owner, "finished", None)
+            if isinstance(ownerDone, Deferred):
+                ownerDone.addBoth(self._wakePassing)
+            while (
+                self._pending
+                and self._channel is not None
+                and not (isinstance(ownerDone, Deferred) and ownerDone.called)
+            ):
                 ctl = self._controlMessage()
                 if isinstance(ctl, ShutdownMicroprocess):
                     break
@@ -526,6 +536,10 @@ class AMQPSource(_BrokerComponent):
         self._cancelAckTimer()
         yield from self._stop()
         self._forceSend(ProducerFinished(self), "signal")
+
+    def _wakePassing(self, result: object) -> object:
+        self.unpause()
+        return result
 
     async def _ready(self, channel: Any, lost: Deferred[Any]) -> None:
         if self.declare:
@@ -646,6 +660,8 @@ class AMQPSink(_BrokerComponent):
     :param mandatory: ask the broker to return messages no queue takes (reported as a
         :class:`PublishFailed` ``ErrorInformation``).
     :param inboxSize: the bound of ``inbox`` (default: ``window``).
+    :param declare: on connecting, declare a durable queue named ``routingKey`` (for the
+        default exchange: a work queue that exists before anything is published to it).
 
     On a lost connection with ``reconnect=True``, the messages not confirmed yet are
     published again on the new connection, first and in order; confirmed ones never are.
@@ -681,6 +697,7 @@ class AMQPSink(_BrokerComponent):
         reconnect: bool = False,
         connectTimeout: float = 10.0,
         inboxSize: int | None = None,
+        declare: bool = False,
     ) -> None:
         super().__init__(url, endpoint, reconnect, connectTimeout)
         if window < 1:
@@ -691,6 +708,7 @@ class AMQPSink(_BrokerComponent):
         self.marshaller = marshaller
         self.persistent = persistent
         self.mandatory = mandatory
+        self.declare = declare
         self.setInboxSize("inbox", window if inboxSize is None else inboxSize)
         #: Publishes sent / confirmed / sent again after a reconnect / nacked or returned.
         self.published = 0

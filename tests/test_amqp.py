@@ -444,3 +444,19 @@ async def test_marshaller_headers_and_redelivery_in_one_process(rabbit: RabbitNo
     assert got.messages[0].properties.content_type == "application/json"
     assert second.acked == 20
     assert await threads.deferToThread(rabbit.queueCounts, "objects") == (0, 0)
+
+
+def test_example_pipeline_runs(rabbit: RabbitNode) -> None:
+    """examples/amqp_pipeline.py against the test broker: everything published is tallied."""
+    from tests.exampleutil import runExample
+
+    rabbit.declare("pcpkit-example")
+    done = runExample("amqp_pipeline.py", rabbit.url, "700", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "published 700 orders" in done.stdout
+    assert f"tallied 700 orders, total amount {sum(i % 97 for i in range(700))}" in done.stdout
+    assert "guest:guest" not in done.stdout + done.stderr
+    assert rabbit.queueCounts("pcpkit-example") == (0, 0)
+    bad = runExample("amqp_pipeline.py", f"amqp://guest:guest@127.0.0.1:{freePort()}/", "5")
+    assert bad.returncode == 1
+    assert "cannot connect" in bad.stderr and "guest:***@" in bad.stderr
