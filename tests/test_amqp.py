@@ -229,7 +229,10 @@ async def test_sink_stops_while_broker_blocks_publishers(rabbit: RabbitNode) -> 
     try:
         for c in (signals, sink, feeder):
             c.activate()
-        await waitUntil(lambda: sink.blocked, 20, "Connection.Blocked")
+        inbox = sink.inboxes["inbox"]
+        await waitUntil(
+            lambda: sink.blocked and inbox.isFull(), 20, "Connection.Blocked, the inbox full"
+        )
         stuck = feeder.sent
         await deferLater(reactor, 0.3, lambda: None)
         assert feeder.sent == stuck < n  # nothing taken from the inbox while blocked
