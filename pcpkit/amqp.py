@@ -598,7 +598,7 @@ class AMQPSource(_BrokerComponent):
         n = 0
         while pending:
             tag, box, index = pending[0]
-            if box.putCount - len(box.queue) < index:
+            if box.putCount - len(box) < index:
                 break
             pending.popleft()
             last = tag
@@ -624,7 +624,7 @@ class AMQPSource(_BrokerComponent):
         if not self._pending or box is None:
             self._ackDelay = 0.0
             return
-        if progress or len(box.queue) > box.low:
+        if progress or len(box) > box.low:
             self._ackDelay = 0.0
             self._watch(box)
         elif self._ackTimer is None:
@@ -823,7 +823,7 @@ class AMQPSink(_BrokerComponent):
             return
         box = self.inboxes["inbox"]
         mark = self._windowMark
-        while box.queue and not self._gateClosed:
+        while len(box) and not self._gateClosed:
             msg = self.recv("inbox")
             try:
                 body, props, key = self._encode(msg)
