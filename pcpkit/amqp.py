@@ -68,8 +68,9 @@ RETRY_FIRST = 0.25
 RETRY_MAX = 8.0
 #: Seconds the broker gets to answer Connection.Close before the connection is cut.
 CLOSE_TIMEOUT = 5.0
-#: Longest pause between checks for taken-but-unacknowledged messages when the destination
-#: inbox is below its low watermark (its drain waiter cannot tell us more).
+#: First and longest pause between checks for taken-but-unacknowledged messages while the
+#: destination inbox is below its low watermark (its drain waiter cannot tell us more).
+ACK_CHECK_FIRST = 0.001
 ACK_CHECK_MAX = 0.25
 
 
@@ -496,7 +497,7 @@ class AMQPSource(_BrokerComponent):
         self._pending: deque[tuple[int, Box, int]] = deque()
         self._waitingOn: Box | None = None
         self._ackTimer: Any = None
-        self._ackDelay = 0.0
+        self._ackMisses = 0
         self._consumerTag: str | None = None
         self._draining = False
 
@@ -622,16 +623,22 @@ class AMQPSource(_BrokerComponent):
         box, self._waitingOn = self._waitingOn, None
         progress = self._ackTaken()
         if not self._pending or box is None:
-            self._ackDelay = 0.0
+            self._ackMisses = 0
             return
         if progress or len(box) > box.low:
-            self._ackDelay = 0.0
+            self._ackMisses = 0
+            self._watch(box)
+            return
+        # Nothing taken since the last look, and below the low watermark the waiter fires
+        # on the next turn whatever happens. Look once more on the next turn (downstream
+        # may simply not have run yet: the waiter can run first), then back off.
+        self._ackMisses += 1
+        if self._ackMisses == 1:
             self._watch(box)
         elif self._ackTimer is None:
-            # Below the low watermark the waiter would fire at once each turn: back off.
-            self._ackDelay = min(max(self._ackDelay * 2, 0.005), ACK_CHECK_MAX)
+            delay = min(ACK_CHECK_FIRST * 2 ** (self._ackMisses - 2), ACK_CHECK_MAX)
             self._waitingOn = box
-            self._ackTimer = getReactor().callLater(self._ackDelay, self._onAckTimer)
+            self._ackTimer = getReactor().callLater(delay, self._onAckTimer)
 
     def _onAckTimer(self) -> None:
         self._ackTimer = None
