@@ -101,6 +101,15 @@ async def publish(url: str, queue: str, items: list[Any], **sinkOptions: Any) ->
     return sink
 
 
+def started(comp: Component) -> MessageCollector:
+    """Activate ``comp`` with a MessageCollector on its ``signal`` (returned)."""
+    signals = MessageCollector()
+    comp.link((comp, "signal"), (signals, "control"))
+    signals.activate()
+    comp.activate()
+    return signals
+
+
 def consumer(url: str, queue: str, *options: str) -> Deferred[tuple[bytes, bytes, int]]:
     """Run a consumer process (tests/rabbitutil.py); (stdout, stderr, exit code)."""
     argv = consumerCommand(url, queue, *options)
@@ -333,10 +342,7 @@ async def test_connection_refused_is_reported_without_credentials() -> None:
     globalLogPublisher.addObserver(observe)
     try:
         for comp in (AMQPSource("q", url=url), AMQPSink("", "q", url=url)):
-            signals = MessageCollector()
-            comp.link((comp, "signal"), (signals, "control"))
-            signals.activate()
-            comp.activate()
+            signals = started(comp)
             await runComponent(signals, timeout=10)
             first, last = signals.controlMessages
             assert isinstance(first, ErrorInformation)
@@ -351,10 +357,7 @@ async def test_connection_refused_is_reported_without_credentials() -> None:
 @pytest_twisted.ensureDeferred
 async def test_reconnect_retries_with_backoff_until_stopped() -> None:
     source = AMQPSource("q", url=f"amqp://guest:guest@127.0.0.1:{freePort()}/", reconnect=True)
-    signals = MessageCollector()
-    source.link((source, "signal"), (signals, "control"))
-    signals.activate()
-    source.activate()
+    signals = started(source)
     await signals.waitFor(3, "control", timeout=10)  # three refused attempts, reported
     assert all(isinstance(m, ErrorInformation) for m in signals.controlMessages)
     source.inboxes["control"].deliver(ShutdownMicroprocess())
@@ -365,11 +368,7 @@ async def test_reconnect_retries_with_backoff_until_stopped() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_missing_queue_closes_channel_with_clear_error(rabbit: RabbitNode) -> None:
-    source = AMQPSource("no-such-queue", url=rabbit.url)
-    signals = MessageCollector()
-    source.link((source, "signal"), (signals, "control"))
-    signals.activate()
-    source.activate()
+    signals = started(AMQPSource("no-such-queue", url=rabbit.url))
     await runComponent(signals, timeout=10)
     error, end = signals.controlMessages
     assert isinstance(error, ErrorInformation) and isinstance(end, ProducerFinished)
