@@ -1,0 +1,92 @@
+"""Helpers shared by the building-block tests (pcpkit.util)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from twisted.internet.task import Clock
+
+from pcpkit import Component, producerFinished
+
+
+@contextmanager
+def clockScheduler() -> Iterator[Clock]:
+    """
+    Run the component scheduler (and the boxes' wake-ups) on a ``task.Clock``: pure logic,
+    deterministic, so hypothesis can shrink. Same technique as tests/test_backpressure.py.
+    """
+    import pcpkit.component as component_module
+
+    clock = Clock()
+    realGetReactor = component_module.getReactor
+    saved = component_module._scheduler
+    component_module.getReactor = lambda: clock  # type: ignore[assignment]
+    component_module._scheduler = component_module._Scheduler()
+    try:
+        yield clock
+    finally:
+        component_module.getReactor = realGetReactor
+        component_module._scheduler = saved
+
+
+def runUntil(clock: Clock, done: Callable[[], bool], check: Callable[[], None] = lambda: None,
+             steps: int = 200_000, step: float = 0.0005) -> None:
+    """Advance ``clock`` until ``done()``, calling ``check()`` after every step."""
+    for _ in range(steps):
+        if done():
+            return
+        clock.advance(step)
+        check()
+    raise AssertionError("stalled: the components did not finish")
+
+
+class Feeder(Component):
+    """Sends each item with ``await put`` (waiting while the next inbox is full), then
+    ``producerFinished``; counts how often it had to wait."""
+
+    def __init__(self, items: Iterable[Any], **argd: Any) -> None:
+        super().__init__(**argd)
+        self.items = list(items)
+        self.sent = 0
+
+    async def main(self) -> None:
+        for item in self.items:
+            await self.put(item, "outbox")
+            self.sent += 1
+        self.send(producerFinished(self), "signal")
+
+
+class Paced(Component):
+    """
+    A sink that takes ``pace[i % len(pace)]`` messages, then sleeps one scheduler turn per
+    entry of ``idle``; records what it got and the most messages it ever saw queued.
+    """
+
+    def __init__(self, pace: list[int], idle: int = 0, bound: int | None = None,
+                 **argd: Any) -> None:
+        super().__init__(**argd)
+        self.pace = pace or [1]
+        self.idle = idle
+        self.got: list[Any] = []
+        self.maxQueued = 0
+        if bound is not None:
+            self.setInboxSize("inbox", bound)
+
+    def main(self) -> Generator[int, None, list[Any]]:
+        i = 0
+        while True:
+            self.maxQueued = max(self.maxQueued, self.dataReady("inbox"))
+            for _ in range(self.pace[i % len(self.pace)]):
+                if not self.dataReady("inbox"):
+                    break
+                self.got.append(self.recv("inbox"))
+            i += 1
+            if self.dataReady("control") and not self.dataReady("inbox"):
+                return self.got
+            for _ in range(self.idle):
+                yield 1
+            if not self.dataReady("inbox"):
+                self.pause()
+            yield 1
