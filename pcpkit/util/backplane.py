@@ -24,7 +24,7 @@ from typing import Any
 from pcpkit.component import Component, Linkage
 from pcpkit.ipc import Shutdown
 from pcpkit.util.fanout import PlugSplitter
-from pcpkit.util.outlets import DROP, PAUSE, Outlet
+from pcpkit.util.outlets import DEFAULT_GRACE, DROP, PAUSE, Outlet, boundInbox
 
 __all__ = ["Backplane", "PublishTo", "SubscribeTo", "BackplaneExists", "findBackplane"]
 
@@ -52,7 +52,7 @@ class Backplane(Component):
     :param name: the name :class:`PublishTo` and :class:`SubscribeTo` use.
     :param size: the bound of a subscriber whose destination inbox has none (default 64).
     :param policy: what a full subscriber does: ``"pause"`` the publishers (default) or
-        ``"drop"`` its messages.
+        ``"drop"`` its messages once it has taken nothing for ``grace`` seconds.
 
     Boxes: ``inbox`` and ``outbox`` are not used; a shutdown message on ``control`` ends the
     backplane, is passed to every subscriber (which end too) and comes out of ``signal``.
@@ -67,7 +67,12 @@ class Backplane(Component):
     Outboxes = {"outbox": "NOT USED", "signal": "shutdown signalling"}
 
     def __init__(
-        self, name: str, size: int | None = None, policy: str = PAUSE, **argd: Any
+        self,
+        name: str,
+        size: int | None = None,
+        policy: str = PAUSE,
+        grace: float = DEFAULT_GRACE,
+        **argd: Any,
     ) -> None:
         super().__init__(**argd)
         if not isinstance(name, str):
@@ -75,7 +80,7 @@ class Backplane(Component):
         if name in _registry:
             raise BackplaneExists(f"a Backplane named {name!r} is already running")
         self.backplaneName = name
-        self.splitter = PlugSplitter(size=size, policy=policy)
+        self.splitter = PlugSplitter(size=size, policy=policy, grace=grace)
         self.addChildren(self.splitter)
         self.link((self, "control"), (self.splitter, "control"), passthrough=1)
         self.link((self.splitter, "signal"), (self, "signal"), passthrough=2)
@@ -122,16 +127,28 @@ class PublishTo(Component):
         super().__init__(**argd)
         self.destination = destination
         self._linkage: Linkage | None = None
+        # until it is linked to the backplane, what is sent to it waits here: bounded too
+        boundInbox(self, "inbox")
+        if destination in _registry:
+            # link now, not when main starts: a sender waiting for room in our own inbox
+            # would not be woken by room in the backplane's once the link moves its messages
+            self._link(_registry[destination])
+
+    def _link(self, backplane: Backplane) -> None:
+        self._linkage = self.link(
+            (self, "inbox"), (backplane.splitter, "inbox"), passthrough=1
+        )
 
     def main(self) -> Generator[int, None, None]:
-        backplane = findBackplane(self.destination)
-        self._linkage = self.link((self, "inbox"), (backplane.splitter, "inbox"), passthrough=1)
+        if self._linkage is None:
+            self._link(findBackplane(self.destination))
         while True:
             while self.dataReady("control"):
                 msg = self.recv("control")
                 self.send(msg, "signal")
                 if isinstance(msg, Shutdown):
                     self.unlink(thelinkage=self._linkage)
+                    self._linkage = None
                     return
             self.pause()
             yield 1

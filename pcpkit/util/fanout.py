@@ -29,7 +29,16 @@ from typing import Any
 
 from pcpkit.component import Component
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
-from pcpkit.util.outlets import BATCH, DEFAULT_SIZE, DROP, PAUSE, Outlet, Outlets, boundInbox
+from pcpkit.util.outlets import (
+    BATCH,
+    DEFAULT_GRACE,
+    DEFAULT_SIZE,
+    DROP,
+    PAUSE,
+    Outlet,
+    Outlets,
+    boundInbox,
+)
 
 __all__ = [
     "addsink",
@@ -102,6 +111,8 @@ class Splitter(Component):
 
     :param size: the bound of a branch whose sink inbox has none (default 64 messages).
     :param policy: the default policy of new branches.
+    :param grace: how long (seconds) a full ``"drop"`` branch may take nothing before its
+        messages are dropped (default 0.05): a branch merely behind a burst catches up.
 
     ``dropped`` counts messages dropped over all branches; ``outlets`` lists the branches
     (each with ``delivered``, ``dropped``, ``pauses``, ``peak``); ``pauses`` counts the times
@@ -117,13 +128,19 @@ class Splitter(Component):
 
     inboxSize = DEFAULT_SIZE
 
-    def __init__(self, size: int | None = None, policy: str = PAUSE, **argd: Any) -> None:
+    def __init__(
+        self,
+        size: int | None = None,
+        policy: str = PAUSE,
+        grace: float = DEFAULT_GRACE,
+        **argd: Any,
+    ) -> None:
         super().__init__(**argd)
         if policy not in (PAUSE, DROP):
             raise ValueError(f"policy must be {PAUSE!r} or {DROP!r}, not {policy!r}")
         self.size = size
         self.policy = policy
-        self.outlets = Outlets(self, prefix="sink")
+        self.outlets = Outlets(self, prefix="sink", grace=grace)
         self.controlOutlets = Outlets(self, prefix="sinkcontrol")
         self.inboxname = "inbox"
         self.controlname = "control"
@@ -136,7 +153,7 @@ class Splitter(Component):
 
     @property
     def pauses(self) -> int:
-        """How many times a full branch paused the source."""
+        """How many times a full branch paused the source (a ``"drop"`` branch's grace too)."""
         return self.outlets.pauser.pauses
 
     # -- configuration -------------------------------------------------------------------------
@@ -280,7 +297,8 @@ class PlugSplitter(Splitter):
             self.inboxname = "_inbox"
             self.controlname = "_control"
             sourceComponent.finished.addBoth(self._childFinished)
-        self._outboxOutlet = self.outlets.attach("outbox", PAUSE, key=(self, "outbox"))
+        # a branch only while linked to an inbox (see _take)
+        self._outboxOutlet = Outlet(self.outlets, "outbox", PAUSE, None, (self, "outbox"))
 
     def _childFinished(self, result: Any) -> Any:
         self.unpause()

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from twisted.logger import Logger
 
 from pcpkit._pause import Pause, Pauser
+from pcpkit._twisted import getReactor
 from pcpkit.component import Box, Component, Linkage
 from pcpkit.ipc import ErrorInformation, ProducerFinished, Shutdown, ShutdownMicroprocess
 
@@ -41,6 +42,7 @@ __all__ = [
     "PAUSE",
     "DROP",
     "DEFAULT_SIZE",
+    "DEFAULT_GRACE",
     "Outlet",
     "Outlets",
     "boundInbox",
@@ -56,6 +58,9 @@ DROP = "drop"
 #: Bound (messages) of a destination inbox that has none of its own, and of the inboxes of
 #: the building blocks.
 DEFAULT_SIZE = 64
+#: Seconds a full :data:`DROP` destination may take nothing before its messages are dropped
+#: (a consumer that is merely behind a burst catches up within it).
+DEFAULT_GRACE = 0.05
 #: Messages a building block takes from its inbox in one step before giving others a turn.
 BATCH = 64
 
@@ -98,6 +103,7 @@ class Outlet:
         "peak",
         "_pause",
         "_dropping",
+        "_graceUntil",
         "_onDrained",
         "_watched",
     )
@@ -128,6 +134,7 @@ class Outlet:
         self.peak = 0
         self._pause: Pause | None = None
         self._dropping = False
+        self._graceUntil = 0.0
         self._watched: object = None
 
         def onDrained() -> None:
@@ -179,13 +186,16 @@ class Outlets:
         onPause: Callable[[], object] | None = None,
         onResume: Callable[[], object] | None = None,
         prefix: str = "outlet",
+        grace: float = DEFAULT_GRACE,
     ) -> None:
         self.owner = owner
+        #: Seconds a full DROP outlet's destination gets to take a message before drops.
+        self.grace = grace
         self.pauser = Pauser(onPause or (lambda: None), onResume or owner.unpause)
         self.outlets: list[Outlet] = []
         self.prefix = prefix
         self._counter = 0
-        self._delivering = False
+        self._graceCall: Any = None
 
     def __iter__(self) -> Any:
         return iter(list(self.outlets))
@@ -276,17 +286,37 @@ class Outlets:
         self._release(outlet)
 
     def clear(self, why: str = "stopped") -> None:
+        """Give up every outlet's messages; remove the outlets :meth:`add` made."""
+        if self._graceCall is not None:
+            if self._graceCall.active():
+                self._graceCall.cancel()
+            self._graceCall = None
         for o in list(self.outlets):
             if o.linkage is not None:
                 self.remove(o, why)
             else:
-                self._discard(o, why)
+                self.discard(o, why)
 
-    def _discard(self, outlet: Outlet, why: str) -> None:
+    def discard(self, outlet: Outlet, why: str) -> None:
+        """Give up what ``outlet`` holds (counted in its ``dropped``, logged); keep it."""
         if outlet.pending:
-            outlet.dropped += len(outlet.pending)
+            n = len(outlet.pending)
+            outlet.dropped += n
             outlet.pending.clear()
+            _log.warn(
+                "{owner}: {n} messages for {box} not delivered: {why}",
+                owner=self.owner,
+                n=n,
+                box=outlet.boxname,
+                why=why,
+            )
         self._release(outlet)
+
+    def abandonUnlinked(self) -> None:
+        """Discard what outlets hold for an outbox no longer linked to any inbox."""
+        for o in self.outlets:
+            if o.pending and not o.destination.isInbox:
+                self.discard(o, "its outbox is no longer linked to anything")
 
     # -- delivering --------------------------------------------------------------------------
 
@@ -306,14 +336,14 @@ class Outlets:
         n = len(dest)
         if n >= outlet.bound:
             if outlet.policy == DROP:
-                outlet.dropped += 1
-                if not outlet._dropping:
-                    outlet._dropping = True
-                    _log.warn(
-                        "{owner}: destination of {box} is full; dropping messages for it",
-                        owner=self.owner,
-                        box=outlet.boxname,
-                    )
+                if outlet._dropping:
+                    outlet.dropped += 1
+                    return
+                # Full for the first time since it last took a message: give its owner one
+                # reactor turn to catch up (a burst is not a stall), then drop.
+                outlet.pending.append(msg)
+                self._block(outlet, dest)
+                self._startGrace(outlet)
                 return
             outlet.pending.append(msg)
             self._block(outlet, dest)
@@ -331,10 +361,46 @@ class Outlets:
         if n >= outlet.peak:
             outlet.peak = n + 1
 
+    def _startGrace(self, outlet: Outlet) -> None:
+        clock = getReactor()
+        outlet._graceUntil = clock.seconds() + self.grace
+        if self._graceCall is None:
+            self._graceCall = clock.callLater(self.grace, self._graceOver)
+
+    def _graceOver(self) -> None:
+        self._graceCall = None
+        clock = getReactor()
+        now = clock.seconds()
+        nextAt: float | None = None
+        for outlet in list(self.outlets):
+            if outlet.policy != DROP or not outlet.pending:
+                continue
+            if len(outlet.destination) < outlet.bound:
+                self.flush(outlet)
+                continue
+            if outlet._graceUntil > now:
+                nextAt = outlet._graceUntil if nextAt is None else min(nextAt, outlet._graceUntil)
+                continue
+            n = len(outlet.pending)
+            outlet.pending.clear()
+            outlet.dropped += n
+            outlet._dropping = True
+            _log.warn(
+                "{owner}: destination of {box} took nothing for {grace}s; dropping messages "
+                "for it until it does",
+                owner=self.owner,
+                box=outlet.boxname,
+                grace=self.grace,
+            )
+            self._release(outlet)
+        if nextAt is not None:
+            self._graceCall = clock.callLater(max(0.0, nextAt - now), self._graceOver)
+
     def _block(self, outlet: Outlet, dest: Box) -> None:
         if outlet._pause is None:
             outlet._pause = self.pauser.pause(outlet)
-            outlet.pauses += 1
+            if outlet.policy == PAUSE:
+                outlet.pauses += 1
         owner = dest.owner
         if (
             isinstance(owner, Component)
@@ -377,6 +443,11 @@ class Outlets:
         if p is not None:
             outlet._pause = None
             p.unpause()
+        call = self._graceCall
+        if call is not None and not any(o.pending for o in self.outlets if o.policy == DROP):
+            self._graceCall = None
+            if call.active():
+                call.cancel()
 
 
 class Transformer(Component):
@@ -473,6 +544,9 @@ class Transformer(Component):
                 self.step()
             if self.error is not None:
                 continue
+            if ending is not None and out.pending:
+                # the stream ends: nobody will ever drain an outbox that was unlinked
+                out.abandonUnlinked()
             if ending is not None and not out.pending and not self.dataReady("inbox"):
                 if not finalSent:
                     finalSent = True
