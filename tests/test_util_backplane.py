@@ -36,8 +36,11 @@ async def _stop(backplane: Backplane) -> None:
 def test_backplane_boxes_are_kamaelias() -> None:
     from Kamaelia.Util import Backplane as K
 
-    for ours, theirs in ((Backplane, K.Backplane), (PublishTo, K.PublishTo),
-                         (SubscribeTo, K.SubscribeTo)):
+    for ours, theirs in (
+        (Backplane, K.Backplane),
+        (PublishTo, K.PublishTo),
+        (SubscribeTo, K.SubscribeTo),
+    ):
         assert set(theirs.Inboxes) <= set(ours.Inboxes)
         assert set(theirs.Outboxes) - {"_outbox"} <= set(ours.Outboxes)
 
@@ -218,10 +221,7 @@ async def test_chat_server_fifty_clients_one_never_reads() -> None:
 
     clients = [ChatClient(i, total) for i in range(1, CLIENTS)]
     await gatherResults(
-        [
-            connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), c)
-            for c in clients
-        ]
+        [connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), c) for c in clients]
     )
     await waitUntil(lambda: len(bp.splitter.outlets) == CLIENTS)
     slow.sendall(b"".join(line(0, seq) for seq in range(LINES_EACH)))

@@ -31,8 +31,13 @@ def clockScheduler() -> Iterator[Clock]:
         component_module._scheduler = saved
 
 
-def runUntil(clock: Clock, done: Callable[[], bool], check: Callable[[], None] = lambda: None,
-             steps: int = 200_000, step: float = 0.0005) -> None:
+def runUntil(
+    clock: Clock,
+    done: Callable[[], bool],
+    check: Callable[[], None] = lambda: None,
+    steps: int = 200_000,
+    step: float = 0.0005,
+) -> None:
     """Advance ``clock`` until ``done()``, calling ``check()`` after every step."""
     for _ in range(steps):
         if done():
@@ -76,8 +81,9 @@ class Paced(Component):
     entry of ``idle``; records what it got and the most messages it ever saw queued.
     """
 
-    def __init__(self, pace: list[int], idle: int = 0, bound: int | None = None,
-                 **argd: Any) -> None:
+    def __init__(
+        self, pace: list[int], idle: int = 0, bound: int | None = None, **argd: Any
+    ) -> None:
         super().__init__(**argd)
         self.pace = pace or [1]
         self.idle = idle

@@ -135,9 +135,7 @@ class PublishTo(Component):
             self._link(_registry[destination])
 
     def _link(self, backplane: Backplane) -> None:
-        self._linkage = self.link(
-            (self, "inbox"), (backplane.splitter, "inbox"), passthrough=1
-        )
+        self._linkage = self.link((self, "inbox"), (backplane.splitter, "inbox"), passthrough=1)
 
     def main(self) -> Generator[int, None, None]:
         if self._linkage is None:

@@ -70,7 +70,16 @@ DEFAULT_MAX_LINE = 16384
 
 
 class FrameError(ValueError):
-    """Bytes that cannot be decoded: not the format, or a frame over the length limit."""
+    """
+    Bytes that cannot be decoded: not the format, or a frame over the length limit.
+
+    ``partial`` holds the frames completed in the same :meth:`feed` before the error (a
+    deframer sends them before reporting the error).
+    """
+
+    def __init__(self, message: str, partial: list[bytes] | None = None) -> None:
+        super().__init__(message)
+        self.partial: list[bytes] = partial or []
 
 
 # -- lines ---------------------------------------------------------------------------------
@@ -104,14 +113,14 @@ class LineDecoder:
         lines = buf.split(self.delimiter)
         self.buffer = lines.pop()
         maxLength = self.maxLength
-        for line in lines:
+        for i, line in enumerate(lines):
             if len(line) > maxLength:
                 self.buffer = b""
-                raise FrameError(f"line of {len(line)} bytes is longer than {maxLength}")
+                raise FrameError(f"line of {len(line)} bytes is longer than {maxLength}", lines[:i])
         if len(self.buffer) > maxLength:
             n = len(self.buffer)
             self.buffer = b""
-            raise FrameError(f"line of more than {n} bytes is longer than {maxLength}")
+            raise FrameError(f"line of more than {n} bytes is longer than {maxLength}", lines)
         return lines
 
     def end(self) -> list[bytes]:
@@ -152,22 +161,24 @@ class NetstringDecoder:
                 head = bytes(buf[pos : pos + self._digits + 1])
                 if not head.isdigit() or len(head) > self._digits:
                     del buf[:pos]
-                    raise FrameError(f"not a netstring length: {head[:20]!r}")
+                    raise FrameError(f"not a netstring length: {head[:20]!r}", out)
                 break
             head = bytes(buf[pos:colon])
             if not head.isdigit() or (len(head) > 1 and head[0:1] == b"0"):
                 del buf[:pos]
-                raise FrameError(f"not a netstring length: {head[:20]!r}")
+                raise FrameError(f"not a netstring length: {head[:20]!r}", out)
             length = int(head)
             if length > self.maxLength:
                 del buf[:pos]
-                raise FrameError(f"netstring of {length} bytes is longer than {self.maxLength}")
+                raise FrameError(
+                    f"netstring of {length} bytes is longer than {self.maxLength}", out
+                )
             end = colon + 1 + length
             if end >= n:
                 break
             if buf[end] != 0x2C:  # ","
                 del buf[:pos]
-                raise FrameError(f"netstring of {length} bytes not followed by ','")
+                raise FrameError(f"netstring of {length} bytes not followed by ','", out)
             out.append(bytes(buf[colon + 1 : end]))
             pos = end + 1
         del buf[:pos]
@@ -223,7 +234,7 @@ class LengthPrefixDecoder:
             (length,) = unpack(buf, pos)
             if length > self.maxLength:
                 del buf[:pos]
-                raise FrameError(f"frame of {length} bytes is longer than {self.maxLength}")
+                raise FrameError(f"frame of {length} bytes is longer than {self.maxLength}", out)
             end = pos + size + length
             if end > n:
                 break
@@ -340,7 +351,7 @@ class ChunkDecoder:
             n = len(buf) - ls
             buf.clear()
             self.synced = False
-            raise FrameError(f"chunk of more than {n} bytes is longer than {self.maxLength}")
+            raise FrameError(f"chunk of more than {n} bytes is longer than {self.maxLength}", out)
         return out
 
     def flush(self) -> list[bytes]:

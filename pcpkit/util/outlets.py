@@ -463,7 +463,8 @@ class Transformer(Component):
     empty and everything is delivered; a ``ShutdownMicroprocess`` ends it at once. Either is
     passed on along ``signal``. A :class:`ValueError` raised by :meth:`transform` (bad input)
     is reported on ``signal`` as an :class:`~pcpkit.ipc.ErrorInformation` followed by a
-    ``ProducerFinished``; what still arrives is then discarded (counted in ``discarded``)
+    ``ProducerFinished`` (messages made before it, listed in the exception's ``partial``
+    attribute if it has one, are sent first); what still arrives is then discarded (counted in ``discarded``)
     until a shutdown message on ``control``, so no sender is left blocked.
     """
 
@@ -536,6 +537,9 @@ class Transformer(Component):
                 try:
                     results = list(self.transform(self.recv("inbox")))
                 except ValueError as e:
+                    # what was made before the error still goes out
+                    for r in getattr(e, "partial", ()):
+                        out.deliver(r)
                     self._fault(e)
                     break
                 for r in results:
