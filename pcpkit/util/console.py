@@ -45,6 +45,8 @@ class _Console(Protocol):
         self.writeClosed = False
         self.readClosed = False
         self._waiters: list[Deferred[None]] = []
+        #: Fires when the standard I/O transport is gone (after the last user left).
+        self.closed: Deferred[None] = Deferred()
         makeStdio: Any = cast(Any, StandardIO)
         self.stdio: Any = makeStdio(self, stdin=key[0], stdout=key[1], reactor=reactor)
         # nobody reads yet: leave the input where it is
@@ -86,6 +88,8 @@ class _Console(Protocol):
             self.reader._inputEnded()
         if _consoles.get(self.key) is self:
             del _consoles[self.key]
+        if not self.closed.called:
+            self.closed.callback(None)
 
     def _release(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -177,6 +181,8 @@ class ConsoleReader(Component):
         try:
             lines = self.decoder.feed(data)
         except FrameError as e:
+            for line in e.partial:
+                self._line(line)
             self._error = ErrorInformation(self, exception=e, message=str(e))
             self._inputEnded()
             return
@@ -274,6 +280,7 @@ class ConsoleEchoer(Component):
         self.stdout = stdout
         self.stdin = stdin
         self.written = 0
+        self.console: _Console | None = None
         boundInbox(self, "inbox")
 
     def _encode(self, msg: Any) -> bytes:
@@ -282,7 +289,7 @@ class ConsoleEchoer(Component):
         return (self.tag + self.serialise(msg)).encode("utf-8")
 
     async def main(self) -> None:
-        console = _acquire(self.stdin, self.stdout)
+        console = self.console = _acquire(self.stdin, self.stdout)
         try:
             async for msg in self.messages("inbox"):
                 if console.writePaused and not console.writeClosed:
