@@ -13,7 +13,7 @@ from pcpkit import ErrorInformation, ProducerFinished
 from pcpkit.chassis import Pipeline
 from pcpkit.testing import MessageCollector, runComponent
 from pcpkit.util import ConsoleEchoer, ConsoleReader
-from pcpkit.util import console as consoleModule
+from pcpkit.util import console as consolemodule
 from tests.test_util_fanout import Gate, waitUntil
 from tests.utilutil import Feeder
 
@@ -116,7 +116,7 @@ async def test_echoer_writes_everything_and_holds_senders_while_stdout_is_full(
     p = Pipeline(feeder, echoer)
     p.activate()
     await waitUntil(lambda: echoer.dataReady("inbox") >= 32 and feeder.sent < count)
-    console = consoleModule._consoles[(inR, outW)]
+    console = consolemodule._consoles[(inR, outW)]
     assert console.writePaused
     # now drain the pipe as a slow reader would
     got = bytearray()

@@ -15,7 +15,7 @@ from twisted.protocols.basic import LineReceiver
 from pcpkit import ErrorInformation, ProducerFinished
 from pcpkit.chassis import Pipeline
 from pcpkit.testing import MessageCollector, runComponent
-from pcpkit.util import framing as F
+from pcpkit.util import framing
 from pcpkit.util.framing import (
     ChunkDecoder,
     DataChunker,
@@ -68,14 +68,14 @@ cuts = st.lists(st.integers(0, 10_000), max_size=40)
 def test_lines_round_trip_at_any_chunking(frames: list[bytes], cuts: list[int]) -> None:
     # a frame ending in \r would merge with the delimiter: lines cannot carry that
     frames = [f for f in frames if not f.endswith(b"\r")]
-    stream = b"".join(F.encodeLine(f) for f in frames)
+    stream = b"".join(framing.encodeLine(f) for f in frames)
     assert feedAll(LineDecoder(maxLength=300), split(stream, cuts)) == frames
 
 
 @settings(max_examples=150, deadline=None)
 @given(frames=frames, cuts=cuts)
 def test_netstrings_round_trip_at_any_chunking(frames: list[bytes], cuts: list[int]) -> None:
-    stream = b"".join(F.encodeNetstring(f) for f in frames)
+    stream = b"".join(framing.encodeNetstring(f) for f in frames)
     assert feedAll(NetstringDecoder(maxLength=300), split(stream, cuts)) == frames
 
 
@@ -85,7 +85,7 @@ def test_length_prefixed_round_trip_at_any_chunking(
     frames: list[bytes], cuts: list[int], bits: int
 ) -> None:
     frames = [f[:255] for f in frames] if bits == 8 else frames
-    stream = b"".join(F.encodeLengthPrefixed(f, bits) for f in frames)
+    stream = b"".join(framing.encodeLengthPrefixed(f, bits) for f in frames)
     assert feedAll(LengthPrefixDecoder(bits, maxLength=300), split(stream, cuts)) == frames
 
 
@@ -98,7 +98,7 @@ def test_length_prefixed_round_trip_at_any_chunking(
 def test_kamaelia_chunks_round_trip_at_any_chunking(
     frames: list[bytes], cuts: list[int], garbage: bytes
 ) -> None:
-    stream = garbage + b"".join(F.encodeChunk(f) for f in frames)
+    stream = garbage + b"".join(framing.encodeChunk(f) for f in frames)
     decoder = ChunkDecoder(maxLength=1000)
     assert feedAll(decoder, split(stream, cuts)) == frames
     assert decoder.skipped == len(garbage)
@@ -143,7 +143,7 @@ def test_too_long_line_is_an_error_not_a_buffer() -> None:
         (NetstringDecoder(), b"999999999999", "not a netstring length"),
         (NetstringDecoder(), b"01:a,", "not a netstring length"),
         (LengthPrefixDecoder(16, maxLength=100), b"\x01\x00", "longer than 100"),
-        (ChunkDecoder(maxLength=10), F.KAMAELIA_SYNC + b"a" * 11, "longer than 10"),
+        (ChunkDecoder(maxLength=10), framing.KAMAELIA_SYNC + b"a" * 11, "longer than 10"),
     ],
 )
 def test_garbage_is_a_frame_error(decoder: Any, data: bytes, match: str) -> None:
@@ -170,9 +170,9 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="empty"):
         LineDecoder(b"")
     with pytest.raises(FrameError, match="fit"):
-        F.encodeLengthPrefixed(b"x" * 256, 8)
+        framing.encodeLengthPrefixed(b"x" * 256, 8)
     with pytest.raises(FrameError, match="delimiter"):
-        F.encodeLine(b"a\r\nb")
+        framing.encodeLine(b"a\r\nb")
 
 
 # -- the components ----------------------------------------------------------------------------
@@ -267,7 +267,7 @@ async def test_dechunker_flush_inbox() -> None:
     dechunker.link((dechunker, "outbox"), (out, "inbox"))
     out.activate()
     dechunker.activate()
-    dechunker.inboxes["inbox"].deliver(F.encodeChunk(b"one") + F.encodeChunk(b"two"))
+    dechunker.inboxes["inbox"].deliver(framing.encodeChunk(b"one") + framing.encodeChunk(b"two"))
     await out.waitFor(1, timeout=5)
     dechunker.inboxes["flush"].deliver("flush")
     assert await out.waitFor(2, timeout=5) == [b"one", b"two"]
@@ -290,7 +290,7 @@ def test_kamaelia_chunker_frames_parse_here_and_ours_parse_there(text: str) -> N
 
     raw = text.encode("latin-1")
     theirs = KChunker().encodeChunk(text).encode("latin-1")
-    ours = F.encodeChunk(raw)
+    ours = framing.encodeChunk(raw)
     assert ours == theirs
     d = ChunkDecoder()
     assert d.feed(theirs) == [] and d.flush() == [raw]

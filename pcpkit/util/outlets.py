@@ -464,8 +464,8 @@ class Transformer(Component):
     passed on along ``signal``. A :class:`ValueError` raised by :meth:`transform` (bad input)
     is reported on ``signal`` as an :class:`~pcpkit.ipc.ErrorInformation` followed by a
     ``ProducerFinished`` (messages made before it, listed in the exception's ``partial``
-    attribute if it has one, are sent first); what still arrives is then discarded (counted in ``discarded``)
-    until a shutdown message on ``control``, so no sender is left blocked.
+    attribute if it has one, are sent first); what still arrives is then discarded (counted
+    in ``discarded``) until a shutdown message on ``control``, so no sender is left blocked.
     """
 
     Inboxes: ClassVar[dict[str, str] | list[str] | tuple[str, ...]] = {
