@@ -322,7 +322,26 @@ class Outlets:
 
     def deliver(self, msg: object) -> None:
         """Send ``msg`` to every outlet, by each outlet's policy."""
+        # The per-message path of every fan-out: the common case (room, nothing held)
+        # inlined; anything else goes through deliverTo.
+        outboxes = self.owner.outboxes
+        send = self.owner.send
         for outlet in self.outlets:
+            if not outlet.pending and not outlet._dropping:
+                dest = outboxes[outlet.boxname].final
+                n = len(dest)
+                own = dest.maxsize
+                size = outlet.size
+                if own is None:
+                    bound = DEFAULT_SIZE if size is None else size
+                else:
+                    bound = own if size is None or size > own else size
+                if n < bound:
+                    send(msg, outlet.boxname)
+                    outlet.delivered += 1
+                    if n >= outlet.peak:
+                        outlet.peak = n + 1
+                    continue
             self.deliverTo(outlet, msg)
 
     def deliverTo(self, outlet: Outlet, msg: object) -> None:
