@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,14 +15,12 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from pcpkit import ProducerFinished, ShutdownMicroprocess
-from pcpkit.chassis import Graphline, Pipeline
+from pcpkit.chassis import Pipeline
 from pcpkit.internet.tcp import SimpleServer
 from pcpkit.testing import MessageCollector, runComponent
 from pcpkit.util import (
     Backplane,
     BackplaneExists,
-    LineDeframer,
-    LineFramer,
     PublishTo,
     SubscribeTo,
 )
@@ -149,25 +149,17 @@ CLIENTS = 50
 QUEUE = 32
 
 
-def chatConnection(name: str) -> Graphline:
-    """One connection of the chat: lines in -> backplane -> lines out (as examples/)."""
-    return Graphline(
-        LINES=LineDeframer(b"\n"),
-        PUB=PublishTo(name),
-        SUB=SubscribeTo(name, policy="drop", size=QUEUE),
-        FRAME=LineFramer(b"\n"),
-        linkages={
-            ("self", "inbox"): ("LINES", "inbox"),
-            ("self", "control"): ("LINES", "control"),
-            ("LINES", "outbox"): ("PUB", "inbox"),
-            ("LINES", "signal"): ("PUB", "control"),
-            ("PUB", "signal"): ("SUB", "control"),
-            ("SUB", "outbox"): ("FRAME", "inbox"),
-            ("SUB", "signal"): ("FRAME", "control"),
-            ("FRAME", "outbox"): ("self", "outbox"),
-            ("FRAME", "signal"): ("self", "signal"),
-        },
-    )
+def loadExample(name: str) -> Any:
+    """Import ``examples/<name>.py`` (not a package) as a module."""
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+chatConnection = loadExample("chat_server").chatConnection
 
 
 class ChatClient(Protocol):
@@ -203,7 +195,7 @@ def line(ident: int, seq: int) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_chat_server_fifty_clients_one_never_reads() -> None:
     bp = Backplane("chat-test").activate()
-    server = SimpleServer(lambda: chatConnection("chat-test"))
+    server = SimpleServer(lambda: chatConnection("chat-test", QUEUE))
     server.activate()
     port = await server.listening
     total = CLIENTS * LINES_EACH

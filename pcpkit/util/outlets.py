@@ -267,23 +267,12 @@ class Outlets:
         """
         if outlet not in self.outlets:
             return
+        self.discard(outlet, why)
         self.outlets.remove(outlet)
-        if outlet.pending:
-            n = len(outlet.pending)
-            outlet.pending.clear()
-            outlet.dropped += n
-            _log.warn(
-                "{owner}: {n} messages for {box} not delivered: {why}",
-                owner=self.owner,
-                n=n,
-                box=outlet.boxname,
-                why=why,
-            )
         self._droppedGone += outlet.dropped
         if outlet.linkage is not None:
             self.owner.unlink(thelinkage=outlet.linkage)
             self.owner.outboxes.pop(outlet.boxname, None)
-        self._release(outlet)
 
     def clear(self, why: str = "stopped") -> None:
         """Give up every outlet's messages; remove the outlets :meth:`add` made."""
