@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 import pytest_twisted
 from twisted.internet import fdesc
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from zope.interface.verify import verifyObject
 
 from pcpkit import ErrorInformation, ProducerFinished
 from pcpkit.chassis import Pipeline
@@ -56,6 +58,10 @@ async def test_reader_sends_lines_prompts_and_ends_at_eof(
     p.activate()
     os.write(inW, "hello\nwörld\r\nlast".encode())
     await out.waitFor(2, timeout=5)
+    # the shared stdio protocol is the producer registered on standard output
+    assert reader.console is not None
+    verifyObject(IPushProducer, reader.console)
+    verifyObject(IHalfCloseableProtocol, reader.console)
     os.close(inW)
     await runComponent(p, 5)
     assert out.messages == ["hello\n", "wörld\n", "last\n"]

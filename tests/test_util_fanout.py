@@ -337,3 +337,48 @@ async def test_large_stream_to_three_files_one_throttled(tmp_path: Path) -> None
         assert outlet.peak <= outlet.bound
     # the whole file is 64 MiB; bounded branches hold a few MiB at most
     assert peak[0] - base < 40 * 1024 * 1024, (peak[0] - base) / 2**20
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_way_splitter_differential() -> None:
+    """Kamaelia's TwoWaySplitter and ours, same input: the same two outputs."""
+    from Kamaelia.Chassis.Graphline import Graphline as KGraphline
+    from Kamaelia.Util.DataSource import DataSource
+    from Kamaelia.Util.TwoWaySplitter import TwoWaySplitter as KTwoWay
+
+    from tests.kamaeliautil import _Collect
+
+    items = list(range(50))
+    one, two = _Collect(), _Collect()
+    KGraphline(
+        SRC=DataSource(list(items)),
+        SPLIT=KTwoWay(),
+        ONE=one,
+        TWO=two,
+        linkages={
+            ("SRC", "outbox"): ("SPLIT", "inbox"),
+            ("SRC", "signal"): ("SPLIT", "control"),
+            ("SPLIT", "outbox"): ("ONE", "inbox"),
+            ("SPLIT", "outbox2"): ("TWO", "inbox"),
+            ("SPLIT", "signal"): ("ONE", "control"),
+            ("SPLIT", "signal2"): ("TWO", "control"),
+        },
+    ).run()
+    ours1, ours2 = MessageCollector(), MessageCollector()
+    split = TwoWaySplitter()
+    feeder = Feeder(items)
+    for src, dst in (
+        ((feeder, "outbox"), (split, "inbox")),
+        ((feeder, "signal"), (split, "control")),
+        ((split, "outbox"), (ours1, "inbox")),
+        ((split, "outbox2"), (ours2, "inbox")),
+        ((split, "signal"), (ours1, "control")),
+        ((split, "signal2"), (ours2, "control")),
+    ):
+        split.link(src, dst)
+    for c in (ours1, ours2, feeder):
+        c.activate()
+    await runComponent(split, 10)
+    assert await ours1.finished == one.got
+    assert await ours2.finished == two.got
+    assert one.got == items

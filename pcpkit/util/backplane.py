@@ -184,15 +184,13 @@ class SubscribeTo(Component):
         self.source = source
         self.policy = policy
         self.size = size
+        #: This subscriber's branch of the backplane (``dropped``, ``peak``...), once joined.
         self.outlet: Outlet | None = None
-        self._dropped = 0
 
     @property
     def dropped(self) -> int:
         """Messages this subscriber lost to the ``"drop"`` policy."""
-        if self.outlet is not None:
-            return self.outlet.dropped
-        return self._dropped
+        return self.outlet.dropped if self.outlet is not None else 0
 
     def main(self) -> Generator[int, None, None]:
         backplane = findBackplane(self.source)
@@ -212,6 +210,4 @@ class SubscribeTo(Component):
                 self.pause()
                 yield 1
         finally:
-            if self.outlet is not None:
-                self._dropped = self.outlet.dropped
             splitter.removeSink(self, "outbox", "control")
