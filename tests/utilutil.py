@@ -18,16 +18,19 @@ def clockScheduler() -> Iterator[Clock]:
     deterministic, so hypothesis can shrink. Same technique as tests/test_backpressure.py.
     """
     import pcpkit.component as component_module
+    import pcpkit.util.outlets as outlets_module
 
     clock = Clock()
     realGetReactor = component_module.getReactor
     saved = component_module._scheduler
     component_module.getReactor = lambda: clock  # type: ignore[assignment]
+    outlets_module.getReactor = lambda: clock  # type: ignore[assignment]
     component_module._scheduler = component_module._Scheduler()
     try:
         yield clock
     finally:
         component_module.getReactor = realGetReactor
+        outlets_module.getReactor = realGetReactor
         component_module._scheduler = saved
 
 
