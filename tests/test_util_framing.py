@@ -34,6 +34,7 @@ from pcpkit.util.framing import (
     NetstringFramer,
 )
 from tests.kamaeliautil import runKamaelia
+from tests.test_util_fanout import waitUntil
 from tests.utilutil import Feeder
 
 
@@ -345,3 +346,26 @@ async def runOurs(items: list[Any], component: Any, control: bool = False) -> li
     if control:
         return out.messages + out.controlMessages
     return out.messages
+
+
+@pytest_twisted.ensureDeferred
+async def test_framer_whose_consumer_went_away_ends_cleanly() -> None:
+    """A connection closed under a framer: what it could not deliver is counted, not kept."""
+    framer = LineFramer(b"\n")
+    gone = MessageCollector()
+    gone.setInboxSize("inbox", 2)  # never activated: takes nothing
+    linkage = framer.link((framer, "outbox"), (gone, "inbox"))
+    signals = MessageCollector()
+    framer.link((framer, "signal"), (signals, "control"))
+    signals.activate()
+    framer.activate()
+    for i in range(10):
+        framer.inboxes["inbox"].deliver(b"%d" % i)
+    await waitUntil(lambda: framer.out.paused)
+    framer.unlink(thelinkage=linkage)  # as SimpleServer does when the peer goes
+    framer.inboxes["control"].deliver(ProducerFinished())
+    await runComponent(framer, 5)
+    assert gone.dataReady("inbox") == 2
+    assert framer.outlet.dropped == 8
+    assert len(framer.outboxes["outbox"]) == 0
+    await signals.finished

@@ -104,6 +104,7 @@ class Outlet:
         "_pause",
         "_dropping",
         "_graceUntil",
+        "linkedSeen",
         "_onDrained",
         "_watched",
     )
@@ -135,6 +136,8 @@ class Outlet:
         self._pause: Pause | None = None
         self._dropping = False
         self._graceUntil = 0.0
+        #: Whether this outlet's outbox was seen linked to an inbox (by the batch paths).
+        self.linkedSeen = False
         self._watched: object = None
 
         def onDrained() -> None:
@@ -302,10 +305,30 @@ class Outlets:
         self._release(outlet)
 
     def abandonUnlinked(self) -> None:
-        """Discard what outlets hold for an outbox no longer linked to any inbox."""
+        """
+        Give up on outlets whose outbox was linked to an inbox and no longer is (the
+        consumer went away, say a closed connection): what they hold, and what is stranded
+        in the outbox itself, is counted in ``dropped`` and logged.
+        """
+        why = "its outbox is no longer linked to anything"
         for o in self.outlets:
-            if o.pending and not o.destination.isInbox:
-                self.discard(o, "its outbox is no longer linked to anything")
+            dest = o.destination
+            if dest.isInbox:
+                continue
+            self.discard(o, why)
+            if o.linkedSeen and len(dest):
+                n = 0
+                while len(dest):
+                    dest.take()
+                    n += 1
+                o.dropped += n
+                _log.warn(
+                    "{owner}: {n} messages for {box} not delivered: {why}",
+                    owner=self.owner,
+                    n=n,
+                    box=o.boxname,
+                    why=why,
+                )
 
     # -- delivering --------------------------------------------------------------------------
 
@@ -343,7 +366,10 @@ class Outlets:
         i = 0
         if not outlet.pending and not outlet._dropping:
             name = outlet.boxname
-            n = len(self.owner.outboxes[name].final)
+            final = self.owner.outboxes[name].final
+            if final.isInbox:
+                outlet.linkedSeen = True
+            n = len(final)
             # nothing else runs while we send: the destination only grows by our sends
             i = max(0, min(len(msgs), outlet.bound - n))
             send = self.owner.send
@@ -369,6 +395,8 @@ class Outlets:
             return
         box = self.owner.outboxes[outlet.boxname]
         dest = box.final
+        if dest.isInbox:
+            outlet.linkedSeen = True
         n = len(dest)
         if n >= outlet.bound:
             if outlet.policy == DROP:
@@ -466,6 +494,8 @@ class Outlets:
         send = self.owner.send
         while pending:
             dest = box.final
+            if dest.isInbox:
+                outlet.linkedSeen = True
             n = len(dest)
             room = outlet.bound - n
             if room <= 0:
@@ -587,7 +617,7 @@ class Transformer(Component):
                 self.step()
             if self.error is not None:
                 continue
-            if ending is not None and out.pending:
+            if ending is not None:
                 # the stream ends: nobody will ever drain an outbox that was unlinked
                 out.abandonUnlinked()
             if ending is not None and not out.pending and not self.dataReady("inbox"):
