@@ -51,7 +51,7 @@ async def test_pure_transformer_subclass_and_back_pressure() -> None:
     p = Pipeline(feeder, upper, slow)
     p.activate()
     await waitUntil(lambda: upper.out.paused and feeder.sent >= upper.inboxSize)
-    assert feeder.sent <= upper.inboxSize + 3 + 1 + 1
+    assert feeder.sent <= upper.inboxSize + 3 + 1 + Feeder.step
     slow.open()
     await runComponent(p, 10)
     assert slow.got == [b"M%d" % i for i in range(200)]

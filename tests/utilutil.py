@@ -12,26 +12,33 @@ from pcpkit import BoxFull, Component, producerFinished
 
 
 @contextmanager
-def clockScheduler() -> Iterator[Clock]:
+def clockScheduler() -> Iterator[tuple[Clock, Callable[[Component], object]]]:
     """
-    Run the component scheduler (and the boxes' wake-ups) on a ``task.Clock``: pure logic,
-    deterministic, so hypothesis can shrink. Same technique as tests/test_backpressure.py.
+    Run components on a ``task.Clock``: pure logic, deterministic, so hypothesis can shrink.
+    Yields the clock and the function that activates a component on it. With an injectable
+    ``pcpkit.component.Scheduler`` it uses one; before that, the technique of
+    tests/test_backpressure.py (the module's scheduler and reactor swapped for the test).
     """
     import pcpkit.component as component_module
     import pcpkit.util.outlets as outlets_module
 
     clock = Clock()
+    Scheduler = getattr(component_module, "Scheduler", None)
+    if Scheduler is not None:
+        sched = Scheduler(clock)
+        yield clock, lambda c: c.activate(scheduler=sched)  # type: ignore[call-arg]
+        return
     realGetReactor = component_module.getReactor
-    saved = component_module._scheduler
+    saved = component_module._scheduler  # type: ignore[attr-defined]
     component_module.getReactor = lambda: clock  # type: ignore[assignment]
     outlets_module.getReactor = lambda: clock  # type: ignore[assignment]
-    component_module._scheduler = component_module._Scheduler()
+    component_module._scheduler = component_module._Scheduler()  # type: ignore[attr-defined]
     try:
-        yield clock
+        yield clock, lambda c: c.activate()
     finally:
         component_module.getReactor = realGetReactor
         outlets_module.getReactor = realGetReactor
-        component_module._scheduler = saved
+        component_module._scheduler = saved  # type: ignore[attr-defined]
 
 
 def runUntil(
@@ -58,6 +65,10 @@ class Feeder(Component):
     report on component.put.)
     """
 
+    #: Messages sent in one step at most (with a parking bound the inbox it feeds may hold
+    #: this many more than its size: "size + one step's sends").
+    step = 32
+
     def __init__(self, items: Iterable[Any], **argd: Any) -> None:
         super().__init__(**argd)
         self.items = list(items)
@@ -73,7 +84,7 @@ class Feeder(Component):
                     self.pause()
                     yield 1
             self.sent += 1
-            if self.sent % 32 == 0:
+            if self.sent % self.step == 0:
                 yield 1
         self.send(producerFinished(self), "signal")
 

@@ -425,15 +425,20 @@ class Outlets:
         if n >= outlet.peak:
             outlet.peak = n + 1
 
+    def _clock(self) -> Any:
+        # the reactor the owner is scheduled on, where the component API tells it
+        reactor = getattr(getattr(self.owner, "scheduler", None), "reactor", None)
+        return reactor if reactor is not None else getReactor()
+
     def _startGrace(self, outlet: Outlet) -> None:
-        clock = getReactor()
+        clock = self._clock()
         outlet._graceUntil = clock.seconds() + self.grace
         if self._graceCall is None:
             self._graceCall = clock.callLater(self.grace, self._graceOver)
 
     def _graceOver(self) -> None:
         self._graceCall = None
-        clock = getReactor()
+        clock = self._clock()
         now = clock.seconds()
         nextAt: float | None = None
         for outlet in list(self.outlets):
