@@ -158,6 +158,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.queue < 1:
         parser.error(f"--queue must be at least 1, not {args.queue}")
+    if not args.selftest:
+        probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Twisted does
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError as e:
+            parser.error(f"--port {args.port}: cannot listen on 127.0.0.1: {e.strerror}")
+        finally:
+            probe.close()
     outcome: list[int] = []
 
     def run() -> None:
@@ -178,7 +187,9 @@ def main() -> int:
 
     reactor.callWhenRunning(run)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
-    return outcome[0] if outcome else 1
+    if outcome:
+        return outcome[0]
+    return 1 if args.selftest else 0  # the server was stopped (Ctrl-C)
 
 
 if __name__ == "__main__":

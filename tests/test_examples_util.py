@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,17 @@ def test_chat_server_bad_option() -> None:
     result = runExample("chat_server.py", "--queue", "0", timeout=30)
     assert result.returncode != 0
     assert "--queue" in result.stderr
+
+
+def test_chat_server_port_busy() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runExample("chat_server.py", "--port", str(port), timeout=30)
+    assert result.returncode != 0
+    assert f"--port {port}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_tee_selftest() -> None:
