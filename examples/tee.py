@@ -119,6 +119,9 @@ def main() -> int:
         for d in args.dests:
             if d.exists() and not args.force:
                 parser.error(f"DEST {d} exists; pass --force to overwrite it")
+            parent = d.parent if str(d.parent) else Path(".")
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                parser.error(f"DEST {d}: {parent} is not a writable directory")
         rates = parseRates(args.rate, args.dests)
     outcome: list[int] = []
 

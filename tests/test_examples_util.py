@@ -65,6 +65,8 @@ def test_tee_copies_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert a.read_bytes() == b"keep me"
     result = runExample("tee.py", str(src), str(a), "--rate", "nope=1")
     assert result.returncode != 0 and "--rate" in result.stderr
+    result = runExample("tee.py", str(src), str(tmp_path / "no" / "such" / "dir.bin"))
+    assert result.returncode != 0 and "is not a writable directory" in result.stderr
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -393,3 +393,28 @@ async def test_two_way_splitter_differential() -> None:
     assert await ours1.finished == one.got
     assert await ours2.finished == two.got
     assert one.got == items
+
+
+class Breaks(Component):
+    """Takes ``after`` messages, then fails, as a writer on a full disk would."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    async def main(self) -> None:
+        async for _ in self.messages("inbox"):
+            self.after -= 1
+            if self.after == 0:
+                raise OSError(28, "No space left on device")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_destination_fails_the_fanout_and_the_others_get_everything() -> None:
+    good = MessageCollector()
+    fan = fanOut(good, Breaks(after=10))
+    p = Pipeline(Feeder(range(300)), fan)
+    with pytest.raises(OSError, match="No space left"):
+        await runComponent(p, 10)
+    assert good.messages == list(range(300))
+    assert isinstance(fan.failure.value, OSError)  # type: ignore[union-attr]

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+from twisted.python.failure import Failure
+
 from pcpkit.component import Component
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
 from pcpkit.util.outlets import (
@@ -422,7 +424,8 @@ class FanOut(PlugSplitter):
     """
     What :func:`fanOut` returns: a :class:`PlugSplitter` whose destinations are its children;
     it finishes when they all have (so a ``Pipeline`` around it ends when the last file is
-    written).
+    written), and fails with the first destination's failure if one failed (the others still
+    get everything).
     """
 
     def __init__(
@@ -438,20 +441,33 @@ class FanOut(PlugSplitter):
             if not any(d is x for x in destinations):
                 raise ValueError(f"drop names {d!r}, which is not one of the destinations")
         self.destinations = list(destinations)
+        #: The first failure of a destination; ``finished`` fails with it at the end.
+        self.failure: Failure | None = None
         for d in destinations:
             if not isinstance(d, Component):
                 raise TypeError(f"fanOut takes components, not {type(d).__name__}: {d!r}")
             policy = DROP if any(d is x for x in dropping) else PAUSE
             self.addSink(d, "inbox", "control", policy=policy)
+            d.finished.addBoth(self._destinationFinished)
         self.addChildren(*destinations)
+
+    def _destinationFinished(self, result: Any) -> Any:
+        self.unpause()
+        if isinstance(result, Failure):
+            # reported once: by this fan-out's own failure, at its end
+            if self.failure is None:
+                self.failure = result
+            return None
+        return result
 
     def main(self) -> Generator[int, None, None]:
         yield from super().main()
-        for d in self.destinations:
-            d.finished.addBoth(self._childFinished)
         while not all(d.finished.called for d in self.destinations):
             self.pause()
             yield 1
+        if self.failure is not None:
+            # a destination failed (a disk error, say): this fan-out did not do its job
+            self.failure.raiseException()
 
     def _stop(self) -> None:
         # keep the links to the destinations: they end on the shutdown message passed on
