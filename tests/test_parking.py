@@ -297,6 +297,44 @@ class Putter(Component):
         await self.put(producerFinished(self), "signal")
 
 
+class ItemPutter(Component):
+    """An async sender: ``await self.put`` for each item."""
+
+    def __init__(self, items: list[Any], **argd: Any) -> None:
+        super().__init__(**argd)
+        self.items = items
+
+    async def main(self) -> None:
+        for m in self.items:
+            await self.put(m, "outbox")
+
+
+@pytest.mark.parametrize("park", [False, True])
+def test_two_put_senders_into_one_full_inbox_both_finish(park: bool) -> None:
+    """
+    A woken ``put`` that finds the box refilled by the other sender waits again (it must
+    register a new waiter, or it sleeps for ever).
+    """
+    clock = Clock()
+    sched = Scheduler(clock)
+    a = ItemPutter([("a", i) for i in range(200)])
+    b = ItemPutter([("b", i) for i in range(200)])
+    sink = Slow(clock, perTurn=3)
+    sink.setInboxSize("inbox", 8, park=park)
+    a.link((a, "outbox"), (sink, "inbox"))
+    b.link((b, "outbox"), (sink, "inbox"))
+    for c in (sink, a, b):
+        c.activate(sched)
+    drive(clock, a, b)
+    for _ in range(1000):
+        if len(sink.got) == 400:
+            break
+        clock.advance(1.0)
+    assert [m for m in sink.got if m[0] == "a"] == [("a", i) for i in range(200)]
+    assert [m for m in sink.got if m[0] == "b"] == [("b", i) for i in range(200)]
+    assert sink.maxQueued <= 8
+
+
 def test_put_into_an_unlinked_outbox_waits_for_a_link() -> None:
     clock = Clock()
     sched = Scheduler(clock)
