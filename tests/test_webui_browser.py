@@ -99,12 +99,11 @@ def useUi(url: str, torrentFile: Path, infohash: str, shots: Path, token: str) -
         wait.until(progressed)
         seen["etas"] = etas
         seen["links"] = [
-            a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, f"{row} .files a")
+            a.get_attribute("href")
+            for a in driver.find_elements(By.CSS_SELECTOR, f"{row} .files a")
         ]
         wait.until(lambda d: css(f"{row} td.state").text in ("seeding", "finished"))
-        seen["done"] = {
-            c: css(f"{row} td.{c}").text for c in ("name", "percent", "state", "eta")
-        }
+        seen["done"] = {c: css(f"{row} td.{c}").text for c in ("name", "percent", "state", "eta")}
         shot("2-complete")
 
         # pause, then resume
