@@ -17,13 +17,15 @@ allowed, ``409`` duplicate torrent (or one still being added), ``413`` request b
     One torrent: its status, ``files`` (with ``priority``) and ``options``.
 ``DELETE /api/torrents/<infohash>[?deleteFiles=1]``
     Remove it (its files are kept unless ``deleteFiles``).
-``POST /api/torrents/<infohash>/pause`` (``/resume``, ``/recheck``)
+``POST /api/torrents/<infohash>/pause``, ``/resume``, ``/recheck``
+    Pause, resume, or check the data on disk again.
 ``GET|POST /api/torrents/<infohash>/files``
     The files; POST ``{"priorities": {"<index>": "skip"|"normal"|"high"}}``.
 ``GET|POST /api/torrents/<infohash>/options``
     ``{"sequential", "firstLastPieces", "downloadLimit", "uploadLimit"}`` (bytes/s, 0: no
     limit); POST any of them.
 ``GET /api/torrents/<infohash>/trackers``, ``GET /api/torrents/<infohash>/peers``
+    Its trackers (with their last error) and its connected peers.
 ``GET|POST /api/limits``
     The session's ``{"downloadLimit", "uploadLimit"}``.
 

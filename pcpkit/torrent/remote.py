@@ -1,7 +1,7 @@
 """
 A client of the torrent daemon's JSON control API (:mod:`pcpkit.torrent.api`), on
 ``twisted.web.client.Agent``: what ``pcpkit remote`` uses, and what a Twisted program can use
-to drive a daemon.
+to drive a daemon::
 
     remote = RemoteDaemon("http://127.0.0.1:8080", token)
     added = await remote.add(metainfo=open("x.torrent", "rb").read())
