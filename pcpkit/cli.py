@@ -36,6 +36,7 @@ is complete). ``seed`` checks the data without ever writing to it, and writes no
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -1232,33 +1233,34 @@ async def _remoteRun(
             if not torrents and not args.json:
                 _say("no torrents")
             return 0
-        if args.action == "add":
-            for metainfo, magnet, label in sources:
-                try:
-                    added = await remote.add(metainfo=metainfo, magnet=magnet)
-                except RemoteError as e:
-                    if e.code == 0:
-                        raise
-                    _complain(f"pcpkit remote add: {label}: {e.message}")
-                    failed += 1
-                    continue
-                show(added, f"added {added['name']} ({added['infohash']})")
-            return 1 if failed else 0
+        # one change per item: its label, and what makes it (its answer, what to print)
         verb = {"rm": "removed", "pause": "paused", "resume": "resumed", "recheck": "rechecking"}
-        for key in args.torrents:
+
+        async def change(key: str) -> tuple[Any, str]:
+            infohash = await remote.resolve(key)
+            if args.action == "rm":
+                return await remote.remove(infohash, args.delete_files), infohash
+            return await remote.action(infohash, args.action), infohash
+
+        async def add(source: tuple[bytes | None, str | None, str]) -> tuple[Any, str]:
+            added = await remote.add(metainfo=source[0], magnet=source[1])
+            return added, f"{added['name']} ({added['infohash']})"
+
+        items: list[tuple[str, Callable[[], Awaitable[tuple[Any, str]]]]]
+        if args.action == "add":
+            items = [(source[2], functools.partial(add, source)) for source in sources]
+        else:
+            items = [(key, functools.partial(change, key)) for key in args.torrents]
+        for label, work in items:
             try:
-                infohash = await remote.resolve(key)
-                if args.action == "rm":
-                    answer = await remote.remove(infohash, args.delete_files)
-                else:
-                    answer = await remote.action(infohash, args.action)
+                answer, what = await work()
             except RemoteError as e:
                 if e.code == 0:
                     raise
-                _complain(f"pcpkit remote {args.action}: {key}: {e.message}")
+                _complain(f"pcpkit remote {args.action}: {label}: {e.message}")
                 failed += 1
                 continue
-            show(answer, f"{verb[args.action]} {infohash}")
+            show(answer, f"{verb.get(args.action, 'added')} {what}")
         return 1 if failed else 0
     except RemoteError as e:
         raise CommandError(f"pcpkit remote: {e.message}") from None

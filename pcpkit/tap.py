@@ -157,7 +157,7 @@ class Options(usage.Options):
         # twistd before Twisted 26.10 prints a usage error and exits 0 (Twisted #12656);
         # a supervisor must see a bad option as a failure on every supported Twisted.
         try:
-            super().parseOptions(options)
+            super().parseOptions(options)  # type: ignore[no-untyped-call,unused-ignore]
         except usage.UsageError as e:
             print(self)
             print(f"{' '.join(sys.argv[0:2])}: {e}")

@@ -60,7 +60,7 @@ from pcpkit.torrent.session import (
     TorrentSession,
     UnknownTorrent,
 )
-from pcpkit.torrent.web import INFOHASH, TorrentSource, torrentFiles, torrentPage
+from pcpkit.torrent.web import INFOHASH, PAGE, TorrentSource, queryInt, torrentFiles, torrentPage
 
 __all__ = ["TOKEN_HEADER", "MAX_PAGE", "ApiResource", "TorrentControl", "makeApi"]
 
@@ -70,7 +70,6 @@ log = Logger()
 TOKEN_HEADER = b"x-pcpkit-token"
 #: the largest page of ``GET /api/torrents``
 MAX_PAGE = 1000
-_DEFAULT_PAGE = 100
 _ACTIONS = ("pause", "resume", "recheck")
 
 
@@ -164,16 +163,6 @@ def _flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise ApiError(http.BAD_REQUEST, f"{name} must be true or false, not {value!r}")
     return value
-
-
-def _intArg(request: Any, name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name.encode())
-    if not raw:
-        return default
-    text = raw[-1].decode("latin-1")
-    if not text.isascii() or not text.isdigit() or len(text) > 9 or not low <= int(text) <= high:
-        raise ApiError(http.BAD_REQUEST, f"{name} must be a whole number {low}..{high}")
-    return int(text)
 
 
 def _truthy(request: Any, name: str) -> bool:
@@ -294,8 +283,8 @@ class ApiResource(Resource):
     # -- handlers ----------------------------------------------------------------------
 
     def _list(self, request: Any) -> tuple[int, object]:
-        offset = _intArg(request, "offset", 0, 0, 10**9)
-        limit = _intArg(request, "limit", _DEFAULT_PAGE, 1, MAX_PAGE)
+        offset = queryInt(request, "offset", 0, 0, 10**9)
+        limit = queryInt(request, "limit", PAGE, 1, MAX_PAGE)
         session = self.daemon.session
         if session is None or session.stopped:
             raise SessionStopped()

@@ -66,6 +66,7 @@ __all__ = [
     "makeRoot",
     "makeSite",
     "parseRange",
+    "queryInt",
     "torrentFiles",
     "torrentList",
     "torrentPage",
@@ -246,7 +247,7 @@ def _json(request: Any) -> None:
     request.setHeader(b"x-content-type-options", b"nosniff")
 
 
-def _queryInt(request: Any, name: str, default: int, low: int, high: int) -> int:
+def queryInt(request: Any, name: str, default: int, low: int, high: int) -> int:
     """A whole-number query argument. :raises ValueError: (one line)"""
     raw = request.args.get(name.encode())
     if not raw:
@@ -277,8 +278,8 @@ class StatusJSON(Resource):
         session = self.source.session
         if b"offset" in request.args or b"limit" in request.args:
             try:
-                offset = _queryInt(request, "offset", 0, 0, 10**9)
-                limit = _queryInt(request, "limit", PAGE, 1, 10**9)
+                offset = queryInt(request, "offset", 0, 0, 10**9)
+                limit = queryInt(request, "limit", PAGE, 1, 10**9)
             except ValueError as e:
                 return _plain(request, http.BAD_REQUEST, str(e))
             total, page = torrentPage(session, offset, limit)
@@ -476,7 +477,7 @@ class StatusPage(Resource):
         if request.postpath not in ([], [b""]):
             return _plain(request, http.NOT_FOUND, "not found")
         try:
-            offset = _queryInt(request, "offset", 0, 0, 10**9)
+            offset = queryInt(request, "offset", 0, 0, 10**9)
         except ValueError as e:
             return _plain(request, http.BAD_REQUEST, str(e))
         total, torrents = torrentPage(self.source.session, offset, PAGE)
