@@ -244,7 +244,8 @@ async def test_control_api_end_to_end(
     }
     handle = daemon.session.handle(daemon.session.torrentIdFor(infohash))  # type: ignore[union-attr]
     assert int(handle.flags()) & int(libtorrent.torrent_flags.sequential_download)
-    assert handle.piece_priority(0) == 7  # the first piece of a.bin comes first
+    # libtorrent applies priorities on its own thread, soon after the call
+    await waitUntil(lambda: handle.piece_priority(0) == 7, 5, "a.bin's first piece first")
     for bad, why in (
         ({"sequential": "yes"}, "true or false"),
         ({"downloadLimit": -1}, ">= 0"),
@@ -257,7 +258,7 @@ async def test_control_api_end_to_end(
         "POST", f"{one}/options", {"downloadLimit": 0, "firstLastPieces": False}
     )
     assert options["downloadLimit"] == 0 and options["firstLastPieces"] is False
-    assert handle.piece_priority(0) == 4
+    await waitUntil(lambda: handle.piece_priority(0) == 4, 5, "piece priorities back")
 
     # global limits
     code, _, limits = await client.call("POST", "/api/limits", {"uploadLimit": 123456})
@@ -325,6 +326,20 @@ async def test_control_api_end_to_end(
     # the seeder's data is untouched
     assert (tmp_path / "seed" / "album" / "b.bin").stat().st_size == 2 * MiB
 
+    # the same torrent again, by magnet link this time: its metadata comes from the seeder
+    code, _, added = await client.call("POST", api, {"magnet": f"{magnet}&dn=album"})
+    assert (code, added) == (201, {"infohash": infohash, "name": "album"})
+
+    async def filesKnown() -> bool:
+        code, _, files = await client.call("GET", f"{one}/files")
+        return code == 200 and len(files) == 2
+
+    await waitAsync(filesKnown, 30, "the magnet's metadata")
+    await waitAsync(finished, 40, "the download by magnet to finish")
+    assert sha256(save / "b.bin") == sha256(tmp_path / "seed" / "album" / "b.bin")
+    assert (await client.call("DELETE", one))[0] == 200
+    assert (save / "b.bin").exists()  # kept: no deleteFiles
+
 
 async def waitAsync(check: Any, timeout: float, what: str) -> None:
     """Poll an async ``check`` until it is true."""
@@ -387,6 +402,40 @@ async def test_settings_survive_a_restart_and_big_bodies_are_refused(
     assert status["options"]["firstLastPieces"] is True
     assert status["options"]["uploadLimit"] == 5000
     assert (await client.call("GET", "/api/limits"))[2]["downloadLimit"] == 777000
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_api_torrents_and_the_watch_folder(
+    tmp_path: Path, stopAfter: list[TorrentDaemon]
+) -> None:
+    """A torrent added through the API stays when a watch-folder file naming it goes."""
+    from tests.test_twistd_torrent import drop
+
+    writePayload(tmp_path / "save", "notes.txt", 3 * PIECE, seed=9)
+    raw = makeTorrent(tmp_path / "save" / "notes.txt", pieceSize=PIECE)
+    infohash = infohashOf(raw)
+    watch = tmp_path / "watch"
+    daemon = makeDaemon(tmp_path, watchDir=str(watch))
+    stopAfter.append(daemon)
+    client = await started(daemon)
+    code, _, _ = await client.call(
+        "POST", "/api/torrents", body=raw, contentType="application/x-bittorrent"
+    )
+    assert code == 201
+    torrentFile = drop(watch, "notes.torrent", raw)
+    state = tmp_path / "state" / f"{infohash}.json"
+
+    def sources() -> list[str]:
+        return list(json.loads(state.read_text())["sources"]) if state.exists() else []
+
+    await waitUntil(lambda: sources() == [str(torrentFile)], 10, "the file as a source")
+    torrentFile.unlink()
+    await waitUntil(lambda: sources() == [], 10, "the file to be forgotten")
+    assert daemon.infohashes() == [infohash]
+    assert json.loads(state.read_text())["api"] is True
+    code, _, status = await client.call("GET", f"/api/torrents/{infohash}")
+    assert code == 200 and status["name"] == "notes.txt"
 
 
 def test_token_file(tmp_path: Path) -> None:
