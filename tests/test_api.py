@@ -371,6 +371,24 @@ async def test_settings_survive_a_restart_and_big_bodies_are_refused(
             "POST", "/api/torrents", body=raw + b"x" * 100, contentType="application/x-bittorrent"
         )
         assert code == 413 and "limit" in body["error"]
+        # the same without a Content-Length (chunked): counted as it comes, then refused
+        port = client.port
+
+        def chunked() -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                headers = {"Content-Type": "application/x-bittorrent"}
+                assert daemon.apiToken is not None
+                headers[TOKEN_HEADER.decode()] = daemon.apiToken
+                chunks = iter([raw, b"x" * 100])
+                conn.request("POST", "/api/torrents", body=chunks, headers=headers)
+                response = conn.getresponse()
+                return response.status, response.read()
+            finally:
+                conn.close()
+
+        code, data = await deferToThread(chunked)
+        assert code == 413 and b"limit" in data
         assert daemon.infohashes() == []
         code, _, added = await client.call(
             "POST", "/api/torrents", body=raw, contentType="application/x-bittorrent"
