@@ -1,5 +1,5 @@
 """
-The HTTP side of the torrent daemon: a status page, ``/status.json``, and streaming.
+The HTTP side of the torrent daemon: the web UI, ``/status.json``, and streaming.
 
 ``GET /[?offset=N&limit=M]``
     The web UI: one row per torrent (name, info-hash, progress bar, percent, rates, peers,
@@ -102,6 +102,7 @@ class TorrentSource(Protocol):
 # -- data ----------------------------------------------------------------------------------
 
 
+# the stream resource's name for it
 _fileStorage = fileStorage
 
 
