@@ -36,6 +36,7 @@ is complete). ``seed`` checks the data without ever writing to it, and writes no
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -426,7 +427,68 @@ def _buildParser() -> _Parser:
         help="connect the peers directly even when opentracker is installed",
     )
     demo.set_defaults(run=_demo)
+    _remoteParser(sub)
     return parser
+
+
+def _remoteParser(sub: Any) -> None:
+    remote = sub.add_parser(
+        "remote",
+        help="control a running torrent daemon (twistd pcpkit torrent --http ...)",
+        description="Control a torrent daemon through its JSON API: add, list, remove, "
+        "pause, resume, recheck. Changes need the daemon's token: --token, the "
+        "PCPKIT_TOKEN environment variable, or --state-dir (the daemon's state folder, "
+        "which holds the file api-token).",
+    )
+    remote.add_argument(
+        "--http",
+        required=True,
+        type=_daemonURL,
+        metavar="URL",
+        help="the daemon's HTTP address: http://HOST:PORT, HOST:PORT or PORT (127.0.0.1)",
+    )
+    remote.add_argument("--token", metavar="TOKEN", help="the daemon's API token")
+    remote.add_argument(
+        "--state-dir", metavar="DIR", help="the daemon's state folder (read api-token there)"
+    )
+    remote.add_argument(
+        "--json", action="store_true", help="print the daemon's JSON answers, one per line"
+    )
+    actions = remote.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    add = actions.add_parser("add", help="add .torrent files or magnet links")
+    add.add_argument("sources", nargs="+", metavar="TORRENT|MAGNET")
+    actions.add_parser("list", help="list the torrents")
+    rm = actions.add_parser("rm", help="remove torrents (their files are kept)")
+    rm.add_argument("--delete-files", action="store_true", help="delete their downloaded files too")
+    for name, what in (
+        ("pause", "pause torrents"),
+        ("resume", "resume paused torrents"),
+        ("recheck", "check the data of torrents again"),
+    ):
+        p = actions.add_parser(name, help=what)
+        p.add_argument(
+            "torrents",
+            nargs="+",
+            metavar="TORRENT",
+            help="info-hash, a unique prefix of it (4+ hex digits), or name",
+        )
+    rm.add_argument(
+        "torrents",
+        nargs="+",
+        metavar="TORRENT",
+        help="info-hash, a unique prefix of it (4+ hex digits), or name",
+    )
+    remote.set_defaults(run=_remote)
+
+
+def _daemonURL(value: str) -> str:
+    from pcpkit.torrent.remote import daemonURL
+
+    try:
+        return daemonURL(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 # -- running on the reactor ------------------------------------------------------------------
@@ -1110,6 +1172,98 @@ async def _demoRun(args: argparse.Namespace, stopper: Stopper) -> int:
     except DemoFailed as e:
         raise CommandError(f"pcpkit demo: {e}") from None
     return 0
+
+
+# -- remote ----------------------------------------------------------------------------------
+
+
+def _remote(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("PCPKIT_TOKEN") or None
+    if token is None and args.state_dir:
+        from pcpkit.torrent.remote import readToken
+
+        try:
+            token = readToken(args.state_dir)
+        except ValueError as e:
+            raise _usage(f"pcpkit remote: --state-dir: {e}") from None
+    if token is None and args.action != "list":
+        raise _usage(
+            "pcpkit remote: this needs the daemon's token: --token, PCPKIT_TOKEN or "
+            "--state-dir DIR (the daemon's state folder, holding api-token)"
+        )
+    sources: list[tuple[bytes | None, str | None, str]] = []
+    if args.action == "add":
+        for source in args.sources:
+            if source.startswith("magnet:"):
+                sources.append((None, source, source))
+                continue
+            try:
+                with open(source, "rb") as f:
+                    sources.append((f.read(), None, source))
+            except OSError as e:
+                raise _usage(
+                    f"pcpkit remote add: cannot read {source}: {e.strerror or e}"
+                ) from None
+    return _runOnReactor(lambda stopper: _remoteRun(args, token, sources))
+
+
+async def _remoteRun(
+    args: argparse.Namespace, token: str | None, sources: list[tuple[bytes | None, str | None, str]]
+) -> int:
+    from pcpkit.torrent.remote import RemoteDaemon, RemoteError
+
+    remote = RemoteDaemon(args.http, token)
+
+    def show(value: Any, text: str) -> None:
+        _say(json.dumps(value, sort_keys=True) if args.json else text)
+
+    failed = 0
+    try:
+        if args.action == "list":
+            torrents = await remote.torrents()
+            for t in torrents:
+                problem = t.get("error") or t.get("trackerError")
+                show(
+                    t,
+                    f"{t['infohash'][:12]}  {float(t['fractionDone']) * 100:5.1f}%  "
+                    f"{t['activity']:<12} {formatRate(int(t['downRate'])):>11} down  "
+                    f"{formatRate(int(t['upRate'])):>11} up  {t['name']}"
+                    + (f"  ({problem})" if problem else ""),
+                )
+            if not torrents and not args.json:
+                _say("no torrents")
+            return 0
+        # one change per item: its label, and what makes it (its answer, what to print)
+        verb = {"rm": "removed", "pause": "paused", "resume": "resumed", "recheck": "rechecking"}
+
+        async def change(key: str) -> tuple[Any, str]:
+            infohash = await remote.resolve(key)
+            if args.action == "rm":
+                return await remote.remove(infohash, args.delete_files), infohash
+            return await remote.action(infohash, args.action), infohash
+
+        async def add(source: tuple[bytes | None, str | None, str]) -> tuple[Any, str]:
+            added = await remote.add(metainfo=source[0], magnet=source[1])
+            return added, f"{added['name']} ({added['infohash']})"
+
+        items: list[tuple[str, Callable[[], Awaitable[tuple[Any, str]]]]]
+        if args.action == "add":
+            items = [(source[2], functools.partial(add, source)) for source in sources]
+        else:
+            items = [(key, functools.partial(change, key)) for key in args.torrents]
+        for label, work in items:
+            try:
+                answer, what = await work()
+            except RemoteError as e:
+                if e.code == 0:
+                    raise
+                _complain(f"pcpkit remote {args.action}: {label}: {e.message}")
+                failed += 1
+                continue
+            show(answer, f"{verb.get(args.action, 'added')} {what}")
+        return 1 if failed else 0
+    except RemoteError as e:
+        raise CommandError(f"pcpkit remote: {e.message}") from None
 
 
 # -- entry point -----------------------------------------------------------------------------

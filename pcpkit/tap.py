@@ -82,12 +82,14 @@ class RelayOptions(usage.Options):
 class TorrentOptions(usage.Options):
     synopsis = (
         "--save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT] "
-        "[--listen-interfaces IFACES] [--peer HOST:PORT ...]"
+        "[--listen-interfaces IFACES] [--peer HOST:PORT ...] [--http-max-body BYTES]"
     )
     longdesc = (
         "Run a torrent daemon: .torrent and .magnet files dropped into --watch are added "
         "(removing the file stops the torrent); resume data is kept in --state-dir; --http "
-        "serves a status page, /status.json and /stream/<infohash>/<fileIndex> with Range."
+        "serves a web UI, /status.json, /stream/<infohash>/<fileIndex> with Range, and a "
+        "JSON control API under /api whose state-changing requests need the token of "
+        "STATE_DIR/api-token (made at the first start, mode 0600) in an X-Pcpkit-Token header."
     )
     optParameters = [
         ["save-path", "s", None, "where downloads are saved"],
@@ -96,6 +98,12 @@ class TorrentOptions(usage.Options):
         ["http", None, None, "HTTP server endpoint, e.g. tcp:8080:interface=127.0.0.1"],
         ["listen-interfaces", None, "127.0.0.1:0", "libtorrent listen_interfaces"],
         ["tick", None, "1", "seconds between status updates"],
+        [
+            "http-max-body",
+            None,
+            str(16 * 1024 * 1024),
+            "largest HTTP request body (a .torrent upload) in bytes",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -123,6 +131,7 @@ class TorrentOptions(usage.Options):
         if tick <= 0:
             raise usage.UsageError("--tick must be positive")
         self["tick"] = tick
+        self["http-max-body"] = _positiveInt("http-max-body")(self["http-max-body"])
 
 
 class DemoOptions(usage.Options):
@@ -224,6 +233,7 @@ def makeService(options: Options) -> Any:
             listenInterfaces=sub["listen-interfaces"],
             peers=tuple(sub["peer"]),
             tickInterval=sub["tick"],
+            httpMaxBody=sub["http-max-body"],
         )
 
         def explain(e: Exception) -> str | None:

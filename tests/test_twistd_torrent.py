@@ -323,7 +323,13 @@ async def test_watch_download_stream_stop_resume_and_remove(
     assert first["name"] == "clip.mp4"
     assert first["totalSize"] == size
     assert first["files"] == [
-        {"index": 0, "path": "clip.mp4", "size": size, "done": first["files"][0]["done"]}
+        {
+            "index": 0,
+            "path": "clip.mp4",
+            "size": size,
+            "done": first["files"][0]["done"],
+            "priority": "normal",
+        }
     ]
 
     # streamed while it downloads: the whole file, in order, and a range of it

@@ -23,8 +23,12 @@
   with their resume data, so nothing is downloaded or checked again: a finished torrent comes
   back seeding. Unusable resume data is logged and the torrent re-checked from its data
   instead.
-- **HTTP** (``httpEndpoint``): the status page, ``/status.json`` and
-  ``/stream/<infohash>/<fileIndex>`` of :mod:`pcpkit.torrent.web`.
+- **HTTP** (``httpEndpoint``): the web UI, ``/status.json`` and
+  ``/stream/<infohash>/<fileIndex>`` of :mod:`pcpkit.torrent.web`, and the JSON control API
+  ``/api/...`` of :mod:`pcpkit.torrent.api` (add, remove, pause, resume, recheck, file
+  priorities, sequential and first/last-piece modes, rate limits, trackers, peers).
+  State-changing requests need the token of ``STATE_DIR/api-token``, made at the first
+  start (mode 0600) and logged that once.
 
 File names inside a torrent are checked by the engine: none can leave the save path.
 """
@@ -35,6 +39,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import socket
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -42,7 +47,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    fail,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -50,26 +62,43 @@ from twisted.python.failure import Failure
 
 from pcpkit._endpoints import EndpointError, listenDescription, resolveHostPort, serverEndpoint
 from pcpkit._twisted import getReactor
+from pcpkit.torrent import control
+from pcpkit.torrent.api import makeApi
 from pcpkit.torrent.maker import infohashOf
 from pcpkit.torrent.session import (
     AddedTorrent,
     BaseTorrentSessionObserver,
     InvalidTorrent,
     SessionStopped,
+    TorrentAlreadyDownloading,
     TorrentError,
     TorrentRemoved,
     TorrentSession,
     UnknownTorrent,
     parseMagnet,
 )
-from pcpkit.torrent.web import DaemonSite, makeSite
+from pcpkit.torrent.web import MAX_BODY, DaemonSite, makeSite
 
-__all__ = ["TorrentDaemon", "DaemonStartError", "DEFAULT_STATE_FOLDER", "listenInterfacesProblem"]
+__all__ = [
+    "DEFAULT_STATE_FOLDER",
+    "LIMITS_FILE",
+    "TOKEN_FILE",
+    "DaemonStartError",
+    "TorrentBusy",
+    "TorrentDaemon",
+    "listenInterfacesProblem",
+    "loadOrCreateToken",
+]
 
 log = Logger()
 
 #: the state folder's name inside the save path when ``stateDir`` is not given
 DEFAULT_STATE_FOLDER = ".pcpkit-state"
+
+#: the control API's token, in the state folder (created at the first start, mode 0600)
+TOKEN_FILE = "api-token"
+#: the session's rate limits set through the control API, in the state folder
+LIMITS_FILE = "limits.json"
 
 #: the largest ``.torrent`` file read from the watch folder
 MAX_TORRENT_FILE = 64 * 1024 * 1024
@@ -154,6 +183,39 @@ def _checkFolder(parameter: str, folder: str) -> None:
         ) from None
 
 
+def loadOrCreateToken(stateDir: str) -> tuple[str, bool]:
+    """
+    The control API's token from ``stateDir/api-token``, created (mode 0600, 256 random
+    bits) when there is none: ``(token, created)``. A file written by the user is used as
+    it is.
+
+    :raises ValueError: the file does not hold a usable token (one line says why).
+    :raises OSError: it cannot be read or created.
+    """
+    path = os.path.join(stateDir, TOKEN_FILE)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path, "rb") as f:
+            token = f.read(4097).decode("ascii", "replace").strip()
+        if not 16 <= len(token) <= 4096 or not all(33 <= ord(c) < 127 for c in token):
+            raise ValueError(
+                f"{path} does not hold a token (16 to 4096 printable ASCII characters); "
+                "delete it to have a new one made"
+            ) from None
+        if os.stat(path).st_mode & 0o077:
+            log.warn("{path} can be read by other users: chmod 600 it", path=path)
+        return token, False
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(token + "\n")
+    return token, True
+
+
+class TorrentBusy(TorrentError):
+    """The torrent cannot be changed yet: it is still being added."""
+
+
 class _BadFile(Exception):
     """A watch-folder file that is not a torrent; ``reason`` says why."""
 
@@ -173,7 +235,14 @@ class _Torrent:
     #: the watch-folder files naming it; removing the last one stops it
     sources: set[str] = field(default_factory=set)
     torrentid: int | None = None
+    #: added through the control API: it stays until removed through it, whatever
+    #: happens to watch-folder files naming it
+    api: bool = False
+    #: the first and last piece of each wanted file first (not a libtorrent flag: kept here)
+    firstLastPieces: bool = False
     adding: bool = False
+    #: why the last add failed (the API reports it)
+    failure: BaseException | None = None
     #: stopped (by us or by the engine): late events about it are ignored
     dropped: bool = False
 
@@ -407,6 +476,8 @@ class TorrentDaemon(MultiService):
     :param peerInterval: seconds between two connection attempts to ``peers``.
     :param settings: more libtorrent settings; DHT, local peer discovery, UPnP and NAT-PMP
         are off unless these turn them on.
+    :param httpMaxBody: the largest HTTP request body (a ``.torrent`` upload to the
+        control API) in bytes; larger ones are answered ``413``.
     :param reactor: the reactor (the global one by default).
     :raises ValueError: a bad ``httpEndpoint`` or interval.
     """
@@ -425,6 +496,7 @@ class TorrentDaemon(MultiService):
         resumeInterval: float = 30.0,
         peerInterval: float = 10.0,
         settings: dict[str, Any] | None = None,
+        httpMaxBody: int = MAX_BODY,
         reactor: Any = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
@@ -450,6 +522,7 @@ class TorrentDaemon(MultiService):
             except EndpointError as e:
                 raise ValueError(f"bad HTTP endpoint: {e}") from None
         self.httpEndpoint = httpEndpoint
+        self.httpMaxBody = httpMaxBody
         self.peers = tuple((str(h), int(p)) for h, p in peers)
         self.tickInterval = tickInterval
         self.pollInterval = pollInterval
@@ -463,6 +536,8 @@ class TorrentDaemon(MultiService):
             "enable_natpmp": False,
             **(settings or {}),
         }
+        #: the control API's token (read or made at start when there is HTTP)
+        self.apiToken: str | None = None
         #: the HTTP port once listening (``None`` before, after, or without HTTP)
         self.httpPort: Any = None
         self.site: DaemonSite | None = None
@@ -507,6 +582,156 @@ class TorrentDaemon(MultiService):
         """The info-hashes of the torrents the daemon runs or is adding."""
         return sorted(self._torrents)
 
+    # -- control (the JSON API of pcpkit.torrent.api) ----------------------------------
+
+    def addTorrent(
+        self, metainfo: bytes | None = None, magnet: str | None = None
+    ) -> Deferred[AddedTorrent]:
+        """
+        Add a torrent from ``.torrent`` bytes or a magnet link, saving into the save path.
+        It runs until :meth:`removeTorrent` (watch-folder files naming it do not stop it).
+
+        :return: a Deferred firing with :class:`~pcpkit.torrent.session.AddedTorrent`, or
+            failing with :class:`~pcpkit.torrent.session.InvalidTorrent` (not a torrent),
+            :class:`~pcpkit.torrent.session.TorrentAlreadyDownloading`,
+            :class:`~pcpkit.torrent.session.SessionStopped`, ``ValueError`` (both or
+            neither given) or another :class:`~pcpkit.torrent.session.TorrentError`.
+        """
+        session = self._session
+        if session is None or session.stopped:
+            return fail(SessionStopped("the torrent daemon is not running"))
+        if (metainfo is None) == (magnet is None):
+            return fail(ValueError("give either a .torrent file or a magnet link"))
+        try:
+            if metainfo is not None:
+                infohash, name = infohashOf(metainfo), ""
+            else:
+                assert magnet is not None
+                parsed = parseMagnet(magnet)
+                infohash, name = parsed.infohash, parsed.name
+        except InvalidTorrent as e:
+            return fail(e)
+        existing = self._torrents.get(infohash)
+        if existing is not None:
+            return fail(TorrentAlreadyDownloading(existing.torrentid or 0, infohash))
+        record = _Torrent(infohash, metainfo, magnet, name or infohash, set(), api=True)
+
+        def started(added: bool) -> AddedTorrent:
+            if not added or record.torrentid is None:
+                error = record.failure
+                if isinstance(error, BaseException):
+                    raise error
+                raise TorrentError(f"torrent {infohash} was not added")
+            return AddedTorrent(record.torrentid, infohash, self.savePath, record.name)
+
+        return self._start(record).addCallback(started)
+
+    def removeTorrent(self, infohash: str, deleteFiles: bool = False) -> Deferred[None]:
+        """
+        Stop a torrent for good and forget it; with ``deleteFiles``, delete its downloaded
+        files too. Fires once libtorrent has removed it (and deleted them).
+
+        :return: a Deferred failing with :class:`~pcpkit.torrent.session.UnknownTorrent`,
+            :class:`TorrentBusy` (still being added) or
+            :class:`~pcpkit.torrent.session.TorrentError` (files not deleted).
+        """
+        try:
+            _, record = self._running(infohash)
+        except TorrentError as e:
+            return fail(e)
+        return self._stopTorrent(record, "removed through the control API", deleteFiles)
+
+    def controlled(self, infohash: str) -> tuple[TorrentSession, int]:
+        """
+        The session and the torrent id of a running torrent, for the functions of
+        :mod:`pcpkit.torrent.control`; call :meth:`torrentChanged` after a change.
+
+        :raises UnknownTorrent: no such torrent.
+        :raises TorrentBusy: it is still being added.
+        :raises SessionStopped: the daemon is not running.
+        """
+        session, record = self._running(infohash)
+        assert record.torrentid is not None
+        return session, record.torrentid
+
+    def torrentChanged(self, infohash: str) -> None:
+        """Save a torrent's resume data now (it holds flags, priorities and limits)."""
+        record = self._torrents.get(infohash.lower())
+        session = self._session
+        if record is not None and session is not None and not session.stopped:
+            self._saveOne(session, record)
+
+    def firstLastPieces(self, infohash: str) -> bool:
+        """Whether the first and last piece of each file come first. :raises UnknownTorrent:"""
+        return self._running(infohash)[1].firstLastPieces
+
+    def setFirstLastPieces(
+        self, infohash: str, on: bool, filePriorities: Sequence[str] | None = None
+    ) -> None:
+        """
+        Download the first and last piece of each wanted file first (kept in the state
+        folder and applied again at every start); ``filePriorities`` as for
+        :func:`pcpkit.torrent.control.setFirstLastPiecesFirst`.
+
+        :raises UnknownTorrent:
+        :raises TorrentBusy:
+        """
+        session, record = self._running(infohash)
+        assert record.torrentid is not None
+        control.setFirstLastPiecesFirst(session, record.torrentid, on, filePriorities)
+        if record.firstLastPieces != on:
+            record.firstLastPieces = on
+            self._writeState(record)
+
+    def limits(self) -> dict[str, int]:
+        """The session's rate limits: ``downloadLimit``, ``uploadLimit`` (bytes/s, 0: none)."""
+        if self._session is None or self._session.stopped:
+            raise SessionStopped("the torrent daemon is not running")
+        settings = self._session.libtorrentSession.get_settings()
+        return {
+            "downloadLimit": int(settings["download_rate_limit"]),
+            "uploadLimit": int(settings["upload_rate_limit"]),
+        }
+
+    def setLimits(self, downloadLimit: object = None, uploadLimit: object = None) -> dict[str, int]:
+        """
+        Set the session's rate limits in bytes/s (``0``: none, ``None``: unchanged); they
+        are kept in the state folder. Returns the limits now.
+
+        :raises ValueError: not a whole number >= 0.
+        """
+        if self._session is None or self._session.stopped:
+            raise SessionStopped("the torrent daemon is not running")
+        changes = {}
+        if downloadLimit is not None:
+            changes["download_rate_limit"] = control.checkLimit("downloadLimit", downloadLimit)
+        if uploadLimit is not None:
+            changes["upload_rate_limit"] = control.checkLimit("uploadLimit", uploadLimit)
+        if changes:
+            self._session.libtorrentSession.apply_settings(changes)
+        limits = self.limits()
+        self._disk.write(
+            os.path.join(self.stateDir, LIMITS_FILE), json.dumps(limits).encode()
+        ).addErrback(
+            lambda reason: log.error(
+                "cannot save the rate limits in {stateDir}: {why}",
+                stateDir=self.stateDir,
+                why=reason.getErrorMessage(),
+            )
+        )
+        return limits
+
+    def _running(self, infohash: str) -> tuple[TorrentSession, _Torrent]:
+        session = self._session
+        if session is None or session.stopped:
+            raise SessionStopped("the torrent daemon is not running")
+        record = self._torrents.get(infohash.lower())
+        if record is None or record.dropped:
+            raise UnknownTorrent(infohash)
+        if record.adding or record.torrentid is None:
+            raise TorrentBusy(f"torrent {infohash} is still being added")
+        return session, record
+
     # -- service -----------------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
@@ -534,6 +759,8 @@ class TorrentDaemon(MultiService):
             ):
                 if folder is not None:
                     _checkFolder(parameter, folder)
+            if self._httpServerEndpoint is not None and self.apiToken is None:
+                self._loadToken()
             problem = listenInterfacesProblem(self.settings["listen_interfaces"], bind=True)
             if problem is not None:
                 raise DaemonStartError("listenInterfaces", problem)
@@ -559,6 +786,12 @@ class TorrentDaemon(MultiService):
             watchDir=self.watchDir or "nothing",
         )
         self._resolvePeers()
+        self._disk.run(_readFile, os.path.join(self.stateDir, LIMITS_FILE)).addCallbacks(
+            self._restoreLimits,
+            lambda reason: log.error(
+                "cannot read the saved rate limits: {why}", why=reason.getErrorMessage()
+            ),
+        )
         self._resumeLoop.start(self.resumeInterval, now=False)
         if self.peers:
             self._peerLoop.start(self.peerInterval, now=False)
@@ -633,13 +866,52 @@ class TorrentDaemon(MultiService):
         self._stopping = d
         return d
 
+    def _restoreLimits(self, data: bytes | None) -> None:
+        session = self._session
+        if data is None or session is None or session.stopped:
+            return
+        try:
+            saved = json.loads(data)
+            limits = {
+                "download_rate_limit": control.checkLimit("downloadLimit", saved["downloadLimit"]),
+                "upload_rate_limit": control.checkLimit("uploadLimit", saved["uploadLimit"]),
+            }
+        except (ValueError, KeyError, TypeError) as e:
+            log.error(
+                "ignoring the saved rate limits in {stateDir}/{name}: {why}",
+                stateDir=self.stateDir,
+                name=LIMITS_FILE,
+                why=e,
+            )
+            return
+        session.libtorrentSession.apply_settings(limits)
+
     # -- HTTP --------------------------------------------------------------------------
+
+    def _loadToken(self) -> None:
+        """Read or make the API token. :raises DaemonStartError: (``stateDir``)"""
+        try:
+            token, created = loadOrCreateToken(self.stateDir)
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise DaemonStartError("stateDir", f"cannot use the API token: {why}") from None
+        self.apiToken = token
+        path = os.path.join(self.stateDir, TOKEN_FILE)
+        if created:
+            # shown this once: later starts name only the file
+            log.info(
+                "control API token (kept in {path}, mode 0600; shown only now): {token}",
+                path=path,
+                token=token,
+            )
+        else:
+            log.info("control API token in {path}", path=path)
 
     def _listenHttp(self) -> None:
         """Listen for HTTP. :raises DaemonStartError: when that failed at once (port taken)."""
         if self._httpServerEndpoint is None or self._listening is not None:
             return
-        self.site = makeSite(self)
+        self.site = makeSite(self, api=makeApi(self), maxBody=self.httpMaxBody)
         d: Deferred[Any] = self._httpServerEndpoint.listen(self.site)
         self._listening = d
 
@@ -768,6 +1040,8 @@ class TorrentDaemon(MultiService):
             magnet,
             name if isinstance(name, str) else infohash,
             set(sources),
+            api=state.get("api") is True,
+            firstLastPieces=state.get("firstLastPieces") is True,
         )
 
     def _writeState(self, record: _Torrent) -> None:
@@ -779,6 +1053,8 @@ class TorrentDaemon(MultiService):
             "name": record.name,
             "magnet": record.magnet,
             "sources": sorted(record.sources),
+            "api": record.api,
+            "firstLastPieces": record.firstLastPieces,
         }
         statePath = self._statePath(record.infohash, ".json")
         torrentPath = self._statePath(record.infohash, ".torrent")
@@ -870,6 +1146,8 @@ class TorrentDaemon(MultiService):
                 savePath=self.savePath,
             )
             self._connectPeers(record)
+            if record.firstLastPieces:
+                control.setFirstLastPiecesFirst(session, result.torrentid, True)
             return True
 
         def failed(reason: Failure) -> Deferred[bool] | bool:
@@ -890,24 +1168,29 @@ class TorrentDaemon(MultiService):
             if self._torrents.get(record.infohash) is record:
                 del self._torrents[record.infohash]
             record.dropped = True
+            record.failure = error
             if record.sources:
                 for source in sorted(record.sources):
                     self._skip(source, why)
+            elif record.api and resumedata is None:
+                log.warn("cannot add {torrent}: {why}", torrent=record.label, why=why)
             else:
                 log.error("cannot restore {torrent}: {why}", torrent=record.label, why=why)
             return False
 
         return d.addCallbacks(added, failed)
 
-    def _removeFromSession(self, record: _Torrent) -> None:
+    def _removeFromSession(self, record: _Torrent, deleteFiles: bool = False) -> Deferred[None]:
+        """Remove the torrent from the session; fires when it is gone (fails: files kept)."""
         session, torrentid = self._session, record.torrentid
         if torrentid is None:
-            return
+            return succeed(None)
         self._byId.pop(torrentid, None)
         if session is None or session.stopped:
-            return
-        d = session.removeTorrent(torrentid)
+            return succeed(None)
+        d = session.removeTorrent(torrentid, deleteFiles)
         self._removals[record.infohash] = d
+        outcome: Deferred[None] = Deferred()
 
         def removed(result: object) -> None:
             if self._removals.get(record.infohash) is d:
@@ -920,26 +1203,31 @@ class TorrentDaemon(MultiService):
                     torrent=record.label,
                     why=result.getErrorMessage(),
                 )
+                outcome.errback(result)
+            else:
+                outcome.callback(None)
 
         d.addBoth(removed)
+        return outcome
 
-    def _stopTorrent(self, record: _Torrent, why: str) -> None:
-        """Stop a torrent for good (files kept) and forget its state."""
+    def _stopTorrent(self, record: _Torrent, why: str, deleteFiles: bool = False) -> Deferred[None]:
+        """Stop a torrent for good (files kept unless ``deleteFiles``) and forget its state."""
         if record.dropped:
-            return
+            return succeed(None)
         record.dropped = True
         if self._torrents.get(record.infohash) is record:
             del self._torrents[record.infohash]
         self._deleteState(record.infohash)
         log.info(
-            "stopped {torrent}: {why}; its files stay in {savePath}",
+            "stopped {torrent}: {why}; {files}",
             torrent=record.label,
             why=why,
-            savePath=self.savePath,
+            files="deleting its files" if deleteFiles else f"its files stay in {self.savePath}",
         )
         if not record.adding:
-            self._removeFromSession(record)
+            return self._removeFromSession(record, deleteFiles)
         # else: added() removes it when the add completes
+        return succeed(None)
 
     # -- engine events -----------------------------------------------------------------
 
@@ -1147,7 +1435,7 @@ class TorrentDaemon(MultiService):
             if not missing:
                 continue
             record.sources -= missing
-            if record.sources:
+            if record.sources or record.api:
                 self._writeState(record)
             else:
                 names = ", ".join(sorted(os.path.basename(s) for s in missing))
@@ -1208,7 +1496,7 @@ class TorrentDaemon(MultiService):
         if record is None or path not in record.sources:
             return
         record.sources.discard(path)
-        if record.sources:
+        if record.sources or record.api:
             self._writeState(record)
         else:
             self._stopTorrent(record, why)

@@ -1,13 +1,20 @@
 """
-The HTTP side of the torrent daemon: a status page, ``/status.json``, and streaming.
+The HTTP side of the torrent daemon: the web UI, ``/status.json``, and streaming.
 
-``GET /``
-    An HTML status page: one row per torrent (name, info-hash, progress bar, percent,
-    rates, peers, state, links to its files). It refreshes itself every 2 s from
-    ``status.json`` (``status.js``; without JavaScript, a ``<meta>`` refresh).
-``GET /status.json``
+``GET /[?offset=N&limit=M]``
+    The web UI: one row per torrent (name, info-hash, progress bar, percent, rates, peers,
+    ETA, state, tracker error, its files with a stream link and a priority each), a page of
+    at most ``limit`` (default 100) torrents. It refreshes itself every 2 s from
+    ``status.json`` (``status.js``; without JavaScript, a ``<meta>`` refresh), and drives
+    the control API (``/api``, :mod:`pcpkit.torrent.api`): add a ``.torrent`` file or a
+    magnet link, pause, resume, remove, file priorities. The API token is pasted once into
+    the page (or opened as ``/#token=...``) and kept in the browser's ``localStorage`` for
+    this origin; the daemon never puts it in a page.
+``GET /status.json[?offset=N&limit=M]``
     A JSON list: per torrent, the keys of :class:`~pcpkit.torrent.session.TorrentStatus`
-    plus ``files`` (``index``, ``path``, ``size``, ``done``).
+    plus ``files`` (``index``, ``path``, ``size``, ``done``, ``priority``). With ``offset``
+    or ``limit``, that page of it, the number of torrents in ``X-Total-Count``; without,
+    every torrent, written a slice at a time so that the reactor keeps serving meanwhile.
 ``GET /stream/<infohash>/<fileIndex>``
     The file's bytes, in order, while it downloads
     (:class:`~pcpkit.torrent.stream.TorrentFileProducer`), with ``Range`` support.
@@ -25,26 +32,32 @@ pieces), and a client that disconnects stops it.
 from __future__ import annotations
 
 import html
+import importlib.resources
+import io
 import json
 import mimetypes
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import connectionDone
+from twisted.internet.task import cooperate
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from pcpkit.torrent.control import fileStorage, priorityName
 from pcpkit.torrent.ipc import formatBytes, formatRate
 from pcpkit.torrent.session import TorrentError, TorrentSession, UnknownTorrent, lt
 from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer
 
 __all__ = [
+    "INFOHASH",
+    "MAX_BODY",
     "DaemonSite",
     "RangeNotSatisfiable",
     "StatusPage",
@@ -53,8 +66,10 @@ __all__ = [
     "makeRoot",
     "makeSite",
     "parseRange",
+    "queryInt",
     "torrentFiles",
     "torrentList",
+    "torrentPage",
 ]
 
 log = Logger()
@@ -63,7 +78,13 @@ log = Logger()
 REFRESH_SECONDS = 2
 
 _INFOHASH = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+#: a hex info-hash (v1 or v2)
+INFOHASH = _INFOHASH
 _INDEX = re.compile(r"[0-9]{1,9}")
+#: the largest request body the daemon reads (a ``.torrent`` upload): larger gets 413
+MAX_BODY = 16 * 1024 * 1024
+#: torrents per page of the web UI, and of ``status.json`` when only ``offset`` is given
+PAGE = 100
 _RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.IGNORECASE)
 
 
@@ -81,12 +102,8 @@ class TorrentSource(Protocol):
 # -- data ----------------------------------------------------------------------------------
 
 
-def _fileStorage(handle: Any) -> Any:
-    """The torrent's file layout, ``None`` while a magnet's metadata is still missing."""
-    ti = handle.torrent_file()
-    if ti is None:
-        return None
-    return ti.layout() if hasattr(ti, "layout") else ti.files()
+# the stream resource's name for it
+_fileStorage = fileStorage
 
 
 def _isPad(files: Any, index: int) -> bool:
@@ -106,6 +123,7 @@ def torrentFiles(session: TorrentSession, torrentid: int) -> list[dict[str, Any]
     if files is None:
         return []
     progress = list(handle.file_progress())
+    priorities = list(handle.get_file_priorities())
     result = []
     for index in range(int(files.num_files())):
         if _isPad(files, index):
@@ -116,17 +134,17 @@ def torrentFiles(session: TorrentSession, torrentid: int) -> list[dict[str, Any]
                 "path": str(files.file_path(index)),
                 "size": int(files.file_size(index)),
                 "done": int(progress[index]) if index < len(progress) else 0,
+                "priority": priorityName(int(priorities[index]))
+                if index < len(priorities)
+                else "normal",
             }
         )
     return result
 
 
-def torrentList(session: TorrentSession | None) -> list[dict[str, Any]]:
-    """Every torrent of ``session``: its status dictionary plus ``files``, oldest first."""
-    if session is None or session.stopped:
-        return []
+def _described(session: TorrentSession, torrentids: Sequence[int]) -> list[dict[str, Any]]:
     torrents = []
-    for torrentid in session.torrentIds():
+    for torrentid in torrentids:
         try:
             status: dict[str, Any] = dict(session.status(torrentid))
             status["files"] = torrentFiles(session, torrentid)
@@ -134,6 +152,26 @@ def torrentList(session: TorrentSession | None) -> list[dict[str, Any]]:
             continue
         torrents.append(status)
     return torrents
+
+
+def torrentList(session: TorrentSession | None) -> list[dict[str, Any]]:
+    """Every torrent of ``session``: its status dictionary plus ``files``, oldest first."""
+    if session is None or session.stopped:
+        return []
+    return _described(session, session.torrentIds())
+
+
+def torrentPage(
+    session: TorrentSession | None, offset: int, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """
+    ``(how many torrents, torrents offset..offset+limit of torrentList)``: the cost is
+    that of the page, not of every torrent.
+    """
+    if session is None or session.stopped:
+        return 0, []
+    ids = session.torrentIds()
+    return len(ids), _described(session, ids[offset : offset + limit])
 
 
 class RangeNotSatisfiable(ValueError):
@@ -204,8 +242,32 @@ def _plain(request: Any, code: int, message: str) -> bytes:
     return (message + "\n").encode("utf-8")
 
 
+def _json(request: Any) -> None:
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+
+
+def queryInt(request: Any, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query argument. :raises ValueError: (one line)"""
+    raw = request.args.get(name.encode())
+    if not raw:
+        return default
+    text = raw[-1].decode("latin-1")
+    if not text.isascii() or not text.isdigit() or len(text) > 9 or not low <= int(text) <= high:
+        raise ValueError(f"{name} must be a whole number {low}..{high}")
+    return int(text)
+
+
+#: torrents described per step while the whole list is written
+_SLICE = 50
+
+
 class StatusJSON(Resource):
-    """``/status.json``: :func:`torrentList` of the daemon's session."""
+    """
+    ``/status.json``: :func:`torrentList` of the daemon's session, or a page of it
+    (``?offset=&limit=``, the count in ``X-Total-Count``).
+    """
 
     isLeaf = True
 
@@ -213,30 +275,61 @@ class StatusJSON(Resource):
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.source = source
 
-    def render_GET(self, request: Any) -> bytes:
-        body = json.dumps(torrentList(self.source.session), indent=1).encode("utf-8")
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        return body
+    def render_GET(self, request: Any) -> bytes | int:
+        session = self.source.session
+        if b"offset" in request.args or b"limit" in request.args:
+            try:
+                offset = queryInt(request, "offset", 0, 0, 10**9)
+                limit = queryInt(request, "limit", PAGE, 1, 10**9)
+            except ValueError as e:
+                return _plain(request, http.BAD_REQUEST, str(e))
+            total, page = torrentPage(session, offset, limit)
+            _json(request)
+            request.setHeader(b"x-total-count", b"%d" % total)
+            return json.dumps(page, indent=1).encode("utf-8")
+        _json(request)
+        if session is None or session.stopped:
+            return b"[]"
+        ids = session.torrentIds()
+        request.setHeader(b"x-total-count", b"%d" % len(ids))
+        if len(ids) <= _SLICE:
+            return json.dumps(_described(session, ids), indent=1).encode("utf-8")
+        # Many torrents: a slice per cooperator step, so that the reactor serves other
+        # requests (and the alert pump) between two slices.
+        task = cooperate(self._write(request, session, ids))
+        request.notifyFinish().addErrback(lambda _: task.stop())
+        task.whenDone().addErrback(lambda _: None)  # stopped: the client went
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _write(request: Any, session: TorrentSession, ids: list[int]) -> Iterator[None]:
+        request.write(b"[")
+        separator = b""
+        for start in range(0, len(ids), _SLICE):
+            if session.stopped:
+                break
+            items = _described(session, ids[start : start + _SLICE])
+            if items:
+                request.write(separator + ",\n".join(json.dumps(t) for t in items).encode())
+                separator = b",\n"
+            yield None
+        request.write(b"]\n")
+        request.finish()
 
 
-_STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.3em; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: .35em .6em; border-bottom: 1px solid #ddd;
-         vertical-align: top; }
-th { background: #f4f4f4; }
-td.infohash code { font-size: .8em; }
-progress { width: 12em; }
-.files { font-size: .85em; margin-top: .2em; }
-.files a { display: block; }
-#skipped { color: #a40; }
-.note { color: #777; font-size: .85em; }
-"""
-
-_COLUMNS = ("Name", "Info-hash", "Progress", "Done", "Down", "Up", "Peers", "State")
+_COLUMNS = (
+    "Name",
+    "Info-hash",
+    "Progress",
+    "Done",
+    "Down",
+    "Up",
+    "Peers",
+    "ETA",
+    "State",
+    "Tracker",
+    "",
+)
 
 
 def _percent(status: dict[str, Any]) -> str:
@@ -247,14 +340,34 @@ def _peers(status: dict[str, Any]) -> str:
     return f"{status['numPeers']} ({status['numSeeds']} seeds)"
 
 
+def formatEta(status: dict[str, Any]) -> str:
+    """The time left of a torrent as the web UI shows it (``""``: none to show)."""
+    if status.get("isFinished") or status.get("paused") or status.get("error"):
+        return ""
+    if "timeEst" not in status:
+        return ""
+    eta = status["timeEst"]
+    if eta is None:
+        return "∞"
+    seconds = int(eta)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    if seconds < 100 * 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 86400} d"
+
+
 def _row(t: dict[str, Any]) -> str:
     ih = html.escape(str(t["infohash"]))
     links = "".join(
-        f'<a href="stream/{ih}/{int(f["index"])}">{html.escape(str(f["path"]))} '
-        f"({html.escape(formatBytes(int(f['size'])))})</a>"
+        f'<div class="file"><a href="stream/{ih}/{int(f["index"])}">'
+        f"{html.escape(str(f['path']))} ({html.escape(formatBytes(int(f['size'])))})</a></div>"
         for f in t["files"]
     )
     fraction = float(t["fractionDone"])
+    tracker = t.get("trackerError") or ""
     return (
         f'<tr id="t-{ih}" class="torrent" data-infohash="{ih}">'
         f'<td class="name"><span class="title">{html.escape(str(t["name"]))}</span>'
@@ -266,16 +379,27 @@ def _row(t: dict[str, Any]) -> str:
         f'<td class="down">{html.escape(formatRate(int(t["downRate"])))}</td>'
         f'<td class="up">{html.escape(formatRate(int(t["upRate"])))}</td>'
         f'<td class="peers">{html.escape(_peers(t))}</td>'
+        f'<td class="eta">{html.escape(formatEta(t))}</td>'
         f'<td class="state">{html.escape(str(t["activity"]))}</td>'
+        f'<td class="tracker">{html.escape(str(tracker))}</td>'
+        '<td class="actions"></td>'
         "</tr>"
     )
 
 
 def renderStatusPage(
-    torrents: Sequence[dict[str, Any]], skipped: Sequence[tuple[str, str]] = ()
+    torrents: Sequence[dict[str, Any]],
+    skipped: Sequence[tuple[str, str]] = (),
+    total: int | None = None,
+    offset: int = 0,
 ) -> bytes:
-    """The status page's HTML for ``torrents`` (:func:`torrentList`); names are escaped."""
+    """
+    The web UI's HTML for ``torrents`` (a page of :func:`torrentList` from ``offset``, of
+    ``total`` torrents); names are escaped.
+    """
     head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
+    if total is None:
+        total = len(torrents)
     if torrents:
         rows = "".join(_row(t) for t in torrents)
     else:
@@ -287,6 +411,7 @@ def renderStatusPage(
             for name, reason in skipped
         )
         skippedHtml = f'<h2>Skipped watch-folder files</h2><ul id="skipped">{items}</ul>'
+    shown = f"{offset + 1}-{offset + len(torrents)} of {total}" if torrents else f"0 of {total}"
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -294,17 +419,37 @@ def renderStatusPage(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pcpkit torrents</title>
 <noscript><meta http-equiv="refresh" content="{REFRESH_SECONDS}"></noscript>
-<style>{_STYLE}</style>
+<link rel="stylesheet" href="ui.css">
 </head>
-<body>
+<body data-offset="{offset}" data-page="{PAGE}" data-period="{REFRESH_SECONDS}">
 <h1>pcpkit torrents</h1>
+<section id="controls">
+<form id="token-form" autocomplete="off">
+<label for="token">API token</label>
+<input id="token" type="password" placeholder="paste the daemon's api-token">
+<button id="token-save" type="submit">Use token</button>
+<button id="token-forget" type="button">Forget</button>
+<span id="token-state" class="note">no token: this page can only watch</span>
+</form>
+<form id="add-form" autocomplete="off">
+<label for="add-file">Add a .torrent</label>
+<input id="add-file" type="file" accept=".torrent,application/x-bittorrent">
+<label for="add-magnet">or a magnet link</label>
+<input id="add-magnet" type="text" placeholder="magnet:?xt=urn:btih:...">
+<button id="add-submit" type="submit">Add</button>
+</form>
+<p id="message" role="status"></p>
+</section>
 <table id="torrents">
 <thead><tr>{head}</tr></thead>
 <tbody>{rows}</tbody>
 </table>
+<p id="pager"><button id="page-prev" type="button">&larr;</button>
+<span id="page-shown">{shown}</span>
+<button id="page-next" type="button">&rarr;</button></p>
 {skippedHtml}
 <p class="note">Refreshes every {REFRESH_SECONDS} s <span id="updated"></span>.
-Also: <a href="status.json">status.json</a>.</p>
+Also: <a href="status.json">status.json</a>, the control API under <code>/api</code>.</p>
 <script src="status.js"></script>
 </body>
 </html>
@@ -312,113 +457,16 @@ Also: <a href="status.json">status.json</a>.</p>
     return page.encode("utf-8")
 
 
-# Updates the rows in place from status.json; only textContent and attributes are set, so a
-# torrent's name can never become markup.
-_SCRIPT = """\
-"use strict";
-(function () {
-  var PERIOD = %(period)d;
-  var COLUMNS = %(columns)d;
-  function bytes(n) {
-    if (Math.abs(n) < 1000) { return Math.floor(n) + " B"; }
-    var units = ["kB", "MB", "GB", "TB"];
-    for (var i = 0; i < units.length; i++) {
-      n /= 1000;
-      if (Math.abs(n) < 1000 || i === units.length - 1) { return n.toFixed(1) + " " + units[i]; }
-    }
-  }
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined) { e.textContent = text; }
-    return e;
-  }
-  function newRow(t) {
-    var tr = el("tr", "torrent");
-    tr.id = "t-" + t.infohash;
-    tr.setAttribute("data-infohash", t.infohash);
-    var name = el("td", "name");
-    name.appendChild(el("span", "title"));
-    name.appendChild(el("div", "files"));
-    tr.appendChild(name);
-    var ih = el("td", "infohash");
-    ih.appendChild(el("code", null, t.infohash));
-    tr.appendChild(ih);
-    var progress = el("td", "progress");
-    var bar = el("progress");
-    bar.max = 1;
-    progress.appendChild(bar);
-    tr.appendChild(progress);
-    ["percent", "down", "up", "peers", "state"].forEach(function (c) {
-      tr.appendChild(el("td", c));
-    });
-    return tr;
-  }
-  function update(tr, t) {
-    var percent = (t.fractionDone * 100).toFixed(1) + "%";
-    tr.querySelector(".title").textContent = t.name;
-    var files = tr.querySelector(".files");
-    if (files.childNodes.length !== t.files.length) {
-      while (files.firstChild) { files.removeChild(files.firstChild); }
-      t.files.forEach(function (f) {
-        var a = el("a", null, f.path + " (" + bytes(f.size) + ")");
-        a.href = "stream/" + t.infohash + "/" + f.index;
-        files.appendChild(a);
-      });
-    }
-    var bar = tr.querySelector("progress");
-    bar.value = t.fractionDone;
-    bar.textContent = percent;
-    tr.querySelector(".percent").textContent = percent;
-    tr.querySelector(".down").textContent = bytes(t.downRate) + "/s";
-    tr.querySelector(".up").textContent = bytes(t.upRate) + "/s";
-    tr.querySelector(".peers").textContent = t.numPeers + " (" + t.numSeeds + " seeds)";
-    tr.querySelector(".state").textContent = t.activity;
-  }
-  function render(torrents) {
-    var tbody = document.querySelector("#torrents tbody");
-    var keep = {};
-    torrents.forEach(function (t) {
-      if (!/^[0-9a-f]+$/.test(t.infohash)) { return; }
-      keep["t-" + t.infohash] = true;
-      var tr = document.getElementById("t-" + t.infohash);
-      if (!tr) { tr = newRow(t); tbody.appendChild(tr); }
-      update(tr, t);
-    });
-    Array.prototype.slice.call(tbody.rows).forEach(function (tr) {
-      if (!keep[tr.id]) { tbody.removeChild(tr); }
-    });
-    if (!torrents.length) {
-      var empty = el("tr", "empty");
-      var td = el("td", null, "no torrents");
-      td.colSpan = COLUMNS;
-      empty.appendChild(td);
-      tbody.appendChild(empty);
-    }
-    document.getElementById("updated").textContent =
-      "(updated " + new Date().toLocaleTimeString() + ")";
-  }
-  function refresh() {
-    fetch("status.json", {cache: "no-store"})
-      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
-      .then(render)
-      .catch(function () {
-        document.getElementById("updated").textContent = "(daemon unreachable)";
-      })
-      .then(function () { window.setTimeout(refresh, PERIOD * 1000); });
-  }
-  window.setTimeout(refresh, PERIOD * 1000);
-})();
-""".replace("%(period)d", str(REFRESH_SECONDS)).replace("%(columns)d", str(len(_COLUMNS)))
-
+# Scripts and styles only from the daemon, none inline (an injected name could not run),
+# connections only to it, no framing (clickjacking), no form posts anywhere.
 _CSP = (
-    b"default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    b"default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
     b"img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 
 
 class StatusPage(Resource):
-    """``/``: the HTML status page (see :func:`renderStatusPage`)."""
+    """``/``: the web UI (see :func:`renderStatusPage`), ``PAGE`` torrents at a time."""
 
     isLeaf = True
 
@@ -429,27 +477,41 @@ class StatusPage(Resource):
     def render_GET(self, request: Any) -> bytes:
         if request.postpath not in ([], [b""]):
             return _plain(request, http.NOT_FOUND, "not found")
-        body = renderStatusPage(torrentList(self.source.session), self.source.skippedFiles())
+        try:
+            offset = queryInt(request, "offset", 0, 0, 10**9)
+        except ValueError as e:
+            return _plain(request, http.BAD_REQUEST, str(e))
+        total, torrents = torrentPage(self.source.session, offset, PAGE)
+        body = renderStatusPage(torrents, self.source.skippedFiles(), total, offset)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"content-security-policy", _CSP)
         request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"x-frame-options", b"DENY")
         request.setHeader(b"referrer-policy", b"no-referrer")
         return body
 
 
-class StatusScript(Resource):
-    """``/status.js``: the script that refreshes the status page in place."""
+_STATIC = importlib.resources.files("pcpkit.torrent") / "static"
+
+
+class StaticFile(Resource):
+    """A file of ``pcpkit/torrent/static`` (read once, when the site is made)."""
 
     isLeaf = True
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, contentType: bytes) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
+        self.body = (_STATIC / name).read_bytes()
+        self.contentType = contentType
 
     def render_GET(self, request: Any) -> bytes:
-        request.setHeader(b"content-type", b"text/javascript; charset=utf-8")
+        if request.postpath not in ([], [b""]):
+            return _plain(request, http.NOT_FOUND, "not found")
+        request.setHeader(b"content-type", self.contentType)
         request.setHeader(b"x-content-type-options", b"nosniff")
-        return _SCRIPT.encode("utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        return self.body
 
 
 class StreamResource(Resource):
@@ -610,23 +672,71 @@ class _TrackedChannel(HTTPChannel):
         super().connectionLost(reason)  # type: ignore[no-untyped-call,unused-ignore]
 
 
+class _LimitedRequest(Request):
+    """
+    A request whose body is kept in memory up to its site's ``maxBody``; a larger one is
+    read and dropped as it comes (memory stays bounded) and answered ``413``, closing the
+    connection.
+    """
+
+    tooLarge = False
+    _received = 0
+
+    def _limit(self) -> int:
+        return int(getattr(getattr(self.channel, "site", None), "maxBody", MAX_BODY))
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = io.BytesIO()
+        if length is not None and length > self._limit():
+            self.tooLarge = True
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.tooLarge:
+            return
+        self._received += len(data)
+        if self._received > self._limit():
+            self.tooLarge = True
+            self.content = io.BytesIO()
+            return
+        content: Any = self.content
+        content.write(data)
+
+    def process(self) -> None:
+        if not self.tooLarge:
+            super().process()  # type: ignore[no-untyped-call,unused-ignore]
+            return
+        request: Any = self  # Request's methods are untyped
+        request.site = getattr(self.channel, "site", None)
+        limit = self._limit()
+        body = json.dumps({"error": f"the request body is over the limit of {limit} bytes"})
+        request.setResponseCode(http.REQUEST_ENTITY_TOO_LARGE)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"connection", b"close")
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.write(body.encode())
+        request.finish()
+
+
 class DaemonSite(Site):
     """
-    The daemon's :class:`~twisted.web.server.Site`: no tracebacks shown, and it can close
-    its connections (idle keep-alive ones included) when the daemon stops.
+    The daemon's :class:`~twisted.web.server.Site`: no tracebacks shown, request bodies
+    limited to ``maxBody`` bytes (``413`` beyond), and it can close its connections (idle
+    keep-alive ones included) when the daemon stops.
     """
 
     protocol = _TrackedChannel  # type: ignore[assignment]
+    requestFactory = _LimitedRequest
     displayTracebacks = False
     noisy = False
 
     #: requests not written to the access log: the status page asks for these every
     #: few seconds for as long as it is open
-    quietPaths = frozenset({b"/status.json", b"/status.js"})
+    quietPaths = frozenset({b"/status.json", b"/status.js", b"/ui.css"})
 
-    def __init__(self, root: Resource, streams: StreamResource) -> None:
+    def __init__(self, root: Resource, streams: StreamResource, maxBody: int = MAX_BODY) -> None:
         super().__init__(root)  # type: ignore[no-untyped-call,unused-ignore]
         self.streams = streams
+        self.maxBody = maxBody
         #: the HTTP connections open now
         self.channels: set[HTTPChannel] = set()
 
@@ -646,20 +756,31 @@ class DaemonSite(Site):
                 channel.transport.abortConnection()
 
 
-def makeRoot(source: TorrentSource, window: int = 12) -> Resource:
-    """The resource tree: ``/``, ``/status.json``, ``/status.js``, ``/stream/...``."""
+def makeRoot(source: TorrentSource, window: int = 12, api: Resource | None = None) -> Resource:
+    """
+    The resource tree: ``/``, ``/status.json``, ``/status.js``, ``/ui.css``,
+    ``/stream/...``, and ``api`` (:func:`pcpkit.torrent.api.makeApi`) as ``/api``.
+    """
     # Any: zope interfaces are opaque to mypy (Resource subclasses are not IResource to it)
     root: Any = Resource()  # type: ignore[no-untyped-call,unused-ignore]
     root.putChild(b"", StatusPage(source))
     root.putChild(b"status.json", StatusJSON(source))
-    root.putChild(b"status.js", StatusScript())
+    root.putChild(b"status.js", StaticFile("status.js", b"text/javascript; charset=utf-8"))
+    root.putChild(b"ui.css", StaticFile("ui.css", b"text/css; charset=utf-8"))
     root.putChild(b"stream", StreamResource(source, window))
+    if api is not None:
+        root.putChild(b"api", api)
     return cast(Resource, root)
 
 
-def makeSite(source: TorrentSource, window: int = 12) -> DaemonSite:
+def makeSite(
+    source: TorrentSource,
+    window: int = 12,
+    api: Resource | None = None,
+    maxBody: int = MAX_BODY,
+) -> DaemonSite:
     """A :class:`DaemonSite` serving :func:`makeRoot` for ``source``."""
-    root = makeRoot(source, window)
+    root = makeRoot(source, window, api)
     streams = root.children[b"stream"]
     assert isinstance(streams, StreamResource)
-    return DaemonSite(root, streams)
+    return DaemonSite(root, streams, maxBody)
