@@ -127,7 +127,9 @@ class _Socket:
     """
 
     def __init__(self, conn: SocketRelay, sock: socket.socket) -> None:
-        self.conn = conn
+        self.reactor = conn.reactor
+        # Not the connection itself: no reference cycle to leave to the garbage collector.
+        self.onLost: Callable[[Failure], None] = conn.fail
         self.sock = sock
         self.fd = sock.fileno()
         self.source: _Direction | None = None
@@ -151,27 +153,27 @@ class _Socket:
 
     def connectionLost(self, reason: Failure) -> None:
         # Only the reactor calls this: a hang-up or error it saw on the descriptor.
-        self.conn.fail(reason)
+        self.onLost(reason)
 
     def startReading(self) -> None:
         if not self.reading:
             self.reading = True
-            self.conn.reactor.addReader(self)
+            self.reactor.addReader(self)
 
     def stopReading(self) -> None:
         if self.reading:
             self.reading = False
-            self.conn.reactor.removeReader(self)
+            self.reactor.removeReader(self)
 
     def startWriting(self) -> None:
         if not self.writing:
             self.writing = True
-            self.conn.reactor.addWriter(self)
+            self.reactor.addWriter(self)
 
     def stopWriting(self) -> None:
         if self.writing:
             self.writing = False
-            self.conn.reactor.removeWriter(self)
+            self.reactor.removeWriter(self)
 
 
 class _Direction:
@@ -181,10 +183,17 @@ class _Direction:
     Subclasses move the bytes: :meth:`_read` (at most ``room`` bytes from the source into
     the buffer) and :meth:`_write` (from the buffer into the sink), both returning the
     count and raising ``BlockingIOError`` when the socket is not ready.
+
+    A direction starts without a buffer of its own: it reads into the relay's one scratch
+    buffer and sends at once, and takes its own buffer (a pipe, a ring) only for what the
+    sink would not take, or, splicing, once reads come in whole scratch-fulls (a bulk
+    transfer). Most short exchanges never need one: no pipe to create, no memory to touch.
     """
 
     #: Whether a read that would block with bytes held may mean "the buffer is full".
     blockedMeansFull = False
+    #: The most bytes read at once into the scratch buffer.
+    scratchSize = 65536
 
     def __init__(self, conn: SocketRelay, source: _Socket, sink: _Socket, flow: Flow) -> None:
         self.conn = conn
@@ -193,6 +202,7 @@ class _Direction:
         self.flow = flow
         self.limit = 0  # set by the subclass
         self.held = 0
+        self.own = False  # whether the buffer of its own is there
         self.pauser = Pauser(source.stopReading, source.startReading)
         self._full: Pause | None = None  # held while the buffer waits for the sink
         self.eof = False
@@ -215,6 +225,32 @@ class _Direction:
     def _write(self) -> int:
         raise NotImplementedError
 
+    def _adopt(self, data: memoryview) -> None:
+        """Take the buffer of our own, holding ``data`` (what the sink did not take)."""
+        raise NotImplementedError
+
+    def _bulk(self) -> None:
+        """A read filled the scratch buffer: take our own buffer if that is better."""
+
+    def _pass(self, room: int) -> int:
+        """Without our own buffer: read into the scratch buffer and send it on at once."""
+        scratch = self.conn.pool.scratch
+        n = self.source.sock.recv_into(scratch, min(room, self.scratchSize))
+        if not n:
+            return 0
+        try:
+            sent = self.sink.sock.send(scratch[:n])
+        except BlockingIOError:
+            sent = 0
+        if sent < n:
+            self._adopt(scratch[sent:n])
+            self.own = True
+            self.held = n - sent
+            self.sink.startWriting()
+        elif n == self.scratchSize:
+            self._bulk()
+        return n
+
     def fill(self) -> None:
         """The source is readable: move what fits into the buffer, then try to pass it on."""
         # Read again after a short read: a short message is often followed by its end of
@@ -224,8 +260,9 @@ class _Direction:
             if self.conn.done:
                 return
             room = self.limit - self.held
+            own = self.own
             try:
-                n = self._read(room)
+                n = self._read(room) if own else self._pass(room)
             except BlockingIOError:
                 if self.held and self.blockedMeansFull:
                     # Either the socket is empty or the pipe's slots are full (a slot can
@@ -241,13 +278,15 @@ class _Direction:
                 if not self.held:
                     self._finish()
                 return
-            self.held += n
             flow = self.flow
             flow.bytes += n
+            if own:
+                self.held += n
+                # Pass it on at once: when the sink keeps up this saves a reactor turn per
+                # chunk.
+                self.drain()
             if self.held > flow.peakBuffered:
                 flow.peakBuffered = self.held
-            # Pass it on at once: when the sink keeps up this saves a reactor turn per chunk.
-            self.drain()
             if self.held >= self.limit and not self.conn.done:
                 self._pause()
                 return
@@ -308,13 +347,35 @@ class _Pipe(_Direction):
     """The splice direction: the buffer is a pipe, the bytes stay in the kernel."""
 
     blockedMeansFull = True
+    # At most a page at a time through the scratch buffer: any pipe holds at least a page,
+    # however short of pipe memory the kernel is, so what the sink did not take fits.
+    scratchSize = 4096
 
     def __init__(
         self, conn: SocketRelay, source: _Socket, sink: _Socket, size: int, flow: Flow
     ) -> None:
-        self.r, self.w, capacity = conn.pool.takePipe(size)
         super().__init__(conn, source, sink, flow)
-        self.limit = capacity
+        self.size = self.limit = size
+        self.r = self.w = -1
+
+    def _open(self) -> None:
+        self.r, self.w, self.limit = self.conn.pool.takePipe(self.size)
+        self.own = True
+
+    def _adopt(self, data: memoryview) -> None:
+        self._open()
+        try:
+            n = os.write(self.w, data)
+        except BlockingIOError:
+            n = 0
+        if n != len(data):  # pragma: no cover - a pipe holds a page, at the least
+            raise OSError(errno.ENOBUFS, "a new pipe would not take a page")
+
+    def _bulk(self) -> None:
+        try:
+            self._open()
+        except OSError:
+            pass  # out of descriptors, say: go on copying through the scratch buffer
 
     def _read(self, room: int) -> int:
         return os.splice(self.source.fd, self.w, room, flags=_FLAGS)
@@ -349,13 +410,19 @@ class _Buffer(_Direction):
     ) -> None:
         super().__init__(conn, source, sink, flow)
         self.limit = size
-        self.view: memoryview | None = None  # taken at the first read
+        # Read as much as the ring would hold, also through the scratch buffer.
+        self.scratchSize = min(size, len(conn.pool.scratch))
+        self.view: memoryview | None = None  # the ring, taken when first needed
         self.start = 0  # where the held bytes begin; they may wrap around the end
+
+    def _adopt(self, data: memoryview) -> None:
+        view = self.view = self.conn.pool.takeBuffer(self.limit)
+        view[: len(data)] = data
+        self.start = 0
 
     def _read(self, room: int) -> int:
         view = self.view
-        if view is None:
-            view = self.view = self.conn.pool.takeBuffer(self.limit)
+        assert view is not None  # taken by _adopt
         # The free space from the end of the held bytes, up to the end of the ring: a read
         # that filled it comes back for the rest at the front (fill's short-read loop).
         limit = self.limit
@@ -401,16 +468,28 @@ class Pool:
     """
     Idle pipes (splice) and ring buffers (copy) kept for the next connections.
 
-    Setting up a direction costs a ``pipe2`` and two ``fcntl`` calls, or a buffer that must
-    be zero-filled (a quarter of a MiB by default): a connection storm would pay that for
-    every connection, for a message of a few bytes. Only what a connection gave back empty
-    (a clean end) is kept, at most ``keep`` of each; :meth:`close` closes the pipes.
+    Setting up a direction's own buffer costs a ``pipe2`` and two ``fcntl`` calls, or the
+    pages of a ring (a quarter of a MiB by default). Only what a connection gave back empty
+    (a clean end) is kept, at most ``keep`` of each; :meth:`close` closes the pipes. Also
+    holds the scratch buffer of the directions that have none of their own yet.
     """
 
-    def __init__(self, keep: int = 16) -> None:
+    def __init__(self, keep: int = 16, scratchSize: int = 262144) -> None:
         self.keep = keep
         self._pipes: list[tuple[int, int, int]] = []  # (read end, write end, capacity)
         self._buffers: list[memoryview] = []
+        self._scratchSize = scratchSize
+        self._scratch: memoryview | None = None
+
+    @property
+    def scratch(self) -> memoryview:
+        """
+        The one buffer every direction without a buffer of its own reads into and sends
+        from at once (the reactor runs one of them at a time; nothing stays in it).
+        """
+        if self._scratch is None:
+            self._scratch = self.takeBuffer(self._scratchSize)
+        return self._scratch
 
     @property
     def descriptors(self) -> int:
@@ -516,8 +595,13 @@ class SocketRelay:
             raise
 
     def start(self) -> None:
+        """Relay from now on, starting with what ``a`` has sent already, if anything."""
         self._a.startReading()
         self._b.startReading()
+        # A client usually speaks first, and by the time the target has answered the dial
+        # its first bytes (often its end of stream too) are waiting: read them now rather
+        # than in another turn of the reactor.
+        self._directions[0].fill()
 
     def directionFinished(self) -> None:
         for d in self._directions:
@@ -547,6 +631,7 @@ class SocketRelay:
             s.stopReading()
             s.stopWriting()
             s.source = s.sink = None
+            s.onLost = _ignore
         for d in self._directions:
             d.close()
         # Break the cycles (the directions and sockets point back here; the caller's

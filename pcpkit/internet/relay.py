@@ -458,36 +458,17 @@ class RelayedConnection:
     def _startEngine(self, clientSock: socket.socket, targetSock: socket.socket) -> None:
         relay = self.relay
         splice = relay._useSplice
-        try:
-            engine = SocketRelay(
-                relay.reactor,
-                clientSock,
-                targetSock,
-                relay.bufferSize,
-                self.toTarget,
-                self.toClient,
-                self._engineDone,
-                splice=splice,
-                pool=relay._pool,
-            )
-        except OSError as e:
-            if not splice:
-                raise
-            # Out of descriptors for the pipes, say: copying needs none.
-            log.warn("splice unavailable for a connection ({error}); relaying in Python", error=e)
-            splice = False
-            engine = SocketRelay(
-                relay.reactor,
-                clientSock,
-                targetSock,
-                relay.bufferSize,
-                self.toTarget,
-                self.toClient,
-                self._engineDone,
-                splice=False,
-                pool=relay._pool,
-            )
-        self._engine = engine
+        self._engine = engine = SocketRelay(
+            relay.reactor,
+            clientSock,
+            targetSock,
+            relay.bufferSize,
+            self.toTarget,
+            self.toClient,
+            self._engineDone,
+            splice=splice,
+            pool=relay._pool,
+        )
         if splice:
             self.spliced = True
             relay._spliced += 1
@@ -591,7 +572,7 @@ class RelayedConnection:
                 continue
             if reason is None:
                 side.readDone = side.writeDone = True
-                side.tr.loseConnection()
+                _closeShutDown(side.tr)
             else:
                 side.tr.abortConnection()
         if reason is not None:
@@ -628,6 +609,22 @@ class RelayedConnection:
 
 def _nothing() -> int:
     return 0
+
+
+def _closeShutDown(transport: _Transport) -> None:
+    """
+    Close a transport whose socket has ended both ways under the raw-socket path (its end
+    of stream read, our side shut down for writing): at once, as Twisted's own
+    ``loseConnection`` does for a transport whose writing is closed, rather than a reactor
+    turn later through a write event. Nothing is buffered: the transport was idle.
+    """
+    tr: Any = transport  # Twisted's FileDescriptor is untyped
+    if isinstance(transport, tcp.Connection) and tr.connected and not tr.disconnecting:
+        tr.stopReading()
+        tr.stopWriting()
+        tr.connectionLost(connectionDone)  # Twisted's shared ConnectionDone failure
+        return
+    tr.loseConnection()
 
 
 class _RelayFactory(Factory):
@@ -715,7 +712,7 @@ class Relay(Service):
         # dials a TCP target by IP address without a Twisted transport.
         self._rawSockets = plain and rawSocketsAvailable(self.reactor)
         self._rawTarget = _rawTarget(self.connectEndpoint) if self._rawSockets else None
-        self._pool = Pool(keep=0)  # opened by start()
+        self._pool = Pool(keep=0, scratchSize=bufferSize)  # opened by start()
         # The read size of each transport on the portable path. Twisted's default of 64 KiB
         # is the fastest measured: bigger reads make bigger ``bytes`` objects, which glibc
         # maps and unmaps page by page (twice the CPU per byte at 128 KiB).
