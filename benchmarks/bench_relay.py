@@ -568,21 +568,27 @@ class Connects:
         self.countTarget = int(_readLine(self.counter, "count sink"))
         self.client = _child("--connector")
 
-    def fire(self, kind: str, n: int) -> float:
-        """Connects/s of ``n`` connect-send-close, until the target has had every byte."""
+    def fire(self, kind: str, n: int) -> tuple[float, float]:
+        """
+        Connects/s of ``n`` connect-send-close, until the target has had every byte, and the
+        relay's CPU time per connection (user + system, µs; NaN for ``direct``).
+        """
         relay: subprocess.Popen[str] | None = None
         if kind == "direct":
             port = self.countTarget
         else:
             relay, port = startRelay(kind, self.countTarget)
         try:
+            cpu0 = cpuSeconds(relay.pid) if relay is not None else 0.0
             assert self.counter.stdin is not None
             self.counter.stdin.write(f"expect {n}\n")
             self.counter.stdin.flush()
             _, failed = self.ask(f"fire {port} {n}")
             if int(failed):
                 raise RuntimeError(f"{kind}: {failed} of {n} connections failed")
-            return n / float(_readLine(self.counter, "count sink"))
+            rate = n / float(_readLine(self.counter, "count sink"))
+            cpu = (cpuSeconds(relay.pid) - cpu0) / n * 1e6 if relay is not None else float("nan")
+            return rate, cpu
         finally:
             if relay is not None:
                 stop(relay)
@@ -638,20 +644,22 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
     rates: dict[str, dict[str, list[float]]] = {
         k: {"storm": [], "round trip": [], "concurrent": []} for k in kinds
     }
+    cpus: dict[str, list[float]] = {k: [] for k in kinds}
     fds: dict[str, float] = {}
     c = Connects()
     try:
         for i in range(repeat):
             for kind in kinds:
-                storm = c.fire(kind, n)
+                storm, cpu = c.fire(kind, n)
                 a, b, f = c.run(kind, n, concurrency, fds=i == 0)
                 for name, value in (("storm", storm), ("round trip", a), ("concurrent", b)):
                     rates[kind][name].append(value)
+                cpus[kind].append(cpu)
                 if i == 0:
                     fds[kind] = f
                 print(
-                    f"  run {i + 1} {kind:16} {storm:8.0f} /s storm {a:8.0f} /s round trip "
-                    f"{b:8.0f} /s concurrent",
+                    f"  run {i + 1} {kind:16} {storm:8.0f} /s storm ({cpu:4.0f} µs CPU each) "
+                    f"{a:8.0f} /s round trip {b:8.0f} /s concurrent",
                     flush=True,
                 )
     finally:
@@ -659,12 +667,13 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
     base = "haproxy" if "haproxy" in kinds else "portforward" if "portforward" in kinds else None
     print()
     print(
-        "| contender       | storm /s | round trip /s | concurrent /s "
-        f"| vs {base or '-'} (storm, round trip, concurrent) | fds per connection |"
+        "| contender       | storm /s | relay CPU µs/conn (storm) | round trip /s "
+        f"| concurrent /s | vs {base or '-'} (storm, round trip, concurrent) "
+        "| fds per connection |"
     )
     print(
-        "|-----------------|---------:|--------------:|--------------:"
-        "|----------------------------------------:|-------------------:|"
+        "|-----------------|---------:|--------------------------:|--------------:"
+        "|--------------:|----------------------------------------:|-------------------:|"
     )
     for kind in kinds:
         medians = {name: statistics.median(v) for name, v in rates[kind].items()}
@@ -677,8 +686,11 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
             ratios = "-"
         f = fds[kind]
         perConnection = "-" if f != f else f"{f:.1f}"
+        cpu = statistics.median(cpus[kind])
+        cpuText = "-" if cpu != cpu else f"{cpu:.0f}"
         print(
-            f"| {kind:15} | {medians['storm']:8.0f} | {medians['round trip']:13.0f} "
+            f"| {kind:15} | {medians['storm']:8.0f} | {cpuText:>25} "
+            f"| {medians['round trip']:13.0f} "
             f"| {medians['concurrent']:13.0f} | {ratios:>39} | {perConnection:>18} |"
         )
 
