@@ -644,10 +644,12 @@ class SocketRelay:
 @implementer(IReadWriteDescriptor)
 class Dial:
     """
-    Connect a new non-blocking TCP socket to ``address`` (an IP address, no lookup).
+    Connect a new non-blocking TCP socket to ``address`` (an IP address, no lookup), from
+    :meth:`start`.
 
-    ``onConnected(sock)`` once connected; ``onFailed(failure)`` with Twisted's connection
-    errors (``ConnectionRefusedError``, ``TimeoutError`` after ``timeout`` seconds, ...).
+    ``onConnected(sock)`` once connected (maybe within :meth:`start`); ``onFailed(failure)``
+    with Twisted's connection errors (``ConnectionRefusedError``, ``TimeoutError`` after
+    ``timeout`` seconds, ...).
     Either is called at most once; :meth:`cancel` calls neither and closes the socket.
     A failure to start (no descriptors left, say) is raised by the constructor.
     """
@@ -678,8 +680,30 @@ class Dial:
             raise
         self.sock: socket.socket | None = sock
         self.fd = sock.fileno()
-        self._timer = reactor.callLater(timeout, self._timedOut) if timeout else None
-        reactor.addWriter(self)
+        self.timeout = timeout
+        self._timer: Any = None
+
+    def start(self) -> None:
+        """Report now if the connect is done already (usual on loopback), else wait for it."""
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sock.getpeername()
+        except OSError:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self._fail(err)
+                return
+            if self.timeout:
+                self._timer = self.reactor.callLater(self.timeout, self._timedOut)
+            self.reactor.addWriter(self)
+            return
+        # Connected: a reactor turn (and two epoll_ctl calls) saved.
+        self.sock = None
+        onConnected = self.onConnected
+        self._forget()
+        onConnected(sock)
 
     def fileno(self) -> int:
         return self.fd
@@ -702,7 +726,9 @@ class Dial:
             self._fail(err)
         else:
             self.sock = None
-            self.onConnected(sock)
+            onConnected = self.onConnected
+            self._forget()
+            onConnected(sock)
 
     def connectionLost(self, reason: Failure) -> None:
         # The reactor saw an error or a hang-up (a refused connect): the socket says which.

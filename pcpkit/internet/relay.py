@@ -369,7 +369,7 @@ class RelayedConnection:
             # Both ends plain sockets: dial without a transport, the relay moves the bytes.
             family, address, bindAddress, timeout = raw
             try:
-                self._dialer = Dial(
+                self._dialer = dialer = Dial(
                     relay.reactor,
                     family,
                     address,
@@ -380,6 +380,8 @@ class RelayedConnection:
                 )
             except Exception:
                 self._dialFailed(currentFailure())
+                return
+            dialer.start()
             return
         try:
             d = relay.connectEndpoint.connect(_TargetFactory(self))
