@@ -580,6 +580,68 @@ async def test_stop_while_dialling_cancels_the_dial() -> None:
     assert relay.stats.active == 0 and relay.stats.failedDials == 0
 
 
+class Unanswered:
+    """
+    A listening socket that answers no more connects: its accept queue (backlog 0) is
+    kept full, so the kernel drops the SYNs of any further one, which stays in progress.
+    """
+
+    def __init__(self) -> None:
+        self.server = socket.create_server((HOST, 0), backlog=0)
+        self.port = self.server.getsockname()[1]
+        self.fillers: list[socket.socket] = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((HOST, self.port))
+            self.fillers.append(s)
+
+    def close(self) -> None:
+        for s in [*self.fillers, self.server]:
+            s.close()
+
+
+@pytest.mark.parametrize("splice", [False, pytest.param(True, marks=PATHS[1].marks)])
+@pytest_twisted.ensureDeferred
+async def test_a_dial_that_times_out_closes_the_client(splice: bool) -> None:
+    # The endpoint string's timeout holds for the relay's own dialling of a TCP target.
+    target = Unanswered()
+    relay = Relay(f"tcp:0:interface={HOST}", f"tcp:{HOST}:{target.port}:timeout=1", splice=splice)
+    try:
+        port: Any = await relay.start()
+        c = await connectClient(port.getHost().port)
+        await until(lambda: relay.stats.active == 1, 5)
+        assert [conn.state for conn in relay.connections] == ["dialling"]
+        await within(c.closed, 10)
+        assert not c.data
+        await until(lambda: relay.stats.active == 0, 5)
+        assert relay.stats.failedDials == 1
+    finally:
+        await relay.stop()
+        target.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_while_dialling_a_tcp_target_closes_everything() -> None:
+    target = Unanswered()
+    relay = Relay(f"tcp:0:interface={HOST}", f"tcp:{HOST}:{target.port}")
+    try:
+        port: Any = await relay.start()
+        before = fdCount()
+        c = await connectClient(port.getHost().port)
+        await until(lambda: relay.stats.active == 1, 5)
+        assert [conn.state for conn in relay.connections] == ["dialling"]
+        await within(relay.stop(), 5)
+        await within(c.closed, 5)
+        assert relay.stats.active == 0 and relay.stats.failedDials == 0
+        # The relay's listening socket, the accepted one and the dialling one are closed
+        # (and conftest checks that the dial's timeout left no DelayedCall behind).
+        assert fdCount() < before
+    finally:
+        await relay.stop()
+        target.close()
+
+
 @pytest_twisted.ensureDeferred
 async def test_refused_target_closes_the_client_promptly() -> None:
     with socket.socket() as probe:
