@@ -19,6 +19,7 @@ Two ways to move the bytes:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IListeningPort,
     IPushProducer,
+    IReadDescriptor,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
@@ -315,6 +317,7 @@ class RelayedConnection:
         self._dial: Deferred[Any] | None = None  # dialling through the endpoint
         self._dialer: Dial | None = None  # dialling a plain TCP target ourselves
         self._targetSock: socket.socket | None = None  # the socket it connected
+        self._clientSock: socket.socket | None = None  # an accepted socket, no transport
         self._engine: SocketRelay | None = None
         self._early = ByteFIFO()
         self._finished = False
@@ -354,6 +357,7 @@ class RelayedConnection:
         if self._dial is not None:
             self._dial.cancel()
         self._closeTargetSocket(reset=True)
+        self._closeClientSocket(reset=True)
         for side in (self._client, self._target):
             if side is not None and not side.lost:
                 side.tr.abortConnection()
@@ -391,6 +395,27 @@ class RelayedConnection:
         self._dial = d
         d.addCallbacks(self._dialled, self._dialFailed)
 
+    def _rawAccepted(self, sock: socket.socket) -> None:
+        """Relay ``sock`` (accepted by the relay, no transport) to a new TCP connection."""
+        self._clientSock = sock
+        raw = self.relay._rawTarget
+        assert raw is not None  # the acceptor runs only then
+        family, address, bindAddress, timeout = raw
+        try:
+            self._dialer = dialer = Dial(
+                self.relay.reactor,
+                family,
+                address,
+                bindAddress,
+                timeout,
+                self._rawConnected,
+                self._dialFailed,
+            )
+        except Exception:
+            self._dialFailed(currentFailure())
+            return
+        dialer.start()
+
     def _dialled(self, protocol: object) -> None:
         # _targetConnected has already run (from connectionMade).
         self._dial = None
@@ -412,20 +437,27 @@ class RelayedConnection:
         client = self._client
         if client is not None and not client.lost:
             client.tr.loseConnection()
+        self._closeClientSocket(reset=False)
         self._checkFinished()
 
     def _rawConnected(self, sock: socket.socket) -> None:
         self._dialer = None
         self._targetSock = sock
         client = self._client
-        if self._state != _DIALLING or client is None or client.lost:
+        clientSock = self._clientSock
+        if clientSock is None:
+            if self._state != _DIALLING or client is None or client.lost:
+                self._closeTargetSocket(reset=True)
+                self._checkFinished()
+                return
+            clientSock = cast(tcp.Connection, client.tr).getHandle()
+        elif self._state != _DIALLING:
             self._closeTargetSocket(reset=True)
             self._checkFinished()
             return
         self._state = _RELAYING
         # Do not add Nagle's delay on top of what the endpoints chose.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        clientSock = cast(tcp.Connection, client.tr).getHandle()
         if clientSock.family != socket.AF_UNIX:
             clientSock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._startEngine(clientSock, sock)
@@ -565,10 +597,16 @@ class RelayedConnection:
         if sock is not None:
             closeSocket(sock, reset)
 
+    def _closeClientSocket(self, reset: bool) -> None:
+        sock, self._clientSock = self._clientSock, None
+        if sock is not None:
+            closeSocket(sock, reset)
+
     def _engineDone(self, reason: Failure | None) -> None:
         self._endEngine()
         self._state = _CLOSING
         self._closeTargetSocket(reset=reason is not None)
+        self._closeClientSocket(reset=reason is not None)
         for side in (self._client, self._target):
             if side is None or side.lost:
                 continue
@@ -587,6 +625,7 @@ class RelayedConnection:
             or self._dial is not None
             or self._dialer is not None
             or self._targetSock is not None
+            or self._clientSock is not None
         ):
             return
         for side in (self._client, self._target):
@@ -627,6 +666,75 @@ def _closeShutDown(transport: _Transport) -> None:
         tr.connectionLost(connectionDone)  # Twisted's shared ConnectionDone failure
         return
     tr.loseConnection()
+
+
+@implementer(IReadDescriptor)
+class _Acceptor:
+    """
+    Accepts on a listening port's socket in its place, when the relay moves the bytes and
+    dials the target itself: an accepted socket goes straight to a
+    :class:`RelayedConnection`, without the Twisted transport, protocol and addresses that
+    ``Port.doRead`` would build for it. The port keeps owning its socket (``getHost``,
+    ``stopListening``); the acceptor only takes over its reading.
+    """
+
+    #: Accepts per reactor turn at most (Twisted's ports accept up to 100 too).
+    batch = 100
+
+    def __init__(self, relay: Relay, port: tcp.Port) -> None:
+        self.relay = relay
+        self.reactor = relay.reactor
+        listening: Any = port  # Twisted's ports are untyped
+        self.port = listening
+        self.sock: socket.socket = listening.socket
+        self.fd: int = self.sock.fileno()
+        self.starved = False  # out of descriptors: wait for a connection to close
+        listening.stopReading()
+        self.reactor.addReader(self)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:
+        return "pcpkit.relay"
+
+    def doRead(self) -> None:
+        accept = self.sock.accept
+        acceptRaw = self.relay._acceptRaw
+        for _ in range(self.batch):
+            try:
+                sock, peer = accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno == errno.ECONNABORTED:
+                    continue  # gone before we took it
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Polling a listening socket we cannot accept from spins: wait for a
+                    # connection to close instead.
+                    log.warn(
+                        "relay cannot accept connections for now ({error}); waiting for one"
+                        " to close",
+                        error=e.strerror,
+                    )
+                    self.starved = True
+                    self.reactor.removeReader(self)
+                    return
+                raise
+            sock.setblocking(False)
+            acceptRaw(sock, peer)
+
+    def resume(self) -> None:
+        self.starved = False
+        self.reactor.addReader(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        # In the port's place for the reactor: its shutdown (disconnectAll), an error on the
+        # socket or one raised by doRead end the port as they would have without us.
+        self.port.connectionLost(reason)
+
+    def stop(self) -> None:
+        self.reactor.removeReader(self)
 
 
 class _RelayFactory(Factory):
@@ -715,6 +823,7 @@ class Relay(Service):
         self._rawSockets = plain and rawSocketsAvailable(self.reactor)
         self._rawTarget = _rawTarget(self.connectEndpoint) if self._rawSockets else None
         self._pool = Pool(keep=0, scratchSize=bufferSize)  # opened by start()
+        self._acceptor: _Acceptor | None = None
         # The read size of each transport on the portable path. Twisted's default of 64 KiB
         # is the fastest measured: bigger reads make bigger ``bytes`` objects, which glibc
         # maps and unmaps page by page (twice the CPU per byte at 128 KiB).
@@ -803,6 +912,9 @@ class Relay(Service):
         def listening(port: IListeningPort) -> IListeningPort:
             self._starting = None
             self._port = port
+            if self._rawTarget is not None and isinstance(port, tcp.Port):
+                # Accept the connections ourselves: no Twisted transport per connection.
+                self._acceptor = _Acceptor(self, port)
             log.info(
                 "relay listening on {address}, forwarding to {target}"
                 " ({path} path, {bufferSize} bytes per direction)",
@@ -839,6 +951,9 @@ class Relay(Service):
         if self._starting is not None:
             self._starting.addErrback(lambda _: None)
             self._starting.cancel()
+        if self._acceptor is not None:
+            self._acceptor.stop()
+            self._acceptor = None
         if self._port is not None:
             port, self._port = self._port, None
             waits.append(maybeDeferred(port.stopListening))
@@ -911,7 +1026,8 @@ class Relay(Service):
 
     # -- called by the connections ------------------------------------------------------
 
-    def _accept(self, addr: IAddress | None) -> Protocol | None:
+    def _admit(self, peer: object) -> RelayedConnection | None:
+        """A new connection, or ``None`` when stopping or at the cap (logged once)."""
         if self._stopping is not None:
             return None
         if len(self._connections) >= self.maxConnections:
@@ -921,18 +1037,33 @@ class Relay(Service):
                     "relay at its cap of {maxConnections} connections: refusing {peer}"
                     " and any more until one closes",
                     maxConnections=self.maxConnections,
-                    peer=addr,
+                    peer=peer,
                 )
             self._refusedInEpisode += 1
-            # Twisted closes an accepted socket that gets no protocol, at once.
             return None
         conn = RelayedConnection(self)
         self._connections.add(conn)
         self._total += 1
+        return conn
+
+    def _accept(self, addr: IAddress | None) -> Protocol | None:
+        conn = self._admit(addr)
+        if conn is None:
+            # Twisted closes an accepted socket that gets no protocol, at once.
+            return None
         return _Side(conn, isClient=True)
+
+    def _acceptRaw(self, sock: socket.socket, peer: object) -> None:
+        conn = self._admit(peer)
+        if conn is None:
+            sock.close()
+            return
+        conn._rawAccepted(sock)
 
     def _connectionFinished(self, conn: RelayedConnection) -> None:
         self._connections.discard(conn)
+        if self._acceptor is not None and self._acceptor.starved:
+            self._acceptor.resume()
         for closed, flow in (
             (self._closedToTarget, conn.toTarget),
             (self._closedToClient, conn.toClient),
