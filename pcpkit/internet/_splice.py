@@ -596,12 +596,16 @@ class SocketRelay:
 
     def start(self) -> None:
         """Relay from now on, starting with what ``a`` has sent already, if anything."""
-        self._a.startReading()
-        self._b.startReading()
         # A client usually speaks first, and by the time the target has answered the dial
         # its first bytes (often its end of stream too) are waiting: read them now rather
-        # than in another turn of the reactor.
-        self._directions[0].fill()
+        # than in another turn of the reactor, and poll ``a`` only if it has more to say.
+        first = self._directions[0]
+        first.fill()
+        if self.done:
+            return
+        if not (first.eof or first.paused):
+            self._a.startReading()
+        self._b.startReading()
 
     def directionFinished(self) -> None:
         for d in self._directions:
