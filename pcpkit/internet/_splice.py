@@ -10,17 +10,19 @@ interest of a socket). Each direction is a bounded buffer between two sockets:
 * **splice** (Linux): socket -> pipe -> socket with ``os.splice``; the payload never enters
   Python, the pipe is the direction's buffer and its size bounds what the relay holds;
 * **copy** (any reactor with ``IReactorFDSet``): ``recv_into`` a ring buffer of the
-  direction's size, ``send`` from it: one allocation per direction for the connection's
-  life, reads as large as the buffer has room for, no Python call per byte beyond the two
-  socket calls.
+  direction's size, ``send`` from it: no allocation per read, reads as large as the buffer
+  has room for, no Python call per byte beyond the two socket calls.
 
-A spliced or copied connection needs no Twisted transport for its target either: :class:`Dial`
-connects a new non-blocking TCP socket, so a relayed connection costs one transport (the
-accepted client's) instead of two, plus a ``Connector``, a ``Deferred`` and their cycles.
+Either way a direction starts with no buffer of its own (a short exchange never needs one:
+see :class:`_Direction`), and the pipes and rings of finished connections are kept for the
+next ones (:class:`Pool`).
 
-The relay closes the sockets: the accepted one through its Twisted transport after the relay
-here has let go of it (no reactor registration left), so a socket is never closed behind the
-reactor's back and no descriptor leaks.
+Nor does a relayed connection need a Twisted transport: the relay accepts the client's
+socket itself and :class:`Dial` connects a new non-blocking TCP socket to the target, so a
+connection costs no ``tcp.Server``, ``Client``, ``Connector``, protocol, address objects,
+``Deferred`` or reference cycle. Where the sockets do come from Twisted transports (other
+endpoints, a target given by name), the relay stops the transports before it starts and
+closes them after it ends, so a socket is never closed behind the reactor's back.
 """
 
 from __future__ import annotations

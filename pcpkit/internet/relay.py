@@ -7,14 +7,18 @@ direction holds at most ``bufferSize`` bytes in the relay, whatever the mix of f
 peers; an end of stream (a half-close) is passed on once everything before it has been
 written; a connection that fails takes its partner down with it.
 
-Two ways to move the bytes:
+Three ways to move the bytes:
 
-* the **portable** path, on any Twisted endpoints (TCP, UNIX, TLS, ...): each transport is
+* when both ends are plain stream sockets (``tcp:``, ``unix:``, adopted) the relay moves
+  the bytes itself on the raw sockets, with the reactor only as the poller
+  (:mod:`pcpkit.internet._splice`): on Linux with ``os.splice`` (the payload goes socket ->
+  pipe -> socket and never enters Python), elsewhere or with ``splice=False`` through one
+  ring buffer per direction (``recv_into`` / ``send``: the **portable** path of plain
+  sockets). It also accepts the connections and dials a TCP target given by IP address
+  itself: a relayed connection then has no Twisted transport at all;
+* for any other endpoint (TLS, your own, a name to look up) each Twisted transport is
   registered as a streaming producer on the other one, so a full write buffer pauses the
-  reading side;
-* the **splice** path, on Linux when both ends are plain TCP or UNIX sockets: the payload
-  goes socket -> pipe -> socket with ``os.splice`` and never enters Python
-  (:mod:`pcpkit.internet._splice`).
+  reading side (the **portable** path of transports).
 """
 
 from __future__ import annotations
@@ -763,13 +767,14 @@ class Relay(Service):
         (without reading from it), and the refusals are logged. At :meth:`start` the process's
         open-files soft limit is raised to its hard limit, and ``maxConnections`` is lowered
         (once, with a log line) to what that limit allows: each connection takes 2
-        descriptors, 6 on the splice path.
+        descriptors, up to 6 on the splice path (a pipe for a direction that carries a bulk
+        transfer or whose sink falls behind).
     :param backlog: the listen queue of a TCP or UNIX ``listen`` endpoint string that does not
         set one (``backlog=N``): a burst of connections waits there to be accepted.
     :param splice: ``None`` (default): use the ``os.splice`` path when the platform has it and
         both endpoints are plain TCP or UNIX; ``True``: insist on it (``ValueError`` for other
         endpoints, ``RuntimeError`` on a platform without ``os.splice``); ``False``: always
-        relay through Python.
+        relay through Python (a ring buffer per direction on plain sockets).
     :param reactor: the reactor to use; the global one by default.
     """
 
