@@ -66,6 +66,7 @@ _F_SETPIPE_SZ: int = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _F_GETPIPE_SZ: int = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 _IN_PROGRESS = frozenset({0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN})
 _LINGER_RESET = struct.pack("ii", 1, 0)
+_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
 
 
 def spliceAvailable() -> bool:
@@ -205,7 +206,7 @@ class _Direction:
         self.limit = 0  # set by the subclass
         self.held = 0
         self.own = False  # whether the buffer of its own is there
-        self.pauser = Pauser(source.stopReading, source.startReading)
+        self._pauser: Pauser | None = None  # made at the first pause
         self._full: Pause | None = None  # held while the buffer waits for the sink
         self.eof = False
         self.finished = False
@@ -292,7 +293,7 @@ class _Direction:
             if self.held >= self.limit and not self.conn.done:
                 self._pause()
                 return
-            again = n < room and not self.pauser.paused
+            again = n < room and self._full is None
 
     def drain(self) -> None:
         """The sink is writable (or we just filled the buffer): move the buffer into it."""
@@ -321,12 +322,15 @@ class _Direction:
 
     @property
     def paused(self) -> bool:
-        return self.pauser.paused
+        return self._pauser is not None and self._pauser.paused
 
     def _pause(self) -> None:
         if self._full is None:
             self.flow.pauses += 1
-            self._full = self.pauser.pause("the buffer is full")
+            pauser = self._pauser
+            if pauser is None:
+                pauser = self._pauser = Pauser(self.source.stopReading, self.source.startReading)
+            self._full = pauser.pause("the buffer is full")
             # Something is held, so the sink's writability will resume us.
             self.sink.startWriting()
 
@@ -674,9 +678,10 @@ class Dial:
         self.onConnected = onConnected
         self.onFailed = onFailed
         # Non-blocking from the start: one system call less than setblocking().
-        sock = socket.socket(family, socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0))
+        sock = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
         try:
-            sock.setblocking(False)  # a no-op where SOCK_NONBLOCK was honoured
+            if not _NONBLOCK:
+                sock.setblocking(False)
             if bindAddress is not None:
                 sock.bind(bindAddress)
             err = sock.connect_ex(address)

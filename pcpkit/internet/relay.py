@@ -277,7 +277,10 @@ class _Side(Protocol):
             pump.write(data)
         else:
             # Only a wrapping endpoint can deliver data while we are paused.
-            self.conn._early.append(data)
+            conn = self.conn
+            if conn._early is None:
+                conn._early = ByteFIFO()
+            conn._early.append(data)
 
     def readConnectionLost(self) -> None:
         self.conn._readEnded(self)
@@ -323,7 +326,7 @@ class RelayedConnection:
         self._targetSock: socket.socket | None = None  # the socket it connected
         self._clientSock: socket.socket | None = None  # an accepted socket, no transport
         self._engine: SocketRelay | None = None
-        self._early = ByteFIFO()
+        self._early: ByteFIFO | None = None  # data a wrapping endpoint delivered early
         self._finished = False
         self._aborted = False
         self._waiters: list[Deferred[None]] = []
@@ -522,7 +525,7 @@ class RelayedConnection:
         target.pump = down = _Pump(self.toClient, target, client.tr, limit, chunk)
         target.tr.registerProducer(up, True)
         client.tr.registerProducer(down, True)
-        for data in self._early.popAll():
+        for data in self._early.popAll() if self._early else ():
             up.write(data)
         if client.readDone:
             self._propagateEnd(client)
