@@ -28,6 +28,7 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -640,6 +641,57 @@ async def test_stop_while_dialling_a_tcp_target_closes_everything() -> None:
     finally:
         await relay.stop()
         target.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="descriptor numbers and limits: Linux")
+@pytest_twisted.ensureDeferred
+async def test_out_of_descriptors_the_relay_waits_then_accepts() -> None:
+    """
+    When accept fails for want of descriptors, the relay stops polling its listening socket
+    (which would spin), says so once, and accepts again a moment later.
+    """
+    import resource
+
+    from twisted.logger import globalLogPublisher
+
+    warnings: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "cannot accept" in str(event.get("log_format", "")):
+            warnings.append(event["log_format"])
+
+    s = Servers()
+    echo = EchoFactory()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    client = socket.socket()
+    globalLogPublisher.addObserver(observe)
+    try:
+        relay, port = await s.relay(await s.listen(echo))
+        probe = os.dup(0)  # the lowest free descriptor number ...
+        os.close(probe)
+        # ... is the limit: no new descriptor now, for the relay's accept either.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (probe, hard))
+        try:
+            client.setblocking(False)
+            client.connect_ex((HOST, port))
+            await until(lambda: bool(warnings), 10, "the relay to run out of descriptors")
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert relay.stats.total == 0
+        await until(lambda: relay.stats.total == 1, 10, "the relay to accept again")
+
+        def exchange() -> bytes:
+            client.settimeout(10)
+            client.sendall(b"ping")
+            return client.recv(4)
+
+        assert await within(deferToThread(exchange), 10) == b"ping"
+        assert len(warnings) == 1
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        client.close()
+        await until(lambda: echo.open == 0, 10)
+        await s.close()
 
 
 @pytest_twisted.ensureDeferred

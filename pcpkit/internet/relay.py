@@ -696,6 +696,7 @@ class _Acceptor:
         self.sock: socket.socket = listening.socket
         self.fd: int = self.sock.fileno()
         self.starved = False  # out of descriptors: wait for a connection to close
+        self._retry: Any = None
         listening.stopReading()
         self.reactor.addReader(self)
 
@@ -726,14 +727,23 @@ class _Acceptor:
                     )
                     self.starved = True
                     self.reactor.removeReader(self)
+                    # ... or a second, if what holds the descriptors is not a connection.
+                    self._retry = self.reactor.callLater(1.0, self.resume)
                     return
                 raise
             sock.setblocking(False)
             acceptRaw(sock, peer)
 
     def resume(self) -> None:
-        self.starved = False
-        self.reactor.addReader(self)
+        if self.starved:
+            self.starved = False
+            self._cancelRetry()
+            self.reactor.addReader(self)
+
+    def _cancelRetry(self) -> None:
+        retry, self._retry = self._retry, None
+        if retry is not None and retry.active():
+            retry.cancel()
 
     def connectionLost(self, reason: Failure) -> None:
         # In the port's place for the reactor: its shutdown (disconnectAll), an error on the
@@ -741,6 +751,8 @@ class _Acceptor:
         self.port.connectionLost(reason)
 
     def stop(self) -> None:
+        self.starved = False
+        self._cancelRetry()
         self.reactor.removeReader(self)
 
 
