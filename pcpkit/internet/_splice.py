@@ -254,10 +254,15 @@ class _Direction:
             self._bulk()
         return n
 
-    def fill(self) -> None:
-        """The source is readable: move what fits into the buffer, then try to pass it on."""
-        # Read again after a short read: a short message is often followed by its end of
-        # stream, and seeing both in one reactor turn saves a turn per connection.
+    def fill(self, eager: bool = False) -> None:
+        """
+        The source is readable: move what fits into the buffer, then try to pass it on.
+
+        ``eager``: after a short read, read again. When relaying starts, what a client
+        sent while the target was dialled is often a short message and its end of stream:
+        seeing both at once saves a reactor turn. Later a short read means the socket is
+        empty, and another read would only fail.
+        """
         again = True
         while again:
             if self.conn.done:
@@ -293,7 +298,7 @@ class _Direction:
             if self.held >= self.limit and not self.conn.done:
                 self._pause()
                 return
-            again = n < room and self._full is None
+            again = eager and n < room and self._full is None
 
     def drain(self) -> None:
         """The sink is writable (or we just filled the buffer): move the buffer into it."""
@@ -606,7 +611,7 @@ class SocketRelay:
         # its first bytes (often its end of stream too) are waiting: read them now rather
         # than in another turn of the reactor, and poll ``a`` only if it has more to say.
         first = self._directions[0]
-        first.fill()
+        first.fill(eager=True)
         if self.done:
             return
         if not (first.eof or first.paused):
