@@ -622,6 +622,34 @@ async def test_a_dial_that_times_out_closes_the_client(splice: bool) -> None:
         target.close()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="binds 127.0.0.2: Linux loopback")
+@pytest_twisted.ensureDeferred
+async def test_the_relay_dials_from_the_endpoints_bind_address() -> None:
+    peers: list[Any] = []
+
+    class Recorder(Echo):
+        def connectionMade(self) -> None:
+            peers.append(self.transport.getPeer())  # type: ignore[union-attr]
+            super().connectionMade()
+
+    s = Servers()
+    echo = EchoFactory()
+    echo.protocol = Recorder
+    try:
+        target = await s.listen(echo)
+        relay = Relay(f"tcp:0:interface={HOST}", f"tcp:{HOST}:{target}:bindAddress=127.0.0.2")
+        s.relays.append(relay)
+        port: Any = await relay.start()
+        c = await connectClient(port.getHost().port)
+        assert await within(c.roundTrip(b"from where?"), 5) == b"from where?"
+        c.transport.loseConnection()  # type: ignore[union-attr]
+        await within(c.closed, 5)
+        assert [p.host for p in peers] == ["127.0.0.2"]
+    finally:
+        await until(lambda: echo.open == 0, 5)
+        await s.close()
+
+
 @pytest_twisted.ensureDeferred
 async def test_stop_while_dialling_a_tcp_target_closes_everything() -> None:
     target = Unanswered()
