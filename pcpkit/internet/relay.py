@@ -92,6 +92,9 @@ _PLAIN_CLIENTS = (TCP4ClientEndpoint, TCP6ClientEndpoint, HostnameEndpoint, UNIX
 
 _DIALLING, _RELAYING, _CLOSING = "dialling", "relaying", "closing"
 
+#: What the relay dials itself: (family, address, bindAddress, timeout).
+_RawTarget = tuple[int, tuple[Any, ...], "tuple[Any, ...] | None", "float | None"]
+
 #: The listen queue asked for by default: a burst of connects waits in the kernel instead of
 #: being dropped (and retried by the clients a second later). The kernel caps it at
 #: ``net.core.somaxconn``.
@@ -378,21 +381,7 @@ class RelayedConnection:
         raw = relay._rawTarget
         if raw is not None and _isPlainSocket(side.tr):
             # Both ends plain sockets: dial without a transport, the relay moves the bytes.
-            family, address, bindAddress, timeout = raw
-            try:
-                self._dialer = dialer = Dial(
-                    relay.reactor,
-                    family,
-                    address,
-                    bindAddress,
-                    timeout,
-                    self._rawConnected,
-                    self._dialFailed,
-                )
-            except Exception:
-                self._dialFailed(currentFailure())
-                return
-            dialer.start()
+            self._dialRaw(raw)
             return
         try:
             d = relay.connectEndpoint.connect(_TargetFactory(self))
@@ -407,7 +396,10 @@ class RelayedConnection:
         self._clientSock = sock
         raw = self.relay._rawTarget
         assert raw is not None  # the acceptor runs only then
-        family, address, bindAddress, timeout = raw
+        self._dialRaw(raw)
+
+    def _dialRaw(self, target: _RawTarget) -> None:
+        family, address, bindAddress, timeout = target
         try:
             self._dialer = dialer = Dial(
                 self.relay.reactor,
@@ -1099,9 +1091,7 @@ class Relay(Service):
             self._refusedInEpisode = 0
 
 
-def _rawTarget(
-    endpoint: object,
-) -> tuple[int, tuple[Any, ...], tuple[Any, ...] | None, float | None] | None:
+def _rawTarget(endpoint: object) -> _RawTarget | None:
     """
     ``(family, address, bindAddress, timeout)`` to dial for a TCP client endpoint whose host
     is an IP address; ``None`` for anything else (names are left to the endpoint's lookup).
