@@ -33,7 +33,9 @@ process of its own; a client process makes
 and counts failures; and, against a sink that only counts (no echo), a
 ``storm``: ``N`` times connect, send 1 byte, close, as fast as the client can, timed until the
 sink has seen every connection end with its byte (the relay's sustained accept-dial-relay-close
-rate; a listen queue too short for the storm shows here). The relay's descriptors per
+rate; a listen queue too short for the storm shows here), with the relay process's CPU time
+(user + system, from ``/proc/PID/stat``) per connection of the storm: on a shared machine the
+steadier figure of the two. The relay's descriptors per
 connection are read from ``/proc/PID/fd`` with ``--concurrency`` connections held open after
 their echo.
 
