@@ -5,6 +5,8 @@ Contenders (each relay in its own process, so its RSS is its own):
 
 * ``direct``            -- no relay: sender -> receiver
 * ``pcpkit-portable``   -- ``pcpkit.internet.relay.Relay(splice=False)``
+* ``pcpkit-transports`` -- ``Relay(splice=False)`` to a wrapped TCP endpoint, which the relay
+  cannot see through (as TLS or a user's own endpoint): the path of Twisted transports
 * ``pcpkit-splice``     -- ``Relay(splice=True)`` (Linux ``os.splice``)
 * ``portforward``       -- ``twisted.protocols.portforward.ProxyFactory``
 * ``socat``             -- ``socat TCP-LISTEN:port,bind=127.0.0.1,reuseaddr TCP:127.0.0.1:target``
@@ -65,7 +67,14 @@ import time
 from typing import Any
 
 HERE = os.path.abspath(__file__)
-RELAYS = ["pcpkit-portable", "pcpkit-splice", "portforward", "socat", "haproxy"]
+RELAYS = [
+    "pcpkit-portable",
+    "pcpkit-splice",
+    "pcpkit-transports",
+    "portforward",
+    "socat",
+    "haproxy",
+]
 HAPROXY = "/usr/sbin/haproxy"
 HAPROXY_CONFIG = """\
 global
@@ -105,9 +114,26 @@ def serveRelay(kind: str, target: int) -> None:
     else:
         from pcpkit.internet.relay import Relay
 
+        connect: Any = f"tcp:127.0.0.1:{target}"
+        if kind == "pcpkit-transports":
+            # An endpoint the relay cannot see through, as TLS or a user's own would be:
+            # the portable path of Twisted transports.
+            from twisted.internet.endpoints import TCP4ClientEndpoint
+            from twisted.internet.interfaces import IStreamClientEndpoint
+            from zope.interface import implementer
+
+            @implementer(IStreamClientEndpoint)
+            class Wrapped:
+                def __init__(self, inner: Any) -> None:
+                    self.inner = inner
+
+                def connect(self, factory: Any) -> Any:
+                    return self.inner.connect(factory)
+
+            connect = Wrapped(TCP4ClientEndpoint(r, "127.0.0.1", target))
         relay = Relay(
             "tcp:0:interface=127.0.0.1",
-            f"tcp:127.0.0.1:{target}",
+            connect,
             splice=(kind == "pcpkit-splice"),
             maxConnections=4096,
         )
@@ -660,7 +686,7 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
                 if i == 0:
                     fds[kind] = f
                 print(
-                    f"  run {i + 1} {kind:16} {storm:8.0f} /s storm ({cpu:4.0f} µs CPU each) "
+                    f"  run {i + 1} {kind:18} {storm:8.0f} /s storm ({cpu:4.0f} µs CPU each) "
                     f"{a:8.0f} /s round trip {b:8.0f} /s concurrent",
                     flush=True,
                 )
@@ -669,12 +695,12 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
     base = "haproxy" if "haproxy" in kinds else "portforward" if "portforward" in kinds else None
     print()
     print(
-        "| contender       | storm /s | relay CPU µs/conn (storm) | round trip /s "
+        "| contender         | storm /s | relay CPU µs/conn (storm) | round trip /s "
         f"| concurrent /s | vs {base or '-'} (storm, round trip, concurrent) "
         "| fds per connection |"
     )
     print(
-        "|-----------------|---------:|--------------------------:|--------------:"
+        "|-------------------|---------:|--------------------------:|--------------:"
         "|--------------:|----------------------------------------:|-------------------:|"
     )
     for kind in kinds:
@@ -691,7 +717,7 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
         cpu = statistics.median(cpus[kind])
         cpuText = "-" if cpu != cpu else f"{cpu:.0f}"
         print(
-            f"| {kind:15} | {medians['storm']:8.0f} | {cpuText:>25} "
+            f"| {kind:17} | {medians['storm']:8.0f} | {cpuText:>25} "
             f"| {medians['round trip']:13.0f} "
             f"| {medians['concurrent']:13.0f} | {ratios:>39} | {perConnection:>18} |"
         )
@@ -708,7 +734,7 @@ def runThroughput(kinds: list[str], size: int, repeat: int, rssSeconds: float) -
             cpus[kind].append(cpu)
             rss[kind] = max(rss[kind], peak)
             print(
-                f"  run {i + 1} {kind:16} {size / elapsed / 1e6:9.1f} MB/s  relay CPU {cpu:.2f} s",
+                f"  run {i + 1} {kind:18} {size / elapsed / 1e6:9.1f} MB/s  relay CPU {cpu:.2f} s",
                 flush=True,
             )
 
@@ -716,11 +742,11 @@ def runThroughput(kinds: list[str], size: int, repeat: int, rssSeconds: float) -
     gib = size / 2**30
     print()
     print(
-        "| contender       | MB/s (median) | runs (MB/s)      | vs portforward "
+        "| contender         | MB/s (median) | runs (MB/s)      | vs portforward "
         "| relay CPU s/GiB | relay peak RSS |"
     )
     print(
-        "|-----------------|--------------:|------------------|---------------:"
+        "|-------------------|--------------:|------------------|---------------:"
         "|----------------:|---------------:|"
     )
     for kind in kinds:
@@ -730,7 +756,7 @@ def runThroughput(kinds: list[str], size: int, repeat: int, rssSeconds: float) -
         cpu = f"{statistics.median(cpus[kind]) / gib:.2f}" if kind != "direct" else "-"
         mem = f"{rss[kind] / 2**20:.1f} MiB" if rss[kind] else "-"
         print(
-            f"| {kind:15} | {size / med / 1e6:13.1f} | {runs:16} | {ratio:>14} "
+            f"| {kind:17} | {size / med / 1e6:13.1f} | {runs:16} | {ratio:>14} "
             f"| {cpu:>15} | {mem:>14} |"
         )
 
@@ -739,12 +765,12 @@ def runThroughput(kinds: list[str], size: int, repeat: int, rssSeconds: float) -
         print()
         print(f"Reader throttled to 1 MB/s for {rssSeconds:g} s, sender unthrottled:")
         print()
-        print("| relay           | peak RSS (VmHWM) | sent     | received |")
-        print("|-----------------|-----------------:|---------:|---------:|")
+        print("| relay             | peak RSS (VmHWM) | sent     | received |")
+        print("|-------------------|-----------------:|---------:|---------:|")
         for kind in throttled:
             peak, sent, received = runThrottled(kind, rssSeconds)
             print(
-                f"| {kind:15} | {peak / 2**20:12.1f} MiB | {sent / 1e6:5.1f} MB | "
+                f"| {kind:17} | {peak / 2**20:12.1f} MiB | {sent / 1e6:5.1f} MB | "
                 f"{received / 1e6:5.1f} MB |"
             )
 
