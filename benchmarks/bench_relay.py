@@ -760,7 +760,7 @@ def runThroughput(kinds: list[str], size: int, repeat: int, rssSeconds: float) -
             f"| {cpu:>15} | {mem:>14} |"
         )
 
-    throttled = [k for k in ("pcpkit-portable", "pcpkit-splice") if k in kinds]
+    throttled = [k for k in ("pcpkit-portable", "pcpkit-splice", "pcpkit-transports") if k in kinds]
     if throttled:
         print()
         print(f"Reader throttled to 1 MB/s for {rssSeconds:g} s, sender unthrottled:")
