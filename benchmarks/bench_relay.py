@@ -5,6 +5,8 @@ Contenders (each relay in its own process, so its RSS is its own):
 
 * ``direct``            -- no relay: sender -> receiver
 * ``pcpkit-portable``   -- ``pcpkit.internet.relay.Relay(splice=False)``
+* ``pcpkit-transports`` -- ``Relay(splice=False)`` to a wrapped TCP endpoint, which the relay
+  cannot see through (as TLS or a user's own endpoint): the path of Twisted transports
 * ``pcpkit-splice``     -- ``Relay(splice=True)`` (Linux ``os.splice``)
 * ``portforward``       -- ``twisted.protocols.portforward.ProxyFactory``
 * ``socat``             -- ``socat TCP-LISTEN:port,bind=127.0.0.1,reuseaddr TCP:127.0.0.1:target``
@@ -33,7 +35,9 @@ process of its own; a client process makes
 and counts failures; and, against a sink that only counts (no echo), a
 ``storm``: ``N`` times connect, send 1 byte, close, as fast as the client can, timed until the
 sink has seen every connection end with its byte (the relay's sustained accept-dial-relay-close
-rate; a listen queue too short for the storm shows here). The relay's descriptors per
+rate; a listen queue too short for the storm shows here), with the relay process's CPU time
+(user + system, from ``/proc/PID/stat``) per connection of the storm: on a shared machine the
+steadier figure of the two. The relay's descriptors per
 connection are read from ``/proc/PID/fd`` with ``--concurrency`` connections held open after
 their echo.
 
@@ -63,7 +67,14 @@ import time
 from typing import Any
 
 HERE = os.path.abspath(__file__)
-RELAYS = ["pcpkit-portable", "pcpkit-splice", "portforward", "socat", "haproxy"]
+RELAYS = [
+    "pcpkit-portable",
+    "pcpkit-splice",
+    "pcpkit-transports",
+    "portforward",
+    "socat",
+    "haproxy",
+]
 HAPROXY = "/usr/sbin/haproxy"
 HAPROXY_CONFIG = """\
 global
@@ -103,9 +114,26 @@ def serveRelay(kind: str, target: int) -> None:
     else:
         from pcpkit.internet.relay import Relay
 
+        connect: Any = f"tcp:127.0.0.1:{target}"
+        if kind == "pcpkit-transports":
+            # An endpoint the relay cannot see through, as TLS or a user's own would be:
+            # the portable path of Twisted transports.
+            from twisted.internet.endpoints import TCP4ClientEndpoint
+            from twisted.internet.interfaces import IStreamClientEndpoint
+            from zope.interface import implementer
+
+            @implementer(IStreamClientEndpoint)
+            class Wrapped:
+                def __init__(self, inner: Any) -> None:
+                    self.inner = inner
+
+                def connect(self, factory: Any) -> Any:
+                    return self.inner.connect(factory)
+
+            connect = Wrapped(TCP4ClientEndpoint(r, "127.0.0.1", target))
         relay = Relay(
             "tcp:0:interface=127.0.0.1",
-            f"tcp:127.0.0.1:{target}",
+            connect,
             splice=(kind == "pcpkit-splice"),
             maxConnections=4096,
         )
@@ -568,21 +596,27 @@ class Connects:
         self.countTarget = int(_readLine(self.counter, "count sink"))
         self.client = _child("--connector")
 
-    def fire(self, kind: str, n: int) -> float:
-        """Connects/s of ``n`` connect-send-close, until the target has had every byte."""
+    def fire(self, kind: str, n: int) -> tuple[float, float]:
+        """
+        Connects/s of ``n`` connect-send-close, until the target has had every byte, and the
+        relay's CPU time per connection (user + system, µs; NaN for ``direct``).
+        """
         relay: subprocess.Popen[str] | None = None
         if kind == "direct":
             port = self.countTarget
         else:
             relay, port = startRelay(kind, self.countTarget)
         try:
+            cpu0 = cpuSeconds(relay.pid) if relay is not None else 0.0
             assert self.counter.stdin is not None
             self.counter.stdin.write(f"expect {n}\n")
             self.counter.stdin.flush()
             _, failed = self.ask(f"fire {port} {n}")
             if int(failed):
                 raise RuntimeError(f"{kind}: {failed} of {n} connections failed")
-            return n / float(_readLine(self.counter, "count sink"))
+            rate = n / float(_readLine(self.counter, "count sink"))
+            cpu = (cpuSeconds(relay.pid) - cpu0) / n * 1e6 if relay is not None else float("nan")
+            return rate, cpu
         finally:
             if relay is not None:
                 stop(relay)
@@ -638,20 +672,22 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
     rates: dict[str, dict[str, list[float]]] = {
         k: {"storm": [], "round trip": [], "concurrent": []} for k in kinds
     }
+    cpus: dict[str, list[float]] = {k: [] for k in kinds}
     fds: dict[str, float] = {}
     c = Connects()
     try:
         for i in range(repeat):
             for kind in kinds:
-                storm = c.fire(kind, n)
+                storm, cpu = c.fire(kind, n)
                 a, b, f = c.run(kind, n, concurrency, fds=i == 0)
                 for name, value in (("storm", storm), ("round trip", a), ("concurrent", b)):
                     rates[kind][name].append(value)
+                cpus[kind].append(cpu)
                 if i == 0:
                     fds[kind] = f
                 print(
-                    f"  run {i + 1} {kind:16} {storm:8.0f} /s storm {a:8.0f} /s round trip "
-                    f"{b:8.0f} /s concurrent",
+                    f"  run {i + 1} {kind:18} {storm:8.0f} /s storm ({cpu:4.0f} µs CPU each) "
+                    f"{a:8.0f} /s round trip {b:8.0f} /s concurrent",
                     flush=True,
                 )
     finally:
@@ -659,12 +695,13 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
     base = "haproxy" if "haproxy" in kinds else "portforward" if "portforward" in kinds else None
     print()
     print(
-        "| contender       | storm /s | round trip /s | concurrent /s "
-        f"| vs {base or '-'} (storm, round trip, concurrent) | fds per connection |"
+        "| contender         | storm /s | relay CPU µs/conn (storm) | round trip /s "
+        f"| concurrent /s | vs {base or '-'} (storm, round trip, concurrent) "
+        "| fds per connection |"
     )
     print(
-        "|-----------------|---------:|--------------:|--------------:"
-        "|----------------------------------------:|-------------------:|"
+        "|-------------------|---------:|--------------------------:|--------------:"
+        "|--------------:|----------------------------------------:|-------------------:|"
     )
     for kind in kinds:
         medians = {name: statistics.median(v) for name, v in rates[kind].items()}
@@ -677,8 +714,11 @@ def runConnects(kinds: list[str], n: int, concurrency: int, repeat: int) -> None
             ratios = "-"
         f = fds[kind]
         perConnection = "-" if f != f else f"{f:.1f}"
+        cpu = statistics.median(cpus[kind])
+        cpuText = "-" if cpu != cpu else f"{cpu:.0f}"
         print(
-            f"| {kind:15} | {medians['storm']:8.0f} | {medians['round trip']:13.0f} "
+            f"| {kind:17} | {medians['storm']:8.0f} | {cpuText:>25} "
+            f"| {medians['round trip']:13.0f} "
             f"| {medians['concurrent']:13.0f} | {ratios:>39} | {perConnection:>18} |"
         )
 
@@ -694,7 +734,7 @@ def runThroughput(kinds: list[str], size: int, repeat: int, rssSeconds: float) -
             cpus[kind].append(cpu)
             rss[kind] = max(rss[kind], peak)
             print(
-                f"  run {i + 1} {kind:16} {size / elapsed / 1e6:9.1f} MB/s  relay CPU {cpu:.2f} s",
+                f"  run {i + 1} {kind:18} {size / elapsed / 1e6:9.1f} MB/s  relay CPU {cpu:.2f} s",
                 flush=True,
             )
 
@@ -702,11 +742,11 @@ def runThroughput(kinds: list[str], size: int, repeat: int, rssSeconds: float) -
     gib = size / 2**30
     print()
     print(
-        "| contender       | MB/s (median) | runs (MB/s)      | vs portforward "
+        "| contender         | MB/s (median) | runs (MB/s)      | vs portforward "
         "| relay CPU s/GiB | relay peak RSS |"
     )
     print(
-        "|-----------------|--------------:|------------------|---------------:"
+        "|-------------------|--------------:|------------------|---------------:"
         "|----------------:|---------------:|"
     )
     for kind in kinds:
@@ -716,21 +756,21 @@ def runThroughput(kinds: list[str], size: int, repeat: int, rssSeconds: float) -
         cpu = f"{statistics.median(cpus[kind]) / gib:.2f}" if kind != "direct" else "-"
         mem = f"{rss[kind] / 2**20:.1f} MiB" if rss[kind] else "-"
         print(
-            f"| {kind:15} | {size / med / 1e6:13.1f} | {runs:16} | {ratio:>14} "
+            f"| {kind:17} | {size / med / 1e6:13.1f} | {runs:16} | {ratio:>14} "
             f"| {cpu:>15} | {mem:>14} |"
         )
 
-    throttled = [k for k in ("pcpkit-portable", "pcpkit-splice") if k in kinds]
+    throttled = [k for k in ("pcpkit-portable", "pcpkit-splice", "pcpkit-transports") if k in kinds]
     if throttled:
         print()
         print(f"Reader throttled to 1 MB/s for {rssSeconds:g} s, sender unthrottled:")
         print()
-        print("| relay           | peak RSS (VmHWM) | sent     | received |")
-        print("|-----------------|-----------------:|---------:|---------:|")
+        print("| relay             | peak RSS (VmHWM) | sent     | received |")
+        print("|-------------------|-----------------:|---------:|---------:|")
         for kind in throttled:
             peak, sent, received = runThrottled(kind, rssSeconds)
             print(
-                f"| {kind:15} | {peak / 2**20:12.1f} MiB | {sent / 1e6:5.1f} MB | "
+                f"| {kind:17} | {peak / 2**20:12.1f} MiB | {sent / 1e6:5.1f} MB | "
                 f"{received / 1e6:5.1f} MB |"
             )
 

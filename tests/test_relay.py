@@ -28,6 +28,7 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -38,13 +39,43 @@ from pcpkit.internet.relay import Relay
 R: Any = reactor
 HOST = "127.0.0.1"
 HAVE_SPLICE = _splice.spliceAvailable()
+
+
+class Path:
+    """
+    A way through the relay, as the tests' ``splice`` parameter (its truth: whether it
+    splices): ``portable`` copies through Python on raw sockets, ``splice`` splices, and
+    ``transports`` is the portable path of any other endpoint (a wrapped one here): each
+    Twisted transport the streaming producer of the other.
+    """
+
+    def __init__(self, splice: bool, transports: bool = False) -> None:
+        self.splice = splice
+        self.transports = transports
+
+    def __bool__(self) -> bool:
+        return self.splice
+
+
+@implementer(IStreamClientEndpoint)
+class Wrapped:
+    """A client endpoint the relay cannot see through: it must use Twisted transports."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def connect(self, factory: Factory) -> Deferred[Any]:
+        return self.inner.connect(factory)  # type: ignore[no-any-return]
+
+
 PATHS = [
-    pytest.param(False, id="portable"),
+    pytest.param(Path(False), id="portable"),
     pytest.param(
-        True,
+        Path(True),
         id="splice",
         marks=pytest.mark.skipif(not HAVE_SPLICE, reason="no os.splice on this platform"),
     ),
+    pytest.param(Path(False, transports=True), id="transports"),
 ]
 GiB = 1 << 30
 MiB = 1 << 20
@@ -287,7 +318,13 @@ class Servers:
         return int(port.getHost().port)
 
     async def relay(self, target: int, **kw: Any) -> tuple[Relay, int]:
-        r = Relay(f"tcp:0:interface={HOST}", f"tcp:{HOST}:{target}", **kw)
+        connect: Any = f"tcp:{HOST}:{target}"
+        path = kw.get("splice")
+        if isinstance(path, Path):
+            kw["splice"] = path.splice
+            if path.transports:
+                connect = Wrapped(TCP4ClientEndpoint(R, HOST, target))
+        r = Relay(f"tcp:0:interface={HOST}", connect, **kw)
         port: Any = await r.start()
         self.relays.append(r)
         return r, int(port.getHost().port)
@@ -493,10 +530,12 @@ async def test_2000_sequential_connections_leak_no_descriptors(splice: bool) -> 
             c.transport.loseConnection()  # type: ignore[union-attr]
             await within(c.closed, 5)
         await until(lambda: relay.stats.active == 0 and echo.open == 0, 10)
-        after = fdCount()
         assert relay.stats.total == 2001
         assert relay.stats.spliced == (2001 if splice else 0)
-        assert after <= before + 2, (before, after)
+        # Stopped, the relay has closed its listening socket and its idle pipes too.
+        await relay.stop()
+        after = fdCount()
+        assert after < before, (before, after)
     finally:
         await s.close()
 
@@ -540,6 +579,147 @@ async def test_stop_while_dialling_cancels_the_dial() -> None:
     assert len(cancelled) == 1
     await within(c.closed, 5)
     assert relay.stats.active == 0 and relay.stats.failedDials == 0
+
+
+class Unanswered:
+    """
+    A listening socket that answers no more connects: its accept queue (backlog 0) is
+    kept full, so the kernel drops the SYNs of any further one, which stays in progress.
+    """
+
+    def __init__(self) -> None:
+        self.server = socket.create_server((HOST, 0), backlog=0)
+        self.port = self.server.getsockname()[1]
+        self.fillers: list[socket.socket] = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((HOST, self.port))
+            self.fillers.append(s)
+
+    def close(self) -> None:
+        for s in [*self.fillers, self.server]:
+            s.close()
+
+
+@pytest.mark.parametrize("splice", [False, pytest.param(True, marks=PATHS[1].marks)])
+@pytest_twisted.ensureDeferred
+async def test_a_dial_that_times_out_closes_the_client(splice: bool) -> None:
+    # The endpoint string's timeout holds for the relay's own dialling of a TCP target.
+    target = Unanswered()
+    relay = Relay(f"tcp:0:interface={HOST}", f"tcp:{HOST}:{target.port}:timeout=1", splice=splice)
+    try:
+        port: Any = await relay.start()
+        c = await connectClient(port.getHost().port)
+        await until(lambda: relay.stats.active == 1, 5)
+        assert [conn.state for conn in relay.connections] == ["dialling"]
+        await within(c.closed, 10)
+        assert not c.data
+        await until(lambda: relay.stats.active == 0, 5)
+        assert relay.stats.failedDials == 1
+    finally:
+        await relay.stop()
+        target.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="binds 127.0.0.2: Linux loopback")
+@pytest_twisted.ensureDeferred
+async def test_the_relay_dials_from_the_endpoints_bind_address() -> None:
+    peers: list[Any] = []
+
+    class Recorder(Echo):
+        def connectionMade(self) -> None:
+            peers.append(self.transport.getPeer())  # type: ignore[union-attr]
+            super().connectionMade()
+
+    s = Servers()
+    echo = EchoFactory()
+    echo.protocol = Recorder
+    try:
+        target = await s.listen(echo)
+        relay = Relay(f"tcp:0:interface={HOST}", f"tcp:{HOST}:{target}:bindAddress=127.0.0.2")
+        s.relays.append(relay)
+        port: Any = await relay.start()
+        c = await connectClient(port.getHost().port)
+        assert await within(c.roundTrip(b"from where?"), 5) == b"from where?"
+        c.transport.loseConnection()  # type: ignore[union-attr]
+        await within(c.closed, 5)
+        assert [p.host for p in peers] == ["127.0.0.2"]
+    finally:
+        await until(lambda: echo.open == 0, 5)
+        await s.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_while_dialling_a_tcp_target_closes_everything() -> None:
+    target = Unanswered()
+    relay = Relay(f"tcp:0:interface={HOST}", f"tcp:{HOST}:{target.port}")
+    try:
+        port: Any = await relay.start()
+        before = fdCount()
+        c = await connectClient(port.getHost().port)
+        await until(lambda: relay.stats.active == 1, 5)
+        assert [conn.state for conn in relay.connections] == ["dialling"]
+        await within(relay.stop(), 5)
+        await within(c.closed, 5)
+        assert relay.stats.active == 0 and relay.stats.failedDials == 0
+        # The relay's listening socket, the accepted one and the dialling one are closed
+        # (and conftest checks that the dial's timeout left no DelayedCall behind).
+        assert fdCount() < before
+    finally:
+        await relay.stop()
+        target.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="descriptor numbers and limits: Linux")
+@pytest_twisted.ensureDeferred
+async def test_out_of_descriptors_the_relay_waits_then_accepts() -> None:
+    """
+    When accept fails for want of descriptors, the relay stops polling its listening socket
+    (which would spin), says so once, and accepts again a moment later.
+    """
+    import resource
+
+    from twisted.logger import globalLogPublisher
+
+    warnings: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "cannot accept" in str(event.get("log_format", "")):
+            warnings.append(event["log_format"])
+
+    s = Servers()
+    echo = EchoFactory()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    client = socket.socket()
+    globalLogPublisher.addObserver(observe)
+    try:
+        relay, port = await s.relay(await s.listen(echo))
+        probe = os.dup(0)  # the lowest free descriptor number ...
+        os.close(probe)
+        # ... is the limit: no new descriptor now, for the relay's accept either.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (probe, hard))
+        try:
+            client.setblocking(False)
+            client.connect_ex((HOST, port))
+            await until(lambda: bool(warnings), 10, "the relay to run out of descriptors")
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert relay.stats.total == 0
+        await until(lambda: relay.stats.total == 1, 10, "the relay to accept again")
+
+        def exchange() -> bytes:
+            client.settimeout(10)
+            client.sendall(b"ping")
+            return client.recv(4)
+
+        assert await within(deferToThread(exchange), 10) == b"ping"
+        assert len(warnings) == 1
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        client.close()
+        await until(lambda: echo.open == 0, 10)
+        await s.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -589,8 +769,10 @@ async def test_reset_mid_transfer_closes_the_other_side(splice: bool, resetter: 
         else:
             assert server.received < 256 * MiB
             assert server.reason is not None and not server.reason.check(ConnectionDone)
-        assert fdCount() <= before
         assert relay.stats.spliced == (1 if splice else 0)
+        # Stopped, the relay has closed its listening socket and its idle pipes too.
+        await relay.stop()
+        assert fdCount() < before
     finally:
         await s.close()
 

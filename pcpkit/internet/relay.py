@@ -7,18 +7,24 @@ direction holds at most ``bufferSize`` bytes in the relay, whatever the mix of f
 peers; an end of stream (a half-close) is passed on once everything before it has been
 written; a connection that fails takes its partner down with it.
 
-Two ways to move the bytes:
+Three ways to move the bytes:
 
-* the **portable** path, on any Twisted endpoints (TCP, UNIX, TLS, ...): each transport is
+* when both ends are plain stream sockets (``tcp:``, ``unix:``, adopted) the relay moves
+  the bytes itself on the raw sockets, with the reactor only as the poller
+  (:mod:`pcpkit.internet._splice`): on Linux with ``os.splice`` (the payload goes socket ->
+  pipe -> socket and never enters Python), elsewhere or with ``splice=False`` through one
+  ring buffer per direction (``recv_into`` / ``send``: the **portable** path of plain
+  sockets). It also accepts the connections and dials a TCP target given by IP address
+  itself: a relayed connection then has no Twisted transport at all;
+* for any other endpoint (TLS, your own, a name to look up) each Twisted transport is
   registered as a streaming producer on the other one, so a full write buffer pauses the
-  reading side;
-* the **splice** path, on Linux when both ends are plain TCP or UNIX sockets: the payload
-  goes socket -> pipe -> socket with ``os.splice`` and never enters Python
-  (:mod:`pcpkit.internet._splice`).
+  reading side (the **portable** path of transports).
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +52,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IListeningPort,
     IPushProducer,
+    IReadDescriptor,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
@@ -58,7 +65,16 @@ from pcpkit._endpoints import clientEndpoint, connectDescription, listenDescript
 from pcpkit._fifo import ByteFIFO
 from pcpkit._pause import Pause, Pauser
 from pcpkit._twisted import currentFailure, getReactor
-from pcpkit.internet._splice import FDS_PER_CONNECTION, Flow, SpliceConnection, spliceAvailable
+from pcpkit.internet._splice import (
+    FDS_PER_CONNECTION,
+    Dial,
+    Flow,
+    Pool,
+    SocketRelay,
+    closeSocket,
+    rawSocketsAvailable,
+    spliceAvailable,
+)
 
 __all__ = ["DEFAULT_BACKLOG", "Flow", "FlowTotals", "Relay", "RelayStats", "RelayedConnection"]
 
@@ -76,12 +92,18 @@ _PLAIN_CLIENTS = (TCP4ClientEndpoint, TCP6ClientEndpoint, HostnameEndpoint, UNIX
 
 _DIALLING, _RELAYING, _CLOSING = "dialling", "relaying", "closing"
 
+#: What the relay dials itself: (family, address, bindAddress, timeout).
+_RawTarget = tuple[int, tuple[Any, ...], "tuple[Any, ...] | None", "float | None"]
+
 #: The listen queue asked for by default: a burst of connects waits in the kernel instead of
 #: being dropped (and retried by the clients a second later). The kernel caps it at
 #: ``net.core.somaxconn``.
 DEFAULT_BACKLOG = 4096
-#: Descriptors kept free for everything else in the process (logs, the reactor, ...).
+#: Descriptors kept free for everything else in the process (logs, the reactor, ...) and
+#: for the idle pipes of the splice path (at most ``2 * _POOL_KEEP``).
 _RESERVED_FDS = 64
+#: Idle pipes (splice) and buffers (copy) kept for the next connections (see ``Pool``).
+_POOL_KEEP = 16
 
 
 class _Transport(TypingProtocol):
@@ -258,7 +280,10 @@ class _Side(Protocol):
             pump.write(data)
         else:
             # Only a wrapping endpoint can deliver data while we are paused.
-            self.conn._early.append(data)
+            conn = self.conn
+            if conn._early is None:
+                conn._early = ByteFIFO()
+            conn._early.append(data)
 
     def readConnectionLost(self) -> None:
         self.conn._readEnded(self)
@@ -299,9 +324,12 @@ class RelayedConnection:
         self._state = _DIALLING
         self._client: _Side | None = None
         self._target: _Side | None = None
-        self._dial: Deferred[Any] | None = None
-        self._splice: SpliceConnection | None = None
-        self._early = ByteFIFO()
+        self._dial: Deferred[Any] | None = None  # dialling through the endpoint
+        self._dialer: Dial | None = None  # dialling a plain TCP target ourselves
+        self._targetSock: socket.socket | None = None  # the socket it connected
+        self._clientSock: socket.socket | None = None  # an accepted socket, no transport
+        self._engine: SocketRelay | None = None
+        self._early: ByteFIFO | None = None  # data a wrapping endpoint delivered early
         self._finished = False
         self._aborted = False
         self._waiters: list[Deferred[None]] = []
@@ -330,20 +358,31 @@ class RelayedConnection:
             return
         self._aborted = True
         self._state = _CLOSING
-        if self._splice is not None:
-            self._splice.abort()
-            self._endSplice()
+        if self._engine is not None:
+            self._engine.abort()
+            self._endEngine()
+        if self._dialer is not None:
+            self._dialer.cancel()
+            self._dialer = None
         if self._dial is not None:
             self._dial.cancel()
+        self._closeTargetSocket(reset=True)
+        self._closeClientSocket(reset=True)
         for side in (self._client, self._target):
             if side is not None and not side.lost:
                 side.tr.abortConnection()
+        self._checkFinished()
 
     # -- wiring -------------------------------------------------------------------------
 
     def _clientConnected(self, side: _Side) -> None:
         self._client = side
         relay = self.relay
+        raw = relay._rawTarget
+        if raw is not None and _isPlainSocket(side.tr):
+            # Both ends plain sockets: dial without a transport, the relay moves the bytes.
+            self._dialRaw(raw)
+            return
         try:
             d = relay.connectEndpoint.connect(_TargetFactory(self))
         except Exception:
@@ -352,6 +391,30 @@ class RelayedConnection:
         self._dial = d
         d.addCallbacks(self._dialled, self._dialFailed)
 
+    def _rawAccepted(self, sock: socket.socket) -> None:
+        """Relay ``sock`` (accepted by the relay, no transport) to a new TCP connection."""
+        self._clientSock = sock
+        raw = self.relay._rawTarget
+        assert raw is not None  # the acceptor runs only then
+        self._dialRaw(raw)
+
+    def _dialRaw(self, target: _RawTarget) -> None:
+        family, address, bindAddress, timeout = target
+        try:
+            self._dialer = dialer = Dial(
+                self.relay.reactor,
+                family,
+                address,
+                bindAddress,
+                timeout,
+                self._rawConnected,
+                self._dialFailed,
+            )
+        except Exception:
+            self._dialFailed(currentFailure())
+            return
+        dialer.start()
+
     def _dialled(self, protocol: object) -> None:
         # _targetConnected has already run (from connectionMade).
         self._dial = None
@@ -359,6 +422,7 @@ class RelayedConnection:
 
     def _dialFailed(self, reason: Failure) -> None:
         self._dial = None
+        self._dialer = None
         if self._state != _DIALLING:
             self._checkFinished()  # cancelled by abort()
             return
@@ -372,7 +436,30 @@ class RelayedConnection:
         client = self._client
         if client is not None and not client.lost:
             client.tr.loseConnection()
+        self._closeClientSocket(reset=False)
         self._checkFinished()
+
+    def _rawConnected(self, sock: socket.socket) -> None:
+        self._dialer = None
+        self._targetSock = sock
+        client = self._client
+        clientSock = self._clientSock
+        if clientSock is None:
+            if self._state != _DIALLING or client is None or client.lost:
+                self._closeTargetSocket(reset=True)
+                self._checkFinished()
+                return
+            clientSock = cast(tcp.Connection, client.tr).getHandle()
+        elif self._state != _DIALLING:
+            self._closeTargetSocket(reset=True)
+            self._checkFinished()
+            return
+        self._state = _RELAYING
+        # Do not add Nagle's delay on top of what the endpoints chose.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if clientSock.family != socket.AF_UNIX:
+            clientSock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._startEngine(clientSock, sock)
 
     def _targetConnected(self, target: _Side) -> None:
         self._target = target
@@ -387,31 +474,38 @@ class RelayedConnection:
                 setNoDelay = getattr(side.tr, "setTcpNoDelay", None)
                 if setNoDelay is not None:
                     setNoDelay(True)
-        if self.relay._useSplice and not self._early and not client.readDone:
-            if _isPlainSocket(client.tr) and _isPlainSocket(target.tr):
-                if self._startSplice(client, target):
-                    return
-        self._startPortable(client, target)
-
-    def _startSplice(self, client: _Side, target: _Side) -> bool:
-        try:
-            self._splice = SpliceConnection(
-                self.relay.reactor,
+        if (
+            self.relay._rawSockets
+            and not self._early
+            and not client.readDone
+            and _isPlainSocket(client.tr)
+            and _isPlainSocket(target.tr)
+        ):
+            self._startEngine(
                 cast(tcp.Connection, client.tr).getHandle(),
                 cast(tcp.Connection, target.tr).getHandle(),
-                self.relay.bufferSize,
-                self.toTarget,
-                self.toClient,
-                self._spliceDone,
             )
-        except OSError as e:
-            # Out of descriptors for the pipes, say: the portable path needs none.
-            log.warn("splice unavailable for a connection ({error}); relaying in Python", error=e)
-            return False
-        self.spliced = True
-        self.relay._spliced += 1
-        self._splice.start()
-        return True
+        else:
+            self._startPortable(client, target)
+
+    def _startEngine(self, clientSock: socket.socket, targetSock: socket.socket) -> None:
+        relay = self.relay
+        splice = relay._useSplice
+        self._engine = engine = SocketRelay(
+            relay.reactor,
+            clientSock,
+            targetSock,
+            relay.bufferSize,
+            self.toTarget,
+            self.toClient,
+            self._engineDone,
+            splice=splice,
+            pool=relay._pool,
+        )
+        if splice:
+            self.spliced = True
+            relay._spliced += 1
+        engine.start()
 
     def _startPortable(self, client: _Side, target: _Side) -> None:
         chunk = self.relay._chunkSize
@@ -423,7 +517,7 @@ class RelayedConnection:
         target.pump = down = _Pump(self.toClient, target, client.tr, limit, chunk)
         target.tr.registerProducer(up, True)
         client.tr.registerProducer(down, True)
-        for data in self._early.popAll():
+        for data in self._early.popAll() if self._early else ():
             up.write(data)
         if client.readDone:
             self._propagateEnd(client)
@@ -483,33 +577,55 @@ class RelayedConnection:
                     other.tr.abortConnection()
         elif self._state == _DIALLING:
             self._state = _CLOSING
+            if self._dialer is not None:
+                self._dialer.cancel()
+                self._dialer = None
             if self._dial is not None:
                 self._dial.cancel()
         self._checkFinished()
 
-    # -- the splice path's end ----------------------------------------------------------
+    # -- the raw-socket path's end ------------------------------------------------------
 
-    def _endSplice(self) -> None:
-        # Freeze what the flows report: the pipes are gone.
+    def _endEngine(self) -> None:
+        # Freeze what the flows report: the buffers are gone.
         self.toTarget.measure = self.toClient.measure = _nothing
-        self._splice = None
+        self._engine = None
 
-    def _spliceDone(self, reason: Failure | None) -> None:
-        self._endSplice()
+    def _closeTargetSocket(self, reset: bool) -> None:
+        sock, self._targetSock = self._targetSock, None
+        if sock is not None:
+            closeSocket(sock, reset)
+
+    def _closeClientSocket(self, reset: bool) -> None:
+        sock, self._clientSock = self._clientSock, None
+        if sock is not None:
+            closeSocket(sock, reset)
+
+    def _engineDone(self, reason: Failure | None) -> None:
+        self._endEngine()
         self._state = _CLOSING
+        self._closeTargetSocket(reset=reason is not None)
+        self._closeClientSocket(reset=reason is not None)
         for side in (self._client, self._target):
             if side is None or side.lost:
                 continue
             if reason is None:
                 side.readDone = side.writeDone = True
-                side.tr.loseConnection()
+                _closeShutDown(side.tr)
             else:
                 side.tr.abortConnection()
         if reason is not None:
-            log.debug("spliced connection failed: {reason}", reason=reason.getErrorMessage())
+            log.debug("relayed connection failed: {reason}", reason=reason.getErrorMessage())
+        self._checkFinished()
 
     def _checkFinished(self) -> None:
-        if self._finished or self._dial is not None:
+        if (
+            self._finished
+            or self._dial is not None
+            or self._dialer is not None
+            or self._targetSock is not None
+            or self._clientSock is not None
+        ):
             return
         for side in (self._client, self._target):
             if side is not None and not side.lost:
@@ -518,6 +634,13 @@ class RelayedConnection:
         self._state = _CLOSING
         for flow in (self.toTarget, self.toClient):
             flow.measure = _nothing
+        # Break the cycles (sides <-> connection, pumps <-> sides) so that a closed
+        # connection is freed by reference counting: left to the cyclic collector, ~30
+        # objects a connection cost a sixth of the relay's time in a connection storm.
+        for side in (self._client, self._target):
+            if side is not None:
+                side.pump = None
+        self._client = self._target = None
         self.relay._connectionFinished(self)
         waiters, self._waiters = self._waiters, []
         for d in waiters:
@@ -526,6 +649,103 @@ class RelayedConnection:
 
 def _nothing() -> int:
     return 0
+
+
+def _closeShutDown(transport: _Transport) -> None:
+    """
+    Close a transport whose socket has ended both ways under the raw-socket path (its end
+    of stream read, our side shut down for writing): at once, as Twisted's own
+    ``loseConnection`` does for a transport whose writing is closed, rather than a reactor
+    turn later through a write event. Nothing is buffered: the transport was idle.
+    """
+    tr: Any = transport  # Twisted's FileDescriptor is untyped
+    if isinstance(transport, tcp.Connection) and tr.connected and not tr.disconnecting:
+        tr.stopReading()
+        tr.stopWriting()
+        tr.connectionLost(connectionDone)  # Twisted's shared ConnectionDone failure
+        return
+    tr.loseConnection()
+
+
+@implementer(IReadDescriptor)
+class _Acceptor:
+    """
+    Accepts on a listening port's socket in its place, when the relay moves the bytes and
+    dials the target itself: an accepted socket goes straight to a
+    :class:`RelayedConnection`, without the Twisted transport, protocol and addresses that
+    ``Port.doRead`` would build for it. The port keeps owning its socket (``getHost``,
+    ``stopListening``); the acceptor only takes over its reading.
+    """
+
+    #: Accepts per reactor turn at most (Twisted's ports accept up to 100 too).
+    batch = 100
+
+    def __init__(self, relay: Relay, port: tcp.Port) -> None:
+        self.relay = relay
+        self.reactor = relay.reactor
+        listening: Any = port  # Twisted's ports are untyped
+        self.port = listening
+        self.sock: socket.socket = listening.socket
+        self.fd: int = self.sock.fileno()
+        self.starved = False  # out of descriptors: wait for a connection to close
+        self._retry: Any = None
+        listening.stopReading()
+        self.reactor.addReader(self)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:
+        return "pcpkit.relay"
+
+    def doRead(self) -> None:
+        accept = self.sock.accept
+        acceptRaw = self.relay._acceptRaw
+        for _ in range(self.batch):
+            try:
+                sock, peer = accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno == errno.ECONNABORTED:
+                    continue  # gone before we took it
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Polling a listening socket we cannot accept from spins: wait for a
+                    # connection to close instead.
+                    log.warn(
+                        "relay cannot accept connections for now ({error}); waiting for one"
+                        " to close",
+                        error=e.strerror,
+                    )
+                    self.starved = True
+                    self.reactor.removeReader(self)
+                    # ... or a second, if what holds the descriptors is not a connection.
+                    self._retry = self.reactor.callLater(1.0, self.resume)
+                    return
+                raise
+            sock.setblocking(False)
+            acceptRaw(sock, peer)
+
+    def resume(self) -> None:
+        if self.starved:
+            self.starved = False
+            self._cancelRetry()
+            self.reactor.addReader(self)
+
+    def _cancelRetry(self) -> None:
+        retry, self._retry = self._retry, None
+        if retry is not None and retry.active():
+            retry.cancel()
+
+    def connectionLost(self, reason: Failure) -> None:
+        # In the port's place for the reactor: its shutdown (disconnectAll), an error on the
+        # socket or one raised by doRead end the port as they would have without us.
+        self.port.connectionLost(reason)
+
+    def stop(self) -> None:
+        self.starved = False
+        self._cancelRetry()
+        self.reactor.removeReader(self)
 
 
 class _RelayFactory(Factory):
@@ -554,13 +774,14 @@ class Relay(Service):
         (without reading from it), and the refusals are logged. At :meth:`start` the process's
         open-files soft limit is raised to its hard limit, and ``maxConnections`` is lowered
         (once, with a log line) to what that limit allows: each connection takes 2
-        descriptors, 6 on the splice path.
+        descriptors, up to 6 on the splice path (a pipe for a direction that carries a bulk
+        transfer or whose sink falls behind).
     :param backlog: the listen queue of a TCP or UNIX ``listen`` endpoint string that does not
         set one (``backlog=N``): a burst of connections waits there to be accepted.
     :param splice: ``None`` (default): use the ``os.splice`` path when the platform has it and
         both endpoints are plain TCP or UNIX; ``True``: insist on it (``ValueError`` for other
         endpoints, ``RuntimeError`` on a platform without ``os.splice``); ``False``: always
-        relay through Python.
+        relay through Python (a ring buffer per direction on plain sockets).
     :param reactor: the reactor to use; the global one by default.
     """
 
@@ -609,6 +830,12 @@ class Relay(Service):
                     f"{self.listenDescription!r} -> {self.connectDescription!r}"
                 )
         self._useSplice = splice is not False and plain and spliceAvailable()
+        # Plain sockets at both ends: the relay moves the bytes itself (splice or copy) and
+        # dials a TCP target by IP address without a Twisted transport.
+        self._rawSockets = plain and rawSocketsAvailable(self.reactor)
+        self._rawTarget = _rawTarget(self.connectEndpoint) if self._rawSockets else None
+        self._pool = Pool(keep=0, scratchSize=bufferSize)  # opened by start()
+        self._acceptor: _Acceptor | None = None
         # The read size of each transport on the portable path. Twisted's default of 64 KiB
         # is the fastest measured: bigger reads make bigger ``bytes`` objects, which glibc
         # maps and unmaps page by page (twice the CPU per byte at 128 KiB).
@@ -690,12 +917,16 @@ class Relay(Service):
         self._stopping = None
         self._listenFailure = None
         self._fitFileLimit()
+        self._pool.keep = _POOL_KEEP
         d: Deferred[IListeningPort] = self.listenEndpoint.listen(_RelayFactory(self))
         self._starting = d
 
         def listening(port: IListeningPort) -> IListeningPort:
             self._starting = None
             self._port = port
+            if self._rawTarget is not None and isinstance(port, tcp.Port):
+                # Accept the connections ourselves: no Twisted transport per connection.
+                self._acceptor = _Acceptor(self, port)
             log.info(
                 "relay listening on {address}, forwarding to {target}"
                 " ({path} path, {bufferSize} bytes per direction)",
@@ -732,12 +963,17 @@ class Relay(Service):
         if self._starting is not None:
             self._starting.addErrback(lambda _: None)
             self._starting.cancel()
+        if self._acceptor is not None:
+            self._acceptor.stop()
+            self._acceptor = None
         if self._port is not None:
             port, self._port = self._port, None
             waits.append(maybeDeferred(port.stopListening))
         for conn in list(self._connections):
             waits.append(conn.whenClosed())
             conn.abort()
+        # After the aborts, which give their connections' pipes back.
+        self._pool.close()
         done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
         self._stopping = done
         return _chain(done)
@@ -787,13 +1023,14 @@ class Relay(Service):
             except (ValueError, OSError):
                 soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         perConnection = FDS_PER_CONNECTION if self._useSplice else 2
-        allowed = max(1, (soft - _RESERVED_FDS) // perConnection)
+        reserved = _RESERVED_FDS
+        allowed = max(1, (soft - reserved) // perConnection)
         if self.maxConnections > allowed:
             log.warn(
                 "relay: {maxConnections} connections would need {needed} open files but "
                 "the limit is {limit} (ulimit -n): capping max-connections at {allowed}",
                 maxConnections=self.maxConnections,
-                needed=self.maxConnections * perConnection + _RESERVED_FDS,
+                needed=self.maxConnections * perConnection + reserved,
                 limit=soft,
                 allowed=allowed,
             )
@@ -801,7 +1038,8 @@ class Relay(Service):
 
     # -- called by the connections ------------------------------------------------------
 
-    def _accept(self, addr: IAddress | None) -> Protocol | None:
+    def _admit(self, peer: object) -> RelayedConnection | None:
+        """A new connection, or ``None`` when stopping or at the cap (logged once)."""
         if self._stopping is not None:
             return None
         if len(self._connections) >= self.maxConnections:
@@ -811,18 +1049,33 @@ class Relay(Service):
                     "relay at its cap of {maxConnections} connections: refusing {peer}"
                     " and any more until one closes",
                     maxConnections=self.maxConnections,
-                    peer=addr,
+                    peer=peer,
                 )
             self._refusedInEpisode += 1
-            # Twisted closes an accepted socket that gets no protocol, at once.
             return None
         conn = RelayedConnection(self)
         self._connections.add(conn)
         self._total += 1
+        return conn
+
+    def _accept(self, addr: IAddress | None) -> Protocol | None:
+        conn = self._admit(addr)
+        if conn is None:
+            # Twisted closes an accepted socket that gets no protocol, at once.
+            return None
         return _Side(conn, isClient=True)
+
+    def _acceptRaw(self, sock: socket.socket, peer: object) -> None:
+        conn = self._admit(peer)
+        if conn is None:
+            sock.close()
+            return
+        conn._rawAccepted(sock)
 
     def _connectionFinished(self, conn: RelayedConnection) -> None:
         self._connections.discard(conn)
+        if self._acceptor is not None and self._acceptor.starved:
+            self._acceptor.resume()
         for closed, flow in (
             (self._closedToTarget, conn.toTarget),
             (self._closedToClient, conn.toClient),
@@ -836,6 +1089,27 @@ class Relay(Service):
                 count=self._refusedInEpisode,
             )
             self._refusedInEpisode = 0
+
+
+def _rawTarget(endpoint: object) -> _RawTarget | None:
+    """
+    ``(family, address, bindAddress, timeout)`` to dial for a TCP client endpoint whose host
+    is an IP address; ``None`` for anything else (names are left to the endpoint's lookup).
+    """
+    if type(endpoint) not in (TCP4ClientEndpoint, TCP6ClientEndpoint):
+        return None
+    host = getattr(endpoint, "_host", None)
+    port = getattr(endpoint, "_port", None)
+    if not isinstance(host, str) or not isinstance(port, int):
+        return None
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    bindAddress = getattr(endpoint, "_bindAddress", None)
+    timeout = getattr(endpoint, "_timeout", 30)
+    return family, (host, port), bindAddress, timeout
 
 
 def _withBacklog(description: str, backlog: int) -> str:
