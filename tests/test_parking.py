@@ -372,8 +372,11 @@ def _unlinkMidFlow(relink: bool) -> tuple[Putter, Slow, Slow | None, Clock]:
     putter.link((putter, "signal"), (sink, "control"))
     for c in (putter, sink):
         c.activate(sched)
-    while len(sink.got) < 5:
+    for _ in range(1000):
+        if len(sink.got) >= 5:
+            break
         clock.advance(1)
+    assert len(sink.got) >= 5, (sink.got, putter, sink)
     putter.unlink(thelinkage=data)
     other = None
     if relink:
