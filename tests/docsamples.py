@@ -127,6 +127,8 @@ def _rstSamples(page: Path) -> tuple[list[Sample], list[str]]:
             continue
         sample = Sample(page, j + 1, code)
         before = _previous(lines, i)
+        while before > 0 and _indentOf(lines[before]) > indent:  # a comment's second line
+            before -= 1
         fragment = _rstComment(lines, before, "fragment") if before >= 0 else None
         if fragment is not None:
             sample.fragment = " ".join([fragment[0], *fragment[1]]).strip()
