@@ -33,7 +33,11 @@ def tables(section: str) -> list[Table]:
     found: list[Table] = []
     i = start + 1
     while i < len(lines) and not lines[i].startswith("## "):
-        if lines[i].startswith("|") and i + 1 < len(lines) and re.match(r"\|[-: |]+\|$", lines[i + 1]):
+        if (
+            lines[i].startswith("|")
+            and i + 1 < len(lines)
+            and re.match(r"\|[-: |]+\|$", lines[i + 1])
+        ):
             header = [c.strip() for c in lines[i].strip("|").split("|")]
             rows = []
             i += 2
@@ -99,7 +103,9 @@ def p1(plt: Any) -> None:
     header, rows = pick("P1", "writes")
     cols = {
         "pcpkit": column(header, "pcpkit"),
-        "twisted.protocols.pcp, producer registered": column(header, "twisted, producer registered"),
+        "twisted.protocols.pcp, producer registered": column(
+            header, "twisted, producer registered"
+        ),
         "twisted.protocols.pcp, no producer": column(header, "twisted, no producer"),
     }
     colours = ["#1f5fa8", "#e07b00", "#9e9e9e"]
@@ -114,8 +120,9 @@ def p1(plt: Any) -> None:
             if bound:
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
-                ax.annotate(f"> {v:g} s", (bar.get_x() + width / 2, v), ha="center",
-                            va="bottom", fontsize=8)
+                ax.annotate(
+                    f"> {v:g} s", (bar.get_x() + width / 2, v), ha="center", va="bottom", fontsize=8
+                )
     ax.set_yscale("log")
     ax.set_ylim(top=ax.get_ylim()[1] * 8)
     ax.set_xticks(range(len(rows)), [f"{w} writes" for w in labels])
@@ -134,8 +141,9 @@ def p2(plt: Any) -> None:
     colours = ["#1f5fa8" if n.startswith("pcpkit") else "#9e9e9e" for n in names]
     ax.barh(names, values, color=colours)
     for y, v in enumerate(values):
-        ax.annotate(f"{v:.2f} M", (v, y), xytext=(3, 0), textcoords="offset points",
-                    va="center", fontsize=8)
+        ax.annotate(
+            f"{v:.2f} M", (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8
+        )
     ax.invert_yaxis()
     ax.set_xlabel("million message hops per second (10-stage pipeline, higher is better)")
     ax.set_title("P2: message hops/s, pcpkit (blue) vs asyncio and Kamaelia Axon")
@@ -154,8 +162,12 @@ def p7(plt: Any) -> None:
         names = [n for n, _ in data]
         scale = 1e3 if unit.startswith("thousand") else 1.0
         values = [v / scale for _, v in data]
-        colours = ["#1f5fa8" if "pcpkit" in n or n.startswith("lines-decoder")
-                   or n.startswith("lines-component") else "#9e9e9e" for n in names]
+        colours = [
+            "#1f5fa8"
+            if "pcpkit" in n or n.startswith("lines-decoder") or n.startswith("lines-component")
+            else "#9e9e9e"
+            for n in names
+        ]
         ax.barh(names, values, color=colours)
         ax.invert_yaxis()
         ax.set_xlabel(unit)
@@ -171,7 +183,9 @@ def p8(plt: Any) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = [r[0].replace("**", "") for r in rows]
     width = 0.38
-    for k, (c, label, colour) in enumerate(((a, "pcpkit", "#1f5fa8"), (b, "plain pika", "#9e9e9e"))):
+    for k, (c, label, colour) in enumerate(
+        ((a, "pcpkit", "#1f5fa8"), (b, "plain pika", "#9e9e9e"))
+    ):
         xs = [i + (k - 0.5) * width for i in range(len(rows))]
         ax.bar(xs, [number(r[c]) / 1e3 for r in rows], width, label=label, color=colour)
     ax.set_xticks(range(len(rows)), names)
