@@ -81,6 +81,8 @@ class Recorder:
         self.sha = hashlib.sha256()
         self.samples: list[tuple[float, int]] = []
         self.events: list[tuple[float, str]] = []
+        #: the bytes the proxy held at each pause and at each resume
+        self.heldAt: dict[str, list[int]] = {"pause": [], "resume": []}
         self.sampler = task.LoopingCall(self.sample)
         self.sampler.clock = reactor
         self.sampler.start(0.001)
@@ -96,10 +98,12 @@ class Recorder:
     def pauseProducing(self) -> None:
         self.paused = True
         self.events.append((self.now(), "pause"))
+        self.heldAt["pause"].append(self.proxy.bufferedBytes)
 
     def resumeProducing(self) -> None:
         if self.paused:
             self.events.append((self.now(), "resume"))
+            self.heldAt["resume"].append(self.proxy.bufferedBytes)
             self.paused = False
             self.reactor.callLater(0, self.writeOne)
 

@@ -116,7 +116,7 @@ def p1(plt: Any) -> None:
         values = [seconds(r[c]) for r in rows]
         xs = [i + (k - 1) * width for i in range(len(rows))]
         bars = ax.bar(xs, [v for v, _ in values], width, label=name, color=colours[k])
-        for bar, (v, bound) in zip(bars, values):
+        for bar, (v, bound) in zip(bars, values, strict=True):
             if bound:
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
