@@ -12,6 +12,9 @@ The convention (also in ``docs/contributing.rst``):
 * A test module is run by its test runner: ``.. run: pytest`` or ``.. run: trial`` right
   before it (``<!-- run: pytest -->`` in Markdown) saves it as ``test_sample.py`` and runs
   ``python -m pytest`` or ``python -m twisted.trial`` on it instead.
+* ``.. needs: rabbitmq`` before a complete program (next to the other comments) runs it
+  with a throw-away RabbitMQ broker (``tests/rabbitutil.py``), whose URL is its first
+  argument.
 * A complete program must say what it prints: an invisible comment right after it,
   ``.. expect: LINE`` (more lines indented below it) or ``<!-- expect: LINE -->``. Each
   expected line must appear, in order, among the lines the program prints; ``...`` in a
@@ -47,6 +50,10 @@ RUNNERS = {
 }
 
 
+#: what ``.. needs:`` may name
+SERVICES = {"rabbitmq"}
+
+
 @dataclass
 class Sample:
     page: Path
@@ -56,6 +63,7 @@ class Sample:
     expect: list[str] = field(default_factory=list)
     timeout: float = 30
     runner: str = "python"  # or "pytest", "trial"
+    needs: list[str] = field(default_factory=list)  # services, such as "rabbitmq"
 
     @property
     def name(self) -> str:
@@ -127,14 +135,22 @@ def _rstSamples(page: Path) -> tuple[list[Sample], list[str]]:
             continue
         sample = Sample(page, j + 1, code)
         before = _previous(lines, i)
-        while before > 0 and _indentOf(lines[before]) > indent:  # a comment's second line
-            before -= 1
-        fragment = _rstComment(lines, before, "fragment") if before >= 0 else None
-        if fragment is not None:
-            sample.fragment = " ".join([fragment[0], *fragment[1]]).strip()
-        runner = _rstComment(lines, before, "run") if before >= 0 else None
-        if runner is not None:
-            sample.runner = runner[0]
+        while before >= 0:  # the comments right before the block, nearest first
+            while before > 0 and _indentOf(lines[before]) > indent:  # a comment's 2nd line
+                before -= 1
+            kind = re.match(r"\s*\.\. (fragment|run|needs):", lines[before])
+            if kind is None:
+                break
+            comment = _rstComment(lines, before, kind.group(1))
+            assert comment is not None
+            text = " ".join([comment[0], *comment[1]]).strip()
+            if kind.group(1) == "fragment":
+                sample.fragment = text
+            elif kind.group(1) == "run":
+                sample.runner = text
+            else:
+                sample.needs += text.split()
+            before = _previous(lines, before)
         after = end
         while after < len(lines) and not lines[after].strip():
             after += 1
@@ -190,6 +206,8 @@ def collect() -> tuple[list[Sample], list[str]]:
         samples += found
         problems += bad
     for sample in samples:
+        if set(sample.needs) - SERVICES:
+            problems.append(f"{sample.name}: unknown service in needs: {sample.needs}")
         if sample.runner not in RUNNERS:
             problems.append(f"{sample.name}: unknown runner {sample.runner!r}")
         if sample.fragment == "":
@@ -222,14 +240,14 @@ def missing(expect: list[str], output: str) -> list[str]:
     return []
 
 
-def run(sample: Sample, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run(sample: Sample, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run a complete sample in ``cwd`` with this checkout's pcpkit first on the path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(cwd)])
     (cwd / ("sample.py" if sample.runner == "python" else "test_sample.py")).write_text(sample.code)
     return subprocess.run(
-        [sys.executable, *RUNNERS[sample.runner]],
+        [sys.executable, *RUNNERS[sample.runner], *args],
         cwd=cwd,
         env=env,
         capture_output=True,

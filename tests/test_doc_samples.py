@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.docsamples import Sample, collect, missing, run
+from tests.rabbitutil import rabbitFixture  # noqa: F401  (the "rabbit" fixture)
 
 SAMPLES, PROBLEMS = collect()
 COMPLETE = [s for s in SAMPLES if s.fragment is None]
@@ -25,8 +26,11 @@ def test_every_sample_is_complete_or_a_fragment_on_purpose() -> None:
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("sample", COMPLETE, ids=[s.name for s in COMPLETE])
-def test_sample_runs(sample: Sample, tmp_path: Path) -> None:
-    result = run(sample, tmp_path)
+def test_sample_runs(sample: Sample, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    args = []
+    if "rabbitmq" in sample.needs:
+        args.append(request.getfixturevalue("rabbit").url)
+    result = run(sample, tmp_path, *args)
     output = result.stdout + result.stderr if sample.runner != "python" else result.stdout
     assert result.returncode == 0, (
         f"{sample.name} exited {result.returncode}:\n{output}\n{result.stderr}"
