@@ -193,7 +193,7 @@ def _patronChild(job: dict[str, Any]) -> None:
         getWatch = Watch(getter)
         if job["kind"] != "idle":
             getter.activate()
-            while getter.service is None or getter.service.client.session is None:
+            while getter.session is None:
                 await deferLater(reactor, 0.002, lambda: None)
             born = time.perf_counter()
         seeder.inboxes["inbox"].deliver(TIPCCreateNewTorrent(rawmetainfo=raw, seed=True))
@@ -206,8 +206,8 @@ def _patronChild(job: dict[str, Any]) -> None:
             await leave(seeder)
             report(cpu=cpu, wall=wall, percent=100.0 * cpu / wall)
             return
-        assert seeder.service is not None and seeder.service.client.session is not None
-        port = seeder.service.client.session.listenPort
+        assert seeder.session is not None
+        port = seeder.session.listenPort
         await deferLater(reactor, untilPhase(born), lambda: None)
         cpu0, t0 = cpuSeconds(), time.perf_counter()
         getter.inboxes["inbox"].deliver(

@@ -31,7 +31,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pcpkit.pcp import ProducerConsumerProxy
+from pcpkit import ProducerConsumerProxy, TransportConsumer
 
 # Distinct chunk contents, cycled with a prime period so that a lost, repeated or
 # reordered chunk changes the digest.
@@ -85,32 +85,11 @@ class Client(Protocol):
         self.closed.callback(None)
 
 
-class TransportConsumer:
-    """
-    A transport as the proxy's consumer, with ``finish()`` closing the connection.
-
-    Transports have no ``finish``; the proxy calls this one (after unregistering from the
-    transport) once its last buffered byte is written, so closing here loses nothing.
-    """
-
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-        self.write = transport.write
-        self.writeSequence = transport.writeSequence
-        self.registerProducer = transport.registerProducer
-        self.unregisterProducer = transport.unregisterProducer
-
-    def finish(self) -> None:
-        self.transport.loseConnection()
-
-
 @implementer(IPushProducer)
 class FastProducer:
     """Writes ``total`` bytes as fast as it is allowed: every reactor turn, until paused."""
 
-    def __init__(
-        self, clock: Any, proxy: ProducerConsumerProxy, total: int, chunk: int
-    ) -> None:
+    def __init__(self, clock: Any, proxy: ProducerConsumerProxy, total: int, chunk: int) -> None:
         self.clock = clock
         self.proxy = proxy
         self.remaining = total

@@ -256,8 +256,8 @@ async def selfTest(reactor: Any, size: int) -> int:
                                 seedWatch, "[seed] ")
         seeding.activate()
         await seedWatch.started.addTimeout(30, reactor)
-        assert seeder.service is not None and seeder.service.client.session is not None
-        port = seeder.service.client.session.listenPort
+        assert seeder.session is not None
+        port = seeder.session.listenPort
 
         # The downloader: other settings (save path), so another service and session, told
         # where the seed listens.

@@ -35,6 +35,7 @@ from pcpkit.pcp import (
     ProducerConsumerProxy,
     ProxyClosedError,
 )
+from pcpkit.transport import TransportConsumer
 
 __version__ = "0.2.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "ShutdownMicroprocess",
     "SocketShutdown",
     "Stopped",
+    "TransportConsumer",
     "UnknownBox",
     "errorInformation",
     "newComponent",

@@ -6,11 +6,7 @@ import hashlib
 import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 from tests.exampleutil import runExample
 
@@ -67,34 +63,3 @@ def test_tee_copies_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert result.returncode != 0 and "--rate" in result.stderr
     result = runExample("tee.py", str(src), str(tmp_path / "no" / "such" / "dir.bin"))
     assert result.returncode != 0 and "is not a writable directory" in result.stderr
-
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-
-def docExamples() -> dict[str, str]:
-    """The ``# example: NAME`` code blocks of the building-block pages, dedented."""
-    found: dict[str, str] = {}
-    for page in ("fanout", "backplane", "framing", "sequencing"):
-        lines = (DOCS / f"{page}.rst").read_text().splitlines()
-        for i, text in enumerate(lines):
-            match = re.fullmatch(r"    # example: (\w+)", text)
-            if match is None:
-                continue
-            body = []
-            for more in lines[i:]:
-                if more and not more.startswith("    "):
-                    break
-                body.append(more[4:])
-            found[match.group(1)] = "\n".join(body) + "\n"
-    return found
-
-
-@pytest.mark.parametrize("name", ["fanout", "backplane", "framing", "sequencing"])
-def test_doc_examples_run(name: str) -> None:
-    code = docExamples()[name]
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK"), result.stdout

@@ -15,9 +15,12 @@ from pcpkit import Component, ProducerFinished, producerFinished
 from pcpkit.threaded import ThreadedComponent
 from pcpkit.torrent.client import TorrentClient
 from pcpkit.torrent.ipc import (
+    TIPCAddPeer,
+    TIPCAddPeerFail,
     TIPCCloseTorrent,
     TIPCCreateNewTorrent,
     TIPCNewTorrentCreated,
+    TIPCPeerAdded,
     TIPCTorrentAlreadyDownloading,
     TIPCTorrentClosed,
     TIPCTorrentFinished,
@@ -92,7 +95,8 @@ async def test_loopback_swarm_through_patrons(tmp_path: Path) -> None:
     await waitUntil(lambda: bool(seedBox.of(TIPCNewTorrentCreated)), 20, "the seed to start")
     assert seeder.service is not None and getter.service is not None
     assert seeder.service is not getter.service
-    seedPort = seeder.service.client.session.listenPort  # type: ignore[union-attr]
+    assert seeder.session is seeder.service.client.session is not None
+    seedPort = seeder.session.listenPort
 
     getter.inboxes["inbox"].deliver(
         TIPCCreateNewTorrent(rawmetainfo=torrent, peers=(("127.0.0.1", seedPort),))
@@ -106,9 +110,18 @@ async def test_loopback_swarm_through_patrons(tmp_path: Path) -> None:
     fractions = [m.statsdictionary["fractionDone"] for m in getBox.of(TIPCTorrentStatusUpdate)]
     assert fractions, "no status updates"
     assert fractions == sorted(fractions), "fractionDone went backwards"
-    assert {"fractionDone", "downRate", "upRate", "numPeers", "numSeeds", "activity",
-            "totalDone", "timeEst", "infohash", "name"} <= set(
-        getBox.of(TIPCTorrentStatusUpdate)[0].statsdictionary)
+    assert {
+        "fractionDone",
+        "downRate",
+        "upRate",
+        "numPeers",
+        "numSeeds",
+        "activity",
+        "totalDone",
+        "timeEst",
+        "infohash",
+        "name",
+    } <= set(getBox.of(TIPCTorrentStatusUpdate)[0].statsdictionary)
     # messages arrive in a sensible order: created, then status, then finished
     kinds = [type(m) for m in getBox.got]
     assert kinds.index(TIPCNewTorrentCreated) < kinds.index(TIPCTorrentFinished)
@@ -173,9 +186,7 @@ async def test_200_patrons_see_only_their_own_messages(tmp_path: Path) -> None:
         )
     services = {p.service for p, _ in pairs}
     assert len(services) == 1, "patrons with the same settings share one service"
-    await waitUntil(
-        lambda: all(b.of(TIPCNewTorrentCreated) for _, b in pairs), 60, "every answer"
-    )
+    await waitUntil(lambda: all(b.of(TIPCNewTorrentCreated) for _, b in pairs), 60, "every answer")
     # let a few status ticks go round, so there is per-torrent traffic to misroute
     await waitUntil(
         lambda: sum(bool(b.of(TIPCTorrentStatusUpdate)) for _, b in pairs) >= 50,
@@ -248,12 +259,28 @@ async def test_torrentclient_alone_answers_in_request_order(tmp_path: Path) -> N
         TIPCCloseTorrent(99),
     ):
         client.inboxes["inbox"].deliver(msg)
-    await waitUntil(lambda: len([m for m in box.got if not isinstance(
-        m, (TIPCTorrentStatusUpdate, TIPCTorrentFinished))]) >= 4, 20, "answers")
-    answers = [m for m in box.got if not isinstance(m, (TIPCTorrentStatusUpdate,
-                                                        TIPCTorrentFinished))]
+    await waitUntil(
+        lambda: (
+            len(
+                [
+                    m
+                    for m in box.got
+                    if not isinstance(m, (TIPCTorrentStatusUpdate, TIPCTorrentFinished))
+                ]
+            )
+            >= 4
+        ),
+        20,
+        "answers",
+    )
+    answers = [
+        m for m in box.got if not isinstance(m, (TIPCTorrentStatusUpdate, TIPCTorrentFinished))
+    ]
     assert [type(m) for m in answers[:4]] == [
-        TIPCNewTorrentCreated, TIPCTorrentStartFail, TIPCNewTorrentCreated, TIPCUnknownTorrent
+        TIPCNewTorrentCreated,
+        TIPCTorrentStartFail,
+        TIPCNewTorrentCreated,
+        TIPCUnknownTorrent,
     ]
     client.inboxes["control"].deliver(producerFinished())
     await withTimeout(client.finished, 30)
@@ -268,8 +295,9 @@ async def test_streamFile_takes_a_torrentclient(tmp_path: Path) -> None:
     data = writePayload(tmp_path, "s.bin", 3 * MiB, seed=9)
     client = TorrentClient(0.2, savePath=str(tmp_path))
     box = attach(client)
-    client.inboxes["inbox"].deliver(TIPCCreateNewTorrent(rawmetainfo=makeTorrent(
-        tmp_path / "s.bin", pieceSize=64 * 1024)))
+    client.inboxes["inbox"].deliver(
+        TIPCCreateNewTorrent(rawmetainfo=makeTorrent(tmp_path / "s.bin", pieceSize=64 * 1024))
+    )
     await waitUntil(lambda: bool(box.of(TIPCNewTorrentCreated)), 20, "the torrent")
     tid = box.of(TIPCNewTorrentCreated)[0].torrentid
     consumer = RecordingConsumer()
@@ -284,3 +312,40 @@ async def test_streamFile_takes_a_torrentclient(tmp_path: Path) -> None:
     client.inboxes["control"].deliver(producerFinished())
     await withTimeout(client.finished, 30)
     await withTimeout(box.finished, 10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_add_peer_through_a_patron(tmp_path: Path) -> None:
+    """No tracker and no ``peers=``: the downloader is told of the seed by TIPCAddPeer."""
+    seedDir, getDir = tmp_path / "seed", tmp_path / "get"
+    data = writePayload(seedDir, "payload.bin", 2 * MiB, seed=5)
+    getDir.mkdir()
+    torrent = makeTorrent(seedDir / "payload.bin", pieceSize=64 * 1024)
+    seeder = TorrentPatron(tickInterval=0.2, savePath=str(seedDir))
+    getter = TorrentPatron(tickInterval=0.3, savePath=str(getDir))
+    assert getter.session is None  # not started yet
+    seedBox, getBox = attach(seeder), attach(getter)
+    seeder.inboxes["inbox"].deliver(TIPCCreateNewTorrent(rawmetainfo=torrent))
+    getter.inboxes["inbox"].deliver(TIPCCreateNewTorrent(rawmetainfo=torrent))
+    await waitUntil(
+        lambda: bool(seedBox.of(TIPCNewTorrentCreated)) and bool(getBox.of(TIPCNewTorrentCreated)),
+        20,
+        "both torrents to start",
+    )
+    assert seeder.session is not None and getter.session is not None
+    getId = getBox.of(TIPCNewTorrentCreated)[0].torrentid
+    inbox = getter.inboxes["inbox"]
+    inbox.deliver(TIPCAddPeer(getId, "not-an-address", 1))
+    inbox.deliver(TIPCAddPeer(getId + 1000, "127.0.0.1", seeder.session.listenPort))
+    inbox.deliver(TIPCAddPeer(getId, "127.0.0.1", seeder.session.listenPort))
+    await waitUntil(lambda: bool(getBox.of(TIPCPeerAdded)), 20, "the peer to be added")
+    answers = [
+        m for m in getBox.got if isinstance(m, (TIPCAddPeerFail, TIPCUnknownTorrent, TIPCPeerAdded))
+    ]
+    assert [type(m) for m in answers] == [TIPCAddPeerFail, TIPCUnknownTorrent, TIPCPeerAdded]
+    assert "IP address" in answers[0].reason and answers[1].torrentid == getId + 1000
+    assert answers[2] == TIPCPeerAdded(getId, "127.0.0.1", seeder.session.listenPort)
+    await waitUntil(lambda: bool(getBox.of(TIPCTorrentFinished)), 60, "the download")
+    got = (getDir / "payload.bin").read_bytes()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    await leave((seeder, seedBox), (getter, getBox))

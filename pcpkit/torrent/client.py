@@ -20,9 +20,12 @@ from twisted.python.failure import Failure
 from pcpkit.component import Component
 from pcpkit.ipc import ErrorInformation
 from pcpkit.torrent.ipc import (
+    TIPCAddPeer,
+    TIPCAddPeerFail,
     TIPCCloseTorrent,
     TIPCCreateNewTorrent,
     TIPCNewTorrentCreated,
+    TIPCPeerAdded,
     TIPCTorrentAlreadyDownloading,
     TIPCTorrentClosed,
     TIPCTorrentCloseFail,
@@ -69,14 +72,16 @@ class TorrentClient(Component):
     Messages:
 
     * ``inbox``: ``TIPCCreateNewTorrent(rawmetainfo=..., magnet=..., savefolder=...)``,
-      ``TIPCCloseTorrent(torrentid, deleteFiles=False)``. Anything else is answered with an
+      ``TIPCCloseTorrent(torrentid, deleteFiles=False)``,
+      ``TIPCAddPeer(torrentid, host, port)``. Anything else is answered with an
       ``ErrorInformation`` on ``signal``.
     * ``control``: ``ShutdownMicroprocess`` or ``ProducerFinished`` stops the session (it is
       paused and released, nothing left on the reactor) and ends the component.
     * ``outbox``, answers in request order: ``TIPCNewTorrentCreated(torrentid, savefolder)``,
       ``TIPCTorrentStartFail(reason)``, ``TIPCTorrentAlreadyDownloading(torrentid)``,
       ``TIPCTorrentClosed(torrentid)``, ``TIPCTorrentCloseFail(torrentid, reason)``,
-      ``TIPCUnknownTorrent(torrentid)``; and per torrent,
+      ``TIPCUnknownTorrent(torrentid)``, ``TIPCPeerAdded(torrentid, host, port)``,
+      ``TIPCAddPeerFail(torrentid, reason)``; and per torrent,
       after its ``TIPCNewTorrentCreated``: ``TIPCTorrentStatusUpdate(torrentid,
       statsdictionary)`` every ``tickInterval`` while it changes,
       ``TIPCTorrentFinished(torrentid)``, ``TIPCTorrentError(torrentid, reason)``.
@@ -87,7 +92,7 @@ class TorrentClient(Component):
     """
 
     Inboxes = {
-        "inbox": "TIPCCreateNewTorrent, TIPCCloseTorrent",
+        "inbox": "TIPCCreateNewTorrent, TIPCCloseTorrent, TIPCAddPeer",
         "control": "ShutdownMicroprocess or ProducerFinished stops the session",
     }
     Outboxes = {
@@ -160,15 +165,29 @@ class TorrentClient(Component):
                 lambda _: self._answer(reply, TIPCTorrentClosed(tid)),
                 lambda f: self._answer(reply, self._closeFailed(tid, f)),
             )
+        elif isinstance(msg, TIPCAddPeer):
+            reply = _Reply()
+            self._replies.append(reply)
+            self._answer(reply, self._addPeer(session, msg))
         else:
             self._forceSend(
                 ErrorInformation(
                     self,
                     message=f"TorrentClient does not understand {msg!r}; send "
-                    "TIPCCreateNewTorrent or TIPCCloseTorrent",
+                    "TIPCCreateNewTorrent, TIPCCloseTorrent or TIPCAddPeer",
                 ),
                 "signal",
             )
+
+    @staticmethod
+    def _addPeer(session: TorrentSession, msg: TIPCAddPeer) -> object:
+        try:
+            session.connectPeer(msg.torrentid, msg.host, msg.port)
+        except UnknownTorrent:
+            return TIPCUnknownTorrent(msg.torrentid)
+        except (ValueError, TypeError) as e:
+            return TIPCAddPeerFail(msg.torrentid, str(e))
+        return TIPCPeerAdded(msg.torrentid, msg.host, int(msg.port))
 
     def _added(self, added: AddedTorrent, reply: _Reply, peers: Any = ()) -> None:
         reply.torrentid = added.torrentid

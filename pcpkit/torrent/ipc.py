@@ -19,6 +19,9 @@ from pcpkit._format import formatBytes, formatRate
 
 __all__ = [
     "TIPC",
+    "TIPCAddPeer",
+    "TIPCAddPeerFail",
+    "TIPCPeerAdded",
     "TIPCCloseTorrent",
     "TIPCCreateNewTorrent",
     "TIPCMakeTorrent",
@@ -88,6 +91,22 @@ class TIPCCloseTorrent(TIPC):
 
 
 @dataclass
+class TIPCAddPeer(TIPC):
+    """
+    Connect torrent ``torrentid`` to the peer at ``host`` (an IP address) and ``port``:
+    a swarm without a tracker, or a peer the tracker does not know. pcpkit addition; the
+    answer is ``TIPCPeerAdded``, ``TIPCAddPeerFail`` or ``TIPCUnknownTorrent``.
+    """
+
+    torrentid: int
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"add peer {self.host}:{self.port} to torrent {self.torrentid}"
+
+
+@dataclass
 class TIPCMakeTorrent(TIPC):
     """
     Make a ``.torrent`` of ``srcfile`` announcing to ``trackerurl``, with pieces of
@@ -104,7 +123,7 @@ class TIPCMakeTorrent(TIPC):
     def __str__(self) -> str:
         return (
             f"make torrent of {self.srcfile} for {self.trackerurl} "
-            f"(pieces of {formatBytes(2 ** self.log2piecesizebytes)})"
+            f"(pieces of {formatBytes(2**self.log2piecesizebytes)})"
         )
 
 
@@ -221,6 +240,32 @@ class TIPCTorrentCloseFail(TIPC):
 
     def __str__(self) -> str:
         return f"torrent {self.torrentid} could not be closed: {self.reason}"
+
+
+@dataclass
+class TIPCPeerAdded(TIPC):
+    """libtorrent was asked to connect torrent ``torrentid`` to ``host:port``. pcpkit
+    addition; the answer to a ``TIPCAddPeer`` (the connection itself is libtorrent's to
+    make: the peer shows in the status's ``numPeers`` once it is up)."""
+
+    torrentid: int
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"torrent {self.torrentid}: connecting to peer {self.host}:{self.port}"
+
+
+@dataclass
+class TIPCAddPeerFail(TIPC):
+    """A ``TIPCAddPeer`` for torrent ``torrentid`` was refused: ``reason`` (the host is
+    not an IP address, the port is out of range). pcpkit addition."""
+
+    torrentid: int
+    reason: str = "unknown reason"
+
+    def __str__(self) -> str:
+        return f"torrent {self.torrentid}: cannot add peer: {self.reason}"
 
 
 # -- internal: between patrons and the service ---------------------------------------------

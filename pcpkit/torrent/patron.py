@@ -20,6 +20,7 @@ from pcpkit.component import BoxFull, Component
 from pcpkit.ipc import ProducerFinished, Shutdown
 from pcpkit.torrent.ipc import TIPCServiceAdd, TIPCServicePassOn, TIPCServiceRemove
 from pcpkit.torrent.service import TorrentService
+from pcpkit.torrent.session import TorrentSession
 
 __all__ = ["TorrentPatron"]
 
@@ -35,10 +36,11 @@ class TorrentPatron(Component):
 
     Messages:
 
-    * ``inbox``: ``TIPCCreateNewTorrent``, ``TIPCCloseTorrent``.
+    * ``inbox``: ``TIPCCreateNewTorrent``, ``TIPCCloseTorrent``, ``TIPCAddPeer``.
     * ``outbox``: the answers to this patron's requests, oldest first
       (``TIPCNewTorrentCreated``, ``TIPCTorrentStartFail``,
-      ``TIPCTorrentAlreadyDownloading``, ``TIPCTorrentClosed``, ``TIPCUnknownTorrent``),
+      ``TIPCTorrentAlreadyDownloading``, ``TIPCTorrentClosed``, ``TIPCUnknownTorrent``,
+      ``TIPCPeerAdded``, ``TIPCAddPeerFail``),
       and ``TIPCTorrentStatusUpdate`` / ``TIPCTorrentFinished`` / ``TIPCTorrentError`` for
       the torrents it started.
     * ``control``: a ``Shutdown`` (``ProducerFinished``, ``ShutdownMicroprocess``) makes it
@@ -47,7 +49,7 @@ class TorrentPatron(Component):
     """
 
     Inboxes = {
-        "inbox": "TIPCCreateNewTorrent, TIPCCloseTorrent",
+        "inbox": "TIPCCreateNewTorrent, TIPCCloseTorrent, TIPCAddPeer",
         "control": "a Shutdown makes the patron leave",
         "torrent-inbox": "answers and events from the TorrentService",
     }
@@ -72,6 +74,17 @@ class TorrentPatron(Component):
 
     def __str__(self) -> str:
         return f"TorrentPatron #{self.id}"
+
+    @property
+    def session(self) -> TorrentSession | None:
+        """
+        The :class:`~pcpkit.torrent.session.TorrentSession` this patron shares (for
+        :func:`~pcpkit.torrent.stream.streamFile`, ``listenPort``, ``status``), or ``None``
+        before the shared client has started it. It is there once the patron has had its
+        first answer (such as ``TIPCNewTorrentCreated``).
+        """
+        service = self.service
+        return None if service is None else service.client.session
 
     def main(self) -> Generator[int, None, None]:
         service = self.service = TorrentService.forSettings(

@@ -28,9 +28,12 @@ from pcpkit.component import Box, Component
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
 from pcpkit.torrent.client import TorrentClient
 from pcpkit.torrent.ipc import (
+    TIPCAddPeer,
+    TIPCAddPeerFail,
     TIPCCloseTorrent,
     TIPCCreateNewTorrent,
     TIPCNewTorrentCreated,
+    TIPCPeerAdded,
     TIPCServiceAdd,
     TIPCServicePassOn,
     TIPCServiceRemove,
@@ -55,6 +58,8 @@ _ANSWERS = (
     TIPCTorrentClosed,
     TIPCTorrentCloseFail,
     TIPCUnknownTorrent,
+    TIPCPeerAdded,
+    TIPCAddPeerFail,
 )
 _PER_TORRENT = (TIPCTorrentStatusUpdate, TIPCTorrentFinished, TIPCTorrentError)
 
@@ -172,14 +177,15 @@ class TorrentService(Component):
         elif isinstance(msg, TIPCServicePassOn):
             patron, _ = self._replyBox(msg.replyService)
             inner = msg.message
-            if isinstance(inner, (TIPCCreateNewTorrent, TIPCCloseTorrent)):
+            if isinstance(inner, (TIPCCreateNewTorrent, TIPCCloseTorrent, TIPCAddPeer)):
                 self._askers.append(patron)
                 self.send(inner, "torrent-outbox")
             else:
                 self._deliver(
                     patron,
                     TIPCTorrentStartFail(
-                        f"a patron takes TIPCCreateNewTorrent and TIPCCloseTorrent, not {inner!r}"
+                        "a patron takes TIPCCreateNewTorrent, TIPCCloseTorrent and "
+                        f"TIPCAddPeer, not {inner!r}"
                     ),
                 )
         else:

@@ -421,8 +421,9 @@ def streamFile(
     Deliver bytes ``[start, end)`` of a torrent's file to ``consumer`` in order, as they
     download; see :class:`TorrentFileProducer` and the module documentation.
 
-    ``session`` is a :class:`~pcpkit.torrent.session.TorrentSession` or a started
-    :class:`~pcpkit.torrent.client.TorrentClient` (its ``session`` is used).
+    ``session`` is a :class:`~pcpkit.torrent.session.TorrentSession`, or a started
+    :class:`~pcpkit.torrent.client.TorrentClient` or
+    :class:`~pcpkit.torrent.patron.TorrentPatron` (its ``session`` is used).
 
     :return: a Deferred firing with ``None`` when the range has been written and the
         producer unregistered; failing with ``ValueError`` (no such file, bad range),
@@ -436,7 +437,8 @@ def streamFile(
         owned = getattr(session, "session", None)
         if not isinstance(owned, TorrentSession):
             raise TypeError(
-                f"streamFile needs a TorrentSession or a started TorrentClient, not {session!r}"
+                "streamFile needs a TorrentSession or a started TorrentClient or "
+                f"TorrentPatron, not {session!r}"
             )
         session = owned
     producer = TorrentFileProducer(

@@ -301,5 +301,9 @@ class ConsoleEchoer(Component):
                     await self.put(msg, "outbox")
         finally:
             _releaseConsole(console)
+        if console.users == 0:
+            # the last writer waits until what it wrote has left the process: a script that
+            # ends with the pipeline (``run()``) would otherwise stop the reactor first
+            await console.closed
         msg = self.shutdownMessage
         self.send(msg if msg is not None else ProducerFinished(self), "signal")
