@@ -58,7 +58,7 @@ class Flow:
     relay for this direction) and ``buffered`` (held right now).
     """
 
-    __slots__ = ("bytes", "pauses", "peakBuffered", "measure")
+    __slots__ = ("bytes", "pauses", "peakBuffered", "measure", "pauser")
 
     def __init__(self) -> None:
         self.bytes = 0
@@ -66,10 +66,17 @@ class Flow:
         self.peakBuffered = 0
         #: Returns the bytes held right now; set by whichever path relays this direction.
         self.measure: Callable[[], int] = _zero
+        #: The reading side's pauses; set by whichever path relays this direction.
+        self.pauser: Pauser | None = None
 
     @property
     def buffered(self) -> int:
         return self.measure()
+
+    @property
+    def paused(self) -> bool:
+        """Whether the reading side is paused now (the writing side is not keeping up)."""
+        return self.pauser is not None and self.pauser.paused
 
     def __repr__(self) -> str:
         return (
@@ -159,6 +166,7 @@ class _Pipe:
         self.eof = False
         self.finished = False
         flow.measure = self.measure
+        flow.pauser = self.pauser
         source.source = self
         sink.sink = self
 

@@ -82,6 +82,9 @@ _DIALLING, _RELAYING, _CLOSING = "dialling", "relaying", "closing"
 DEFAULT_BACKLOG = 4096
 #: Descriptors kept free for everything else in the process (logs, the reactor, ...).
 _RESERVED_FDS = 64
+#: Set by :mod:`pcpkit.inspect` while its registry is on (``None`` otherwise: no cost);
+#: called once with each :class:`Relay` when it is made.
+inspectHook: Callable[[object], object] | None = None
 
 
 class _Transport(TypingProtocol):
@@ -187,6 +190,7 @@ class _Pump:
         self.known = isinstance(sink, FileDescriptor)
         self.highWatermark = limit - chunk
         flow.measure = self.measure
+        flow.pauser = self.pauser
 
     @property
     def paused(self) -> bool:
@@ -313,6 +317,19 @@ class RelayedConnection:
     def state(self) -> str:
         """``"dialling"``, ``"relaying"`` or ``"closing"``."""
         return self._state
+
+    def inspectState(self) -> dict[str, Any]:
+        """What :mod:`pcpkit.inspect` shows of this connection (both ends, both directions)."""
+
+        def peer(side: _Side | None) -> str | None:
+            return None if side is None or side.lost else str(side.tr.getPeer())
+
+        return {
+            "state": self._state,
+            "spliced": self.spliced,
+            "client": peer(self._client),
+            "target": peer(self._target),
+        }
 
     def whenClosed(self) -> Deferred[None]:
         """A ``Deferred`` that fires once both sockets are closed."""
@@ -518,6 +535,7 @@ class RelayedConnection:
         self._state = _CLOSING
         for flow in (self.toTarget, self.toClient):
             flow.measure = _nothing
+            flow.pauser = None
         self.relay._connectionFinished(self)
         waiters, self._waiters = self._waiters, []
         for d in waiters:
@@ -627,6 +645,8 @@ class Relay(Service):
         self._fileLimitChecked = False
         self._closedToTarget = Flow()
         self._closedToClient = Flow()
+        if inspectHook is not None:
+            inspectHook(self)
 
     def __repr__(self) -> str:
         return f"<Relay {self.listenDescription} -> {self.connectDescription}>"

@@ -1,0 +1,258 @@
+"""
+The inspector over HTTP (twisted.web), read-only:
+
+* ``/`` -- the page (plain HTML, JavaScript and SVG from this package: no CDN, no build);
+* ``/graph.json`` -- one snapshot (:mod:`pcpkit.inspect.snapshot`);
+* ``/events`` -- Server-Sent Events: a ``graph`` event with a full snapshot when a client
+  connects and then whenever the graph changed, at most :data:`MAX_UPDATES_PER_SECOND` times
+  a second however busy the program is (updates are coalesced: a client gets the latest
+  graph, never a backlog). A client that does not read is skipped until its connection
+  drains, so a slow browser cannot make the server buffer without bound.
+
+:func:`serve` is the one call a program needs; it listens on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.static import Data
+from zope.interface import implementer
+
+from pcpkit._endpoints import serverEndpoint
+from pcpkit._twisted import getReactor
+from pcpkit.inspect import registry as _registryModule
+from pcpkit.inspect.snapshot import DEFAULT_FULL_THRESHOLD, Inspector
+
+__all__ = ["DEFAULT_ENDPOINT", "MAX_UPDATES_PER_SECOND", "InspectServer", "inspectResource", "serve"]
+
+log = Logger()
+
+#: Where :func:`serve` listens unless told otherwise: loopback only.
+DEFAULT_ENDPOINT = "tcp:8090:interface=127.0.0.1"
+#: The most graph events a client gets per second.
+MAX_UPDATES_PER_SECOND = 10
+#: Seconds between keep-alive comments on a quiet event stream.
+KEEPALIVE_SECONDS = 15.0
+#: What the browser waits before reconnecting a broken event stream (ms).
+RETRY_MS = 1000
+
+_STATIC = {
+    "": ("page.html", "text/html; charset=utf-8"),
+    "inspect.js": ("inspect.js", "text/javascript; charset=utf-8"),
+    "inspect.css": ("inspect.css", "text/css; charset=utf-8"),
+}
+
+
+def _static(name: str) -> bytes:
+    return resources.files("pcpkit.inspect").joinpath(name).read_bytes()
+
+
+def _dumps(graph: dict[str, Any]) -> bytes:
+    return json.dumps(graph, separators=(",", ":"), default=str).encode()
+
+
+def _withoutClock(graph: dict[str, Any]) -> bytes:
+    # what changes every tick whatever happens: not a reason to send an update
+    return _dumps({k: v for k, v in graph.items() if k not in ("time", "tick")})
+
+
+@implementer(IPushProducer)
+class _EventClient:
+    """One ``/events`` connection; paused by its transport while it does not read."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.paused = False
+        self.last: bytes | None = None
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    def send(self, event: str, payload: bytes) -> None:
+        self.request.write(b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n")
+
+
+class _GraphResource(Resource):
+    isLeaf = True
+
+    def __init__(self, server: InspectServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return _dumps(self.server.inspector.snapshot())
+
+
+class _EventsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, server: InspectServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def render_GET(self, request: Request) -> Any:
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.setHeader(b"cache-control", b"no-store")
+        request.write(f"retry: {RETRY_MS}\n\n".encode())
+        self.server._addClient(request)
+        return NOT_DONE_YET
+
+
+class InspectServer:
+    """
+    The inspector's HTTP service: :meth:`start` listens on ``endpoint``, :meth:`stop` stops
+    (and turns the registry off again). :attr:`resource` can also be mounted in a site of
+    your own (:func:`inspectResource`).
+    """
+
+    def __init__(
+        self,
+        endpoint: str | int = DEFAULT_ENDPOINT,
+        *,
+        fullThreshold: float = DEFAULT_FULL_THRESHOLD,
+        reactor: Any = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.reactor = reactor if reactor is not None else getReactor()
+        self.inspector = Inspector(fullThreshold=fullThreshold)
+        self.clients: list[_EventClient] = []
+        self.port: Any = None
+        self.updates = 0
+        self._ticker: LoopingCall | None = None
+        self._sinceKeepalive = 0.0
+        self.resource = root = Resource()
+        for path, (name, contentType) in _STATIC.items():
+            root.putChild(path.encode(), Data(_static(name), contentType))
+        root.putChild(b"graph.json", _GraphResource(self))
+        root.putChild(b"events", _EventsResource(self))
+        self._enabled = False
+        #: what :func:`serve` started: fires with the listening port
+        self.listening: Deferred[Any] | None = None
+
+    def start(self) -> Deferred[Any]:
+        """Turn the registry on and listen; fires with the listening port."""
+        if not self._enabled:
+            _registryModule.enable()
+            self._enabled = True
+        site = Site(self.resource)
+        site.noisy = False
+        d: Deferred[Any] = serverEndpoint(self.endpoint, self.reactor).listen(site)
+
+        def listening(port: Any) -> Any:
+            self.port = port
+            addr = port.getHost()
+            log.info("pcpkit inspector on http://{host}:{port}/", host=addr.host, port=addr.port)
+            return port
+
+        def failed(reason: Any) -> Any:
+            self._disable()
+            return reason
+
+        return d.addCallbacks(listening, failed)
+
+    def _disable(self) -> None:
+        if self._enabled:
+            self._enabled = False
+            _registryModule.disable()
+
+    def stop(self) -> Deferred[None]:
+        """Close the event streams, stop listening, turn the registry off."""
+        for c in list(self.clients):
+            c.request.unregisterProducer()
+            c.request.finish()
+        self.clients.clear()
+        self._stopTicker()
+        self._disable()
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
+
+    # -- event streams ------------------------------------------------------------------
+
+    def _addClient(self, request: Request) -> None:
+        client = _EventClient(request)
+        request.registerProducer(client, True)
+        self.clients.append(client)
+        request.notifyFinish().addBoth(self._clientGone, client)
+        self._sendTo([client], self.inspector.snapshot())
+        if self._ticker is None:
+            self._ticker = LoopingCall(self._tick)
+            self._ticker.clock = self.reactor
+            self._ticker.start(1.0 / MAX_UPDATES_PER_SECOND, now=False)
+
+    def _clientGone(self, _: object, client: _EventClient) -> None:
+        if client in self.clients:
+            self.clients.remove(client)
+        if not self.clients:
+            self._stopTicker()
+
+    def _stopTicker(self) -> None:
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None and ticker.running:
+            ticker.stop()
+
+    def _tick(self) -> None:
+        ready = [c for c in self.clients if not c.paused]
+        if not ready:
+            return
+        self._sendTo(ready, self.inspector.snapshot())
+
+    def _sendTo(self, clients: list[_EventClient], graph: dict[str, Any]) -> None:
+        key = _withoutClock(graph)
+        payload: bytes | None = None
+        self._sinceKeepalive += 1.0 / MAX_UPDATES_PER_SECOND
+        for c in clients:
+            if c.last == key:
+                continue
+            if payload is None:
+                payload = _dumps(graph)
+                self.updates += 1
+            c.last = key
+            c.send("graph", payload)
+        if payload is None and self._sinceKeepalive >= KEEPALIVE_SECONDS:
+            self._sinceKeepalive = 0.0
+            for c in clients:
+                c.request.write(b": keep-alive\n\n")
+
+
+def inspectResource(fullThreshold: float = DEFAULT_FULL_THRESHOLD) -> Resource:
+    """
+    The inspector's pages as a twisted.web ``Resource`` to mount in a site of your own
+    (say under ``/inspect/``). The registry must be on (:func:`pcpkit.inspect.enable`).
+    """
+    return InspectServer(fullThreshold=fullThreshold).resource
+
+
+def serve(
+    endpoint: str | int = DEFAULT_ENDPOINT,
+    *,
+    fullThreshold: float = DEFAULT_FULL_THRESHOLD,
+    reactor: Any = None,
+) -> InspectServer:
+    """
+    Turn the inspector on and serve it on ``endpoint`` (a server endpoint string; a bare port
+    means that port on 127.0.0.1). Returns the :class:`InspectServer`; its ``start()`` has
+    been called: wait on :attr:`InspectServer.listening` for the port, :meth:`~InspectServer.stop`
+    to end. A port that cannot be bound is logged and fails ``listening``.
+    """
+    server = InspectServer(endpoint, fullThreshold=fullThreshold, reactor=reactor)
+    server.listening = server.start()
+    return server
