@@ -10,13 +10,13 @@ is not draining. Turn it on from any program::
     pcpkit.inspect.serve("tcp:8090:interface=127.0.0.1")   # then open http://127.0.0.1:8090/
 
 or with ``--inspect ENDPOINT`` on ``twistd pcpkit relay|torrent|demo`` and ``pcpkit demo``.
-Off (the default) it costs nothing: see :mod:`pcpkit.inspect.registry`. The page, the JSON
+Off (the default) it costs nothing: see :mod:`pcpkit.inspect.parts`. The page, the JSON
 contract of ``/graph.json`` and a walk-through are in ``docs/inspect.rst``.
 """
 
 from __future__ import annotations
 
-from pcpkit.inspect.registry import Registry, disable, enable, isEnabled, registry
+from pcpkit.inspect.parts import Registry, disable, enable, isEnabled, registry
 from pcpkit.inspect.snapshot import DEFAULT_FULL_THRESHOLD, Inspector, formatWaitsOn
 from pcpkit.inspect.web import DEFAULT_ENDPOINT, InspectServer, inspectResource, serve
 

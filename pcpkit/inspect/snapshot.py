@@ -1,7 +1,7 @@
 """
 The graph of live parts as plain data: what ``/graph.json`` serves.
 
-:class:`Inspector` walks the registered parts (:mod:`pcpkit.inspect.registry`) when asked
+:class:`Inspector` walks the registered parts (:mod:`pcpkit.inspect.parts`) when asked
 and returns a JSON-ready dict (the contract is in ``docs/inspect.rst``):
 
 * ``components``, ``boxes`` (length, limit, low watermark, parking or Axon bound, messages
@@ -29,7 +29,7 @@ from typing import Any
 
 from pcpkit.bridge import InboxConsumer, OutboxProducer
 from pcpkit.component import Box, Component
-from pcpkit.inspect.registry import Registry, registry
+from pcpkit.inspect.parts import Registry, registry
 from pcpkit.pcp import BasicProducerConsumerProxy
 
 __all__ = ["DEFAULT_FULL_THRESHOLD", "Inspector", "formatWaitsOn"]
@@ -114,26 +114,42 @@ class Inspector:
 
     # -- the walk -------------------------------------------------------------------------
 
-    def _liveComponents(self) -> list[Any]:
+    def _liveComponents(self, roots: Iterable[Any] | None) -> list[Any]:
         seen: dict[int, Any] = {}
 
-        def visit(c: Any) -> None:
+        def visit(c: Any, follow: bool) -> None:
             if id(c) in seen or c._isStopped():
                 return
             seen[id(c)] = c
             for child in _children(c):
-                visit(child)
+                visit(child, follow)
+            if follow:
+                # what it sends into, one hop out of the given tree
+                for box in c.outboxes.values():
+                    owner = box.final.owner
+                    if isinstance(owner, Component):
+                        visit(owner, False)
 
-        for c in list(self.registry.components):
-            visit(c)
+        if roots is None:
+            for c in list(self.registry.components):
+                visit(c, False)
+        else:
+            for c in roots:
+                visit(c, True)
         return sorted(seen.values(), key=lambda c: c.id)
 
-    def snapshot(self) -> dict[str, Any]:
-        """The graph now, as JSON-ready data (and one sample of every box's fill)."""
+    def snapshot(self, roots: Iterable[Any] | None = None) -> dict[str, Any]:
+        """
+        The graph now, as JSON-ready data (and one sample of every box's fill).
+
+        ``roots``: only these components, their descendants and the components they send
+        into (found by walking, so this works with the registry off); the byte-level parts
+        come from the registry either way.
+        """
         now = self.clock()
         self.ticks += 1
         g = _Graph(self, now)
-        comps = self._liveComponents()
+        comps = self._liveComponents(roots)
         parents: dict[int, str] = {}
         for c in comps:
             for child in _children(c):
@@ -506,7 +522,10 @@ class _Graph:
         for box in self.boxObjects:
             if not box.waiters or len(box) <= box.low:
                 continue
-            owner = self.i.idOf(box.owner)
+            stopped = getattr(box.owner, "_isStopped", None)
+            owner = self.node(
+                box.owner, "component", state="finished" if stopped and stopped() else ""
+            )
             bid = self.i.boxId(box)
             for w in list(box.waiters):
                 party = getattr(w, "__self__", None)
@@ -515,6 +534,7 @@ class _Graph:
                 pid = self.i.idOf(party)
                 if pid == owner:
                     continue
+                self.node(party, "component")
                 how = "parked" if getattr(party, "_parkedOn", None) is box else "waiting"
                 if isinstance(party, InboxConsumer):
                     how = "paused"
@@ -544,6 +564,8 @@ class _Graph:
             return "idle but not reading the box it is sent to"
         if state == "new":
             return "never activated"
+        if state == "finished":
+            return "finished: nothing will drain what is left for it"
         kind = node.get("kind")
         if kind in ("transport", "peer"):
             return "not draining"

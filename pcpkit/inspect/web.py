@@ -24,12 +24,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
-from twisted.web.static import Data
 from zope.interface import implementer
 
 from pcpkit._endpoints import serverEndpoint
 from pcpkit._twisted import getReactor
-from pcpkit.inspect import registry as _registryModule
+from pcpkit.inspect import parts as _parts
 from pcpkit.inspect.snapshot import DEFAULT_FULL_THRESHOLD, Inspector
 
 __all__ = ["DEFAULT_ENDPOINT", "MAX_UPDATES_PER_SECOND", "InspectServer", "inspectResource", "serve"]
@@ -87,17 +86,30 @@ class _EventClient:
         self.request.write(b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n")
 
 
+class _StaticResource(Resource):
+    isLeaf = True
+
+    def __init__(self, body: bytes, contentType: str) -> None:
+        super().__init__()
+        self.body = body
+        self.contentType = contentType.encode()
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", self.contentType)
+        return self.body
+
+
 class _GraphResource(Resource):
     isLeaf = True
 
     def __init__(self, server: InspectServer) -> None:
         super().__init__()
-        self.server = server
+        self.inspectServer = server
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
-        return _dumps(self.server.inspector.snapshot())
+        return _dumps(self.inspectServer.inspector.snapshot())
 
 
 class _EventsResource(Resource):
@@ -105,13 +117,13 @@ class _EventsResource(Resource):
 
     def __init__(self, server: InspectServer) -> None:
         super().__init__()
-        self.server = server
+        self.inspectServer = server
 
     def render_GET(self, request: Request) -> Any:
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-store")
         request.write(f"retry: {RETRY_MS}\n\n".encode())
-        self.server._addClient(request)
+        self.inspectServer._addClient(request)
         return NOT_DONE_YET
 
 
@@ -139,7 +151,7 @@ class InspectServer:
         self._sinceKeepalive = 0.0
         self.resource = root = Resource()
         for path, (name, contentType) in _STATIC.items():
-            root.putChild(path.encode(), Data(_static(name), contentType))
+            root.putChild(path.encode(), _StaticResource(_static(name), contentType))
         root.putChild(b"graph.json", _GraphResource(self))
         root.putChild(b"events", _EventsResource(self))
         self._enabled = False
@@ -149,7 +161,7 @@ class InspectServer:
     def start(self) -> Deferred[Any]:
         """Turn the registry on and listen; fires with the listening port."""
         if not self._enabled:
-            _registryModule.enable()
+            _parts.enable()
             self._enabled = True
         site = Site(self.resource)
         site.noisy = False
@@ -170,7 +182,7 @@ class InspectServer:
     def _disable(self) -> None:
         if self._enabled:
             self._enabled = False
-            _registryModule.disable()
+            _parts.disable()
 
     def stop(self) -> Deferred[None]:
         """Close the event streams, stop listening, turn the registry off."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -59,18 +59,24 @@ class Registry:
         stream = _streamModule()
         if stream is not None:
             self._kinds.append((stream.TorrentFileProducer, self.streams))
+        #: Called with each part as it is registered (``pcpkit.testing``'s fill recorder).
+        self.listeners: list[Callable[[object], object]] = []
 
     def add(self, obj: object) -> None:
         """Register ``obj`` in the set of its kind (the modules' ``inspectHook``)."""
         for kind, members in self._kinds:
             if isinstance(obj, kind):
-                members.add(obj)
+                if obj not in members:
+                    members.add(obj)
+                    for listener in list(self.listeners):
+                        listener(obj)
                 return
 
     def scan(self) -> int:
         """Register every instance of the known kinds that exists now; return how many."""
         kinds = tuple(kind for kind, _ in self._kinds)
         found = 0
+        gc.collect()  # what is unreachable already is not live
         for obj in gc.get_objects():
             if isinstance(obj, kinds):
                 self.add(obj)
