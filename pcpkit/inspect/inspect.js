@@ -2,7 +2,7 @@
 "use strict";
 (function () {
   const SVGNS = "http://www.w3.org/2000/svg";
-  const NODE_W = 170, NODE_H = 44, COL_W = 250, ROW_H = 86, MARGIN = 36;
+  const NODE_W = 160, NODE_H = 44, COL_W = 300, ROW_H = 96, MARGIN = 36, BAR_W = 64;
   const svg = document.getElementById("graph");
   const statusEl = document.getElementById("status");
   const summaryEl = document.getElementById("summary");
@@ -109,20 +109,24 @@
         : `M${x1},${y1} C${x1 + c},${y1} ${x2 - c},${y2} ${x2},${y2}`;
       el("path", { d, "marker-end": "url(#arrow)" }, ge);
       if (e.kind === "control" && !e.level) return;
-      const mx = (x1 + x2) / 2 - 22, my = (y1 + y2) / 2 + (back ? 52 : 0) - 12;
+      const mx = (x1 + x2) / 2 - BAR_W / 2, my = (y1 + y2) / 2 + (back ? 52 : 0) - 16;
       if (e.limit) {
-        el("rect", { class: "bar-bg", x: mx, y: my, width: 44, height: 8 }, ge);
+        el("rect", { class: "bar-bg", x: mx, y: my, width: BAR_W, height: 9 }, ge);
         el("rect", {
           class: "bar-fill " + fillClass(e.fill), x: mx, y: my,
-          width: Math.max(1, Math.min(1, e.fill) * 44), height: 8,
+          width: Math.max(1, Math.min(1, e.fill) * BAR_W), height: 9,
         }, ge);
       }
-      const lab = el("text", { class: "label", x: mx, y: my + 19 }, ge);
+      const lab = el("text", { class: "label", x: mx, y: my - 4 }, ge);
       lab.textContent = e.label + (e.limit ? ` ${e.level}/${e.limit}` : e.level ? ` ${e.level}` : "");
-      if (e.paused) el("text", { class: "pausemark", x: mx + 48, y: my + 8 }, ge).textContent = "⏸";
+      if (e.paused) {
+        // two bars: "paused", drawn rather than a glyph the fonts may lack
+        el("rect", { class: "pausemark", x: mx + BAR_W + 5, y: my - 1, width: 3, height: 11 }, ge);
+        el("rect", { class: "pausemark", x: mx + BAR_W + 10, y: my - 1, width: 3, height: 11 }, ge);
+      }
     });
     const defs = el("defs", {}, svg);
-    const m = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" }, defs);
+    const m = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto" }, defs);
     el("path", { d: "M0,0 L10,5 L0,10 z", fill: "#78909c" }, m);
 
     const nLayer = el("g", { class: "nodes" }, svg);

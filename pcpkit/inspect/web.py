@@ -187,8 +187,12 @@ class InspectServer:
     def stop(self) -> Deferred[None]:
         """Close the event streams, stop listening, turn the registry off."""
         for c in list(self.clients):
+            transport = c.request.transport
             c.request.unregisterProducer()
             c.request.finish()
+            # an event stream never ends on its own: close its connection too
+            if transport is not None:
+                transport.loseConnection()
         self.clients.clear()
         self._stopTicker()
         self._disable()
