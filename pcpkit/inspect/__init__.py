@@ -18,12 +18,19 @@ from __future__ import annotations
 
 from pcpkit.inspect.parts import Registry, disable, enable, isEnabled, registry
 from pcpkit.inspect.snapshot import DEFAULT_FULL_THRESHOLD, Inspector, formatWaitsOn
-from pcpkit.inspect.web import DEFAULT_ENDPOINT, InspectServer, inspectResource, serve
+from pcpkit.inspect.web import (
+    DEFAULT_ENDPOINT,
+    InspectServer,
+    InspectService,
+    inspectResource,
+    serve,
+)
 
 __all__ = [
     "DEFAULT_ENDPOINT",
     "DEFAULT_FULL_THRESHOLD",
     "InspectServer",
+    "InspectService",
     "Inspector",
     "Registry",
     "disable",

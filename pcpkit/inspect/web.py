@@ -18,6 +18,7 @@ import json
 from importlib import resources
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
@@ -31,7 +32,14 @@ from pcpkit._twisted import getReactor
 from pcpkit.inspect import parts as _parts
 from pcpkit.inspect.snapshot import DEFAULT_FULL_THRESHOLD, Inspector
 
-__all__ = ["DEFAULT_ENDPOINT", "MAX_UPDATES_PER_SECOND", "InspectServer", "inspectResource", "serve"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "MAX_UPDATES_PER_SECOND",
+    "InspectServer",
+    "InspectService",
+    "inspectResource",
+    "serve",
+]
 
 log = Logger()
 
@@ -272,3 +280,25 @@ def serve(
     server = InspectServer(endpoint, fullThreshold=fullThreshold, reactor=reactor)
     server.listening = server.start()
     return server
+
+
+class InspectService(Service):
+    """
+    The inspector as a twisted ``IService`` (what ``--inspect ENDPOINT`` adds to the
+    ``twistd pcpkit`` services): it listens in ``privilegedStartService`` and raises there if
+    the endpoint cannot be bound, so twistd fails at start naming the option.
+    """
+
+    def __init__(self, endpoint: str | int = DEFAULT_ENDPOINT) -> None:
+        self.server = InspectServer(endpoint)
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)  # type: ignore[no-untyped-call,unused-ignore]
+        failures: list[Any] = []
+        self.server.start().addErrback(failures.append)
+        if failures:
+            failures[0].raiseException()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)  # type: ignore[no-untyped-call,unused-ignore]
+        return self.server.stop()
