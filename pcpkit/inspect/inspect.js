@@ -22,8 +22,29 @@
     return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
   }
 
-  // Layers: the longest path from a source along the edges (cycles cut after N rounds).
-  function layout(nodes, edges) {
+  // The edges minus those closing a cycle (found by a depth-first walk from the sources).
+  function acyclic(nodes, edges) {
+    const out = {}, incoming = {}, state = {}, keep = [];
+    nodes.forEach((n) => { out[n.id] = []; incoming[n.id] = 0; });
+    edges.forEach((e) => {
+      if (e.from in out && e.to in out && e.from !== e.to) { out[e.from].push(e); incoming[e.to] += 1; }
+    });
+    function walk(u) {
+      state[u] = 1;
+      for (const e of out[u]) {
+        if (state[e.to] === 1) continue; // a back edge
+        keep.push(e);
+        if (!state[e.to]) walk(e.to);
+      }
+      state[u] = 2;
+    }
+    nodes.filter((n) => !incoming[n.id]).concat(nodes).forEach((n) => { if (!state[n.id]) walk(n.id); });
+    return keep;
+  }
+
+  // Layers: the longest path from a source along the edges.
+  function layout(nodes, allEdges) {
+    const edges = acyclic(nodes, allEdges);
     const layer = {};
     nodes.forEach((n) => { layer[n.id] = 0; });
     for (let round = 0; round < nodes.length; round++) {
@@ -138,7 +159,9 @@
       if (n.id === selectedNode) cls.push("selected");
       const g = el("g", { class: cls.join(" "), "data-id": n.id, "data-state": n.state || "", transform: `translate(${p.x},${p.y})` }, nLayer);
       el("rect", { width: NODE_W, height: NODE_H, rx: 6 }, g);
-      el("text", { x: 8, y: 17 }, g).textContent = n.label;
+      const name = el("text", { x: 8, y: 17 }, g);
+      name.textContent = n.label.length > 27 ? n.label.slice(0, 26) + "…" : n.label;
+      el("title", {}, g).textContent = n.label;
       el("text", { class: "sub", x: 8, y: 33 }, g).textContent = (n.type || n.kind) + (n.state ? " · " + n.state : "");
       g.addEventListener("click", () => { selectedNode = n.id; render(); });
     });

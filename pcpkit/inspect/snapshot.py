@@ -46,14 +46,22 @@ def _label(obj: object, limit: int = 60) -> str:
     if isinstance(obj, Component):
         text = str(obj)
     else:
-        peer = getattr(obj, "getPeer", None)
         text = type(obj).__name__
+        peer = _address(obj, "getPeer")
         if peer is not None:
-            try:
-                text = f"{text} {peer().host}:{peer().port}"
-            except Exception:
-                pass
+            text = f"{text} to {peer}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _address(obj: object, which: str) -> str | None:
+    get = getattr(obj, which, None)
+    if get is None:
+        return None
+    try:
+        addr = get()
+        return f"{addr.host}:{addr.port}"
+    except Exception:
+        return None
 
 
 class _FullClock:
@@ -197,11 +205,17 @@ class _Graph:
         self.rootWhy: dict[str, str] = {}
         self.boxObjects: list[Box] = []
         self.stuckIds: set[str] = set()
+        # "client:HOST:PORT" of a relayed connection -> its node: a transport of this process
+        # connected to a relay of this process is the same connection
+        self.relayEnds: dict[str, str] = {}
+        self.transports: dict[str, object] = {}
 
     # -- nodes ----------------------------------------------------------------------------
 
     def node(self, obj: object, kind: str, **extra: Any) -> str:
         nid = self.i.idOf(obj)
+        if kind == "transport":
+            self.transports[nid] = obj
         if nid not in self.nodes:
             self.nodes[nid] = {
                 "id": nid,
@@ -298,6 +312,13 @@ class _Graph:
                     "creator": cid,
                 }
             )
+        waits = getattr(c, "inspectWaitsOn", None)
+        blocker = waits() if callable(waits) else None
+        if blocker is not None:
+            # a component that knows what holds it back (a TCP client and its socket)
+            tid = self.node(blocker[0], "transport")
+            self.blockedBy[cid] = (tid, blocker[1])
+            self.rootWhy.setdefault(tid, "not draining: the peer reads slowly")
         if kind != "chassis":
             for ob in c.outboxes.values():
                 dest = ob.final
@@ -463,6 +484,8 @@ class _Graph:
                     },
                 )
                 ends[end] = eid
+                if st[end]:
+                    self.relayEnds[f"{end}:{st[end]}"] = eid
             for direction, flow, src, dst in (
                 ("toTarget", conn.toTarget, "client", "target"),
                 ("toClient", conn.toClient, "target", "client"),
@@ -483,9 +506,10 @@ class _Graph:
                     peakBuffered=flow.peakBuffered,
                     spliced=st["spliced"],
                 )
+                # from the end that writes into the relay: both peers feed the connection
                 self._byteEdge(
-                    ends[src] if direction == "toTarget" else cid,
-                    cid if direction == "toTarget" else ends[dst],
+                    ends[src],
+                    cid,
                     direction,
                     flow.buffered,
                     r.bufferSize,
@@ -547,6 +571,10 @@ class _Graph:
                         f"({len(box)} of {box.maxsize})",
                     ),
                 )
+        for tid, transport in self.transports.items():
+            end = self.relayEnds.get(f"client:{_address(transport, 'getHost')}")
+            if end is not None and end in self.blockedBy and tid not in self.blockedBy:
+                self.blockedBy[tid] = (end, "a connection into this process's relay")
         for nid in list(self.blockedBy):
             if nid not in self.nodes:
                 self.nodes[nid] = {"id": nid, "label": nid, "kind": "other", "group": None}

@@ -322,7 +322,10 @@ class RelayedConnection:
         """What :mod:`pcpkit.inspect` shows of this connection (both ends, both directions)."""
 
         def peer(side: _Side | None) -> str | None:
-            return None if side is None or side.lost else str(side.tr.getPeer())
+            if side is None or side.lost:
+                return None
+            addr: Any = side.tr.getPeer()
+            return f"{getattr(addr, 'host', addr)}:{getattr(addr, 'port', '')}"
 
         return {
             "state": self._state,
