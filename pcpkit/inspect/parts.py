@@ -8,7 +8,7 @@ test, and nothing at all is done per message or per byte. :func:`enable` sets th
 part alive) and finds the parts that already exist with one walk of the garbage
 collector's objects, so the inspector can be turned on in a program that is already
 running. Everything else is computed on demand from the registered objects
-(:mod:`pcpkit.inspect.snapshot`).
+(:mod:`pcpkit.inspect.graph`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 The inspector over HTTP (twisted.web), read-only:
 
 * ``/`` -- the page (plain HTML, JavaScript and SVG from this package: no CDN, no build);
-* ``/graph.json`` -- one snapshot (:mod:`pcpkit.inspect.snapshot`);
+* ``/graph.json`` -- one snapshot (:mod:`pcpkit.inspect.graph`);
 * ``/events`` -- Server-Sent Events: a ``graph`` event with a full snapshot when a client
   connects and then whenever the graph changed, at most :data:`MAX_UPDATES_PER_SECOND` times
   a second however busy the program is (updates are coalesced: a client gets the latest
@@ -31,7 +31,7 @@ from zope.interface import implementer
 from pcpkit._endpoints import serverEndpoint
 from pcpkit._twisted import getReactor
 from pcpkit.inspect import parts as _parts
-from pcpkit.inspect.snapshot import DEFAULT_FULL_THRESHOLD, Inspector
+from pcpkit.inspect.graph import DEFAULT_FULL_THRESHOLD, Inspector
 
 __all__ = [
     "DEFAULT_ENDPOINT",
