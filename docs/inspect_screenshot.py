@@ -37,7 +37,9 @@ def graph(port: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="demo payload in MiB")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "_static" / "inspect-demo.png"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "_static" / "inspect-demo.png")
+    )
     args = parser.parse_args()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -45,7 +47,16 @@ def main() -> int:
 
     port = freePort()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "pcpkit.cli", "demo", "--size", str(args.size), "--inspect", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "pcpkit.cli",
+            "demo",
+            "--size",
+            str(args.size),
+            "--inspect",
+            str(port),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

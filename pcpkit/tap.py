@@ -221,7 +221,9 @@ def makeService(options: Options) -> Any:
     from pcpkit.inspect import InspectService
 
     parent = _Supervised(
-        options.subCommand, InspectService(endpoint), lambda e: f"--inspect {endpoint}: {reasonLine(e)}"
+        options.subCommand,
+        InspectService(endpoint),
+        lambda e: f"--inspect {endpoint}: {reasonLine(e)}",
     )
     service.setServiceParent(parent)
     return parent

@@ -41,9 +41,9 @@ from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer
 
+from pcpkit import inspect as _inspect
 from pcpkit._fifo import asBytes
 from pcpkit._twisted import getReactor
-from pcpkit import inspect as _inspect
 from pcpkit.component import Box, Component, UnknownBox
 from pcpkit.ipc import Shutdown
 from pcpkit.pcp import BasicProducerConsumerProxy
@@ -320,8 +320,7 @@ class MessageCollector(Component):
     def _shortBy(self, count: int, box: str) -> str:
         got = self.received[box]
         return (
-            f"{self!r} finished with {len(got)} of the {count} messages awaited in "
-            f"{box!r}: {got!r}"
+            f"{self!r} finished with {len(got)} of the {count} messages awaited in {box!r}: {got!r}"
         )
 
     def _ended(self, result: object) -> object:
@@ -701,9 +700,7 @@ def runComponent(
         return outcome
 
     if timeout is not None:
-        timeoutCall = (clock if clock is not None else getReactor()).callLater(
-            timeout, timedOut
-        )
+        timeoutCall = (clock if clock is not None else getReactor()).callLater(timeout, timedOut)
     component.finished.addBoth(ended)
     component.activate()
     return result

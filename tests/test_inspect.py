@@ -9,10 +9,12 @@ from __future__ import annotations
 import gc
 import json
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -601,3 +603,79 @@ async def test_run_component_timeout_names_what_waits_on_what() -> None:
     for c in (src, mid, sink):
         c.inboxes["control"].deliver(ShutdownMicroprocess())
     await pipe.finished
+
+
+# -- --inspect on the twistd services and on pcpkit demo ------------------------------------------
+
+
+INSPECTOR_LINE = "pcpkit inspector on http://127.0.0.1:"
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_twistd_relay_with_inspect_serves_its_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
+    from tests.torrentutil import ProcessRunner, waitUntil
+
+    pluginEnvironment(monkeypatch)
+    runner = ProcessRunner(
+        twistdArgv("relay", "--listen", "0", "--connect", "127.0.0.1:9", "--inspect", "0")
+    )
+    try:
+        await waitUntil(
+            lambda: INSPECTOR_LINE in runner.text() or not runner.running, 30, "the inspector"
+        )
+        assert runner.running, runner.text()
+        port = int(runner.text().split(INSPECTOR_LINE, 1)[1].split("/", 1)[0])
+        code, kind, body = await fetch(f"http://127.0.0.1:{port}/graph.json")
+        g = json.loads(body)
+        relays = [n for n in g["nodes"] if n["kind"] == "relay"]
+        assert code == 200 and len(relays) == 1, g["nodes"]
+        assert relays[0]["label"].startswith("Relay tcp:0:interface=127.0.0.1")
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_twistd_inspect_port_busy_or_bad_exits_naming_the_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
+    from tests.torrentutil import ProcessRunner, withTimeout
+
+    pluginEnvironment(monkeypatch)
+    busy = socket.create_server(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        runner = ProcessRunner(
+            twistdArgv("relay", "--listen", "0", "--connect", "127.0.0.1:9", "--inspect", str(port))
+        )
+        code = await withTimeout(runner.ended, 30)
+    finally:
+        busy.close()
+    text = runner.text()
+    assert code == 1, text
+    assert f"twistd pcpkit relay: --inspect tcp:{port}:interface=127.0.0.1: Couldn't listen" in text
+    assert "Traceback" not in text
+    runner = ProcessRunner(twistdArgv("demo", "--inspect", "tcp:99999"))
+    code = await withTimeout(runner.ended, 30)
+    assert code != 0 and "--inspect: bad endpoint 'tcp:99999'" in runner.text(), runner.text()
+
+
+def test_pcpkit_demo_with_inspect(tmp_path: Path) -> None:
+    from tests.test_cli import PCPKIT
+
+    bad = subprocess.run(
+        [*PCPKIT, "demo", "--inspect", "tcp:99999"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "bad --inspect endpoint" in bad.stderr, bad.stderr
+    ok = subprocess.run(
+        [*PCPKIT, "demo", "--size", "2", "--no-tracker", "--inspect", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "inspector: http://127.0.0.1:" in ok.stdout and "sha256 verified" in ok.stdout

@@ -116,9 +116,11 @@ def browse(run: Running, url: str, profile: Path, shots: Path) -> dict[str, Any]
             driver, 30, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
         )
         driver.execute_script("window.pcpkitMarker = 7;")
-        wait.until(lambda d: all(
-            d.find_elements(By.CSS_SELECTOR, f'g.node[data-id="{i}"]') for i in (src, mid, sink)
-        ))
+        wait.until(
+            lambda d: all(
+                d.find_elements(By.CSS_SELECTOR, f'g.node[data-id="{i}"]') for i in (src, mid, sink)
+            )
+        )
         seen["title"] = driver.title
         seen["group"] = driver.find_element(
             By.CSS_SELECTOR, f'g.group[data-id="c{run.pipe.id}"] text'
@@ -183,11 +185,13 @@ def browse(run: Running, url: str, profile: Path, shots: Path) -> dict[str, Any]
         driver.save_screenshot(str(shots / "fast.png"))
         # click the sink: its boxes and counters
         driver.execute_script(
-            'document.querySelector(\'g.node[data-id="\' + arguments[0] + \'"]\')'
+            "document.querySelector('g.node[data-id=\"' + arguments[0] + '\"]')"
             '.dispatchEvent(new MouseEvent("click"));',
             sink,
         )
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#details tr[data-box="{sink}.in.inbox"]'))
+        wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'#details tr[data-box="{sink}.in.inbox"]')
+        )
         seen["details"] = driver.find_element(By.ID, "details").text
 
         # the server restarts: the page notices, and carries on without a reload
@@ -197,8 +201,12 @@ def browse(run: Running, url: str, profile: Path, shots: Path) -> dict[str, Any]
         seen["down"] = driver.find_element(By.ID, "status").text
         call(run.setSinkRate, 0)
         call(run.startServer)
-        wait.until(lambda d: d.find_element(By.ID, "status").text == "live"
-                   and d.execute_script("return window.pcpkitUpdates;") > before)
+        wait.until(
+            lambda d: (
+                d.find_element(By.ID, "status").text == "live"
+                and d.execute_script("return window.pcpkitUpdates;") > before
+            )
+        )
         wait.until(blocked)  # and it shows the new state
         seen["marker"] = driver.execute_script("return window.pcpkitMarker;")
         driver.save_screenshot(str(shots / "reconnected.png"))

@@ -16,8 +16,8 @@ contract of ``/graph.json`` and a walk-through are in ``docs/inspect.rst``.
 
 from __future__ import annotations
 
-from pcpkit.inspect.parts import Registry, disable, enable, isEnabled, registry
 from pcpkit.inspect.graph import DEFAULT_FULL_THRESHOLD, Inspector, formatWaitsOn
+from pcpkit.inspect.parts import Registry, disable, enable, isEnabled, registry
 from pcpkit.inspect.web import (
     DEFAULT_ENDPOINT,
     InspectServer,
