@@ -1110,14 +1110,15 @@ async def _demoRun(args: argparse.Namespace, stopper: Stopper) -> int:
 
 async def _startInspector(value: str) -> Any:
     from pcpkit._endpoints import EndpointError, listenDescription, reasonLine
-    from pcpkit.inspect import serve
+    from pcpkit.inspect import InspectServer
 
     try:
-        server = serve(listenDescription(value))
+        description = listenDescription(value)
     except EndpointError as e:
         raise _usage(f"pcpkit demo: bad --inspect endpoint: {e}") from None
+    server = InspectServer(description)
     try:
-        port = await server.listening
+        port = await server.start()
     except Exception as e:
         raise CommandError(f"pcpkit demo: --inspect {value}: {reasonLine(e)}") from None
     addr = port.getHost()

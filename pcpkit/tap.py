@@ -221,7 +221,7 @@ def makeService(options: Options) -> Any:
     from pcpkit.inspect import InspectService
 
     parent = _Supervised(
-        options.subCommand,
+        str(options.subCommand),
         InspectService(endpoint),
         lambda e: f"--inspect {endpoint}: {reasonLine(e)}",
     )

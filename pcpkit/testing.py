@@ -53,6 +53,7 @@ __all__ = [
     "MessageCollector",
     "Peak",
     "recordingFills",
+    "waitsOnDump",
     "MissingMessages",
     "RecordingConsumer",
     "RecordingProducer",

@@ -116,7 +116,7 @@ def enable() -> Registry:
     _enabledBy += 1
     if _enabledBy == 1:
         for module in _hookedModules():
-            module.inspectHook = registry.add
+            setattr(module, "inspectHook", registry.add)  # noqa: B010 - typed as a module
         registry.scan()
     return registry
 
@@ -129,7 +129,7 @@ def disable() -> None:
     _enabledBy -= 1
     if _enabledBy == 0:
         for module in _hookedModules():
-            module.inspectHook = None
+            setattr(module, "inspectHook", None)  # noqa: B010
         registry.clear()
 
 

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
 from pcpkit._endpoints import serverEndpoint
@@ -83,7 +83,7 @@ def _withClock(key: bytes, graph: dict[str, Any]) -> bytes:
 class _EventClient:
     """One ``/events`` connection; paused by its transport while it does not read."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Any) -> None:
         self.request = request
         self.paused = False
         self.last: bytes | None = None
@@ -105,11 +105,11 @@ class _StaticResource(Resource):
     isLeaf = True
 
     def __init__(self, body: bytes, contentType: str) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.body = body
         self.contentType = contentType.encode()
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Any) -> bytes:
         request.setHeader(b"content-type", self.contentType)
         return self.body
 
@@ -118,10 +118,10 @@ class _GraphResource(Resource):
     isLeaf = True
 
     def __init__(self, server: InspectServer) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.inspectServer = server
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Any) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         return _dumps(self.inspectServer.inspector.snapshot())
@@ -131,10 +131,10 @@ class _EventsResource(Resource):
     isLeaf = True
 
     def __init__(self, server: InspectServer) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.inspectServer = server
 
-    def render_GET(self, request: Request) -> Any:
+    def render_GET(self, request: Any) -> Any:
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-store")
         request.write(f"retry: {RETRY_MS}\n\n".encode())
@@ -167,7 +167,8 @@ class InspectServer:
         self.busySeconds = 0.0
         self._ticker: LoopingCall | None = None
         self._sinceKeepalive = 0.0
-        self.resource = root = Resource()
+        root: Any = Resource()  # type: ignore[no-untyped-call,unused-ignore]
+        self.resource: Any = root
         for path, (name, contentType) in _STATIC.items():
             root.putChild(path.encode(), _StaticResource(_static(name), contentType))
         root.putChild(b"graph.json", _GraphResource(self))
@@ -181,7 +182,7 @@ class InspectServer:
         if not self._enabled:
             _parts.enable()
             self._enabled = True
-        site = Site(self.resource)
+        site: Any = Site(self.resource)  # type: ignore[no-untyped-call,unused-ignore]
         site.noisy = False
         d: Deferred[Any] = serverEndpoint(self.endpoint, self.reactor).listen(site)
 
@@ -221,7 +222,7 @@ class InspectServer:
 
     # -- event streams ------------------------------------------------------------------
 
-    def _addClient(self, request: Request) -> None:
+    def _addClient(self, request: Any) -> None:
         client = _EventClient(request)
         request.registerProducer(client, True)
         self.clients.append(client)
@@ -274,7 +275,8 @@ def inspectResource(fullThreshold: float = DEFAULT_FULL_THRESHOLD) -> Resource:
     The inspector's pages as a twisted.web ``Resource`` to mount in a site of your own
     (say under ``/inspect/``). The registry must be on (:func:`pcpkit.inspect.enable`).
     """
-    return InspectServer(fullThreshold=fullThreshold).resource
+    resource: Resource = InspectServer(fullThreshold=fullThreshold).resource
+    return resource
 
 
 def serve(
