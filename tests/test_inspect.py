@@ -272,6 +272,36 @@ def test_axon_bound_and_async_put_waiters(inspecting: Any) -> None:
     assert all(c._isStopped() for c in (axon, asyncFeed, s1, s2))
 
 
+@pytest_twisted.ensureDeferred
+async def test_threaded_component_held_back_by_a_full_inbox(inspecting: Any) -> None:
+    from pcpkit.threaded import ThreadedComponent
+
+    class Producer(ThreadedComponent):
+        def main(self) -> None:
+            for i in range(50):
+                self.send(i, "outbox")
+
+    prod, sink = Producer(queuelengths=2), Gate()
+    sink.setInboxSize("inbox", 4, park=True)
+    prod.link((prod, "outbox"), (sink, "inbox"))
+    sink.activate()
+    prod.activate()
+    ins = pi.Inspector()
+    pid, sid = ins.idOf(prod), ins.idOf(sink)
+    await until(lambda: any(p["sender"] == pid for p in ins.snapshot()["parked"]))
+    g = ins.snapshot()
+    comps = {c["id"]: c for c in g["components"]}
+    assert comps[pid]["kind"] == "threaded" and comps[pid]["state"] == "thread"
+    assert {(p["sender"], p["how"]) for p in g["parked"]} == {(pid, "waiting")}
+    assert chainOf(g, pid) == [pid, sid]
+    assert g["boxes"][f"{sid}.in.inbox"]["length"] == 4  # a thread never overfills a box
+    sink.allow(50)
+    await prod.finished
+    await until(lambda: sink.taken == 50)
+    sink.inboxes["control"].deliver(ShutdownMicroprocess())
+    await sink.finished
+
+
 # -- byte level: bridges and proxies ------------------------------------------------------------
 
 
