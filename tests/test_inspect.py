@@ -43,6 +43,7 @@ from pcpkit.testing import (
     runComponent,
 )
 from pcpkit.torrent import stream
+from tests.torrentutil import sessionsFixture  # noqa: F401 - the "sessions" fixture
 
 R: Any = reactor
 HOST = "127.0.0.1"
@@ -709,3 +710,38 @@ def test_pcpkit_demo_with_inspect(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "inspector: http://127.0.0.1:" in ok.stdout and "sha256 verified" in ok.stdout
+
+
+# -- a torrent stream (real libtorrent sessions) ---------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_torrent_stream_window_and_its_paused_consumer(sessions: Any, tmp_path: Path) -> None:
+    from tests.test_torrent_stream import PIECE, swarm
+    from tests.torrentutil import withTimeout
+
+    pi.enable()
+    try:
+        seeder, _, downloader, added, data = await swarm(sessions, tmp_path, size=4 << 20)
+        consumer = RecordingConsumer(pauseAfter=PIECE)
+        producer = stream.TorrentFileProducer(downloader, added.torrentid, 0, consumer, window=6)
+        d = producer.beginProducing()
+        downloader.connectPeer(added.torrentid, "127.0.0.1", seeder.listenPort)
+        await until(lambda: consumer.producerPaused, 30)
+        ins = pi.Inspector()
+        g = ins.snapshot()
+        sid, cid = ins.idOf(producer), ins.idOf(consumer)
+        entry = {p["id"]: p for p in g["producers"]}[sid]
+        assert entry["kind"] == "TorrentFileProducer" and entry["paused"]
+        assert entry["window"] == 6 and entry["high"] == 6
+        assert entry["piecesInFlight"] + entry["piecesAhead"] <= 6
+        assert entry["bytesWritten"] == len(consumer.data) >= PIECE
+        assert chainOf(g, sid) == [sid, cid]
+        consumer.pauseAfter = None
+        consumer.resumeProducer()
+        await withTimeout(d, 50)
+        assert consumer.data == data
+        assert not any(p["id"] == sid for p in ins.snapshot()["producers"])  # over: gone
+    finally:
+        pi.disable()

@@ -122,9 +122,12 @@ def browse(run: Running, url: str, profile: Path, shots: Path) -> dict[str, Any]
             )
         )
         seen["title"] = driver.title
-        seen["group"] = driver.find_element(
-            By.CSS_SELECTOR, f'g.group[data-id="c{run.pipe.id}"] text'
-        ).text
+        seen["group"] = wait.until(
+            lambda d: d.execute_script(
+                "const t = document.querySelector(arguments[0]); return t && t.textContent;",
+                f'g.group[data-id="c{run.pipe.id}"] text',
+            )
+        )
 
         # One script reads the drawing at once (it is redrawn on every update).
         def state(d: Any) -> dict[str, Any]:
@@ -192,7 +195,9 @@ def browse(run: Running, url: str, profile: Path, shots: Path) -> dict[str, Any]
         wait.until(
             lambda d: d.find_elements(By.CSS_SELECTOR, f'#details tr[data-box="{sink}.in.inbox"]')
         )
-        seen["details"] = driver.find_element(By.ID, "details").text
+        seen["details"] = driver.execute_script(
+            "return document.getElementById('details').innerText;"
+        )
 
         # the server restarts: the page notices, and carries on without a reload
         before = driver.execute_script("return window.pcpkitUpdates;")
