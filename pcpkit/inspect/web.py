@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
@@ -101,9 +102,26 @@ class _EventClient:
         self.request.write(b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n")
 
 
-class _StaticResource(Resource):
+class _ReadOnly(Resource):
+    """GET and HEAD only: the inspector changes nothing."""
+
     isLeaf = True
 
+    def render(self, request: Any) -> Any:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setResponseCode(405)
+            request.setHeader(b"allow", b"GET, HEAD")
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"the pcpkit inspector is read-only\n"
+        return super().render(request)  # type: ignore[no-untyped-call,unused-ignore]
+
+
+class _Root(Resource):
+    def getChild(self, path: bytes, request: Any) -> Any:
+        return notFound()
+
+
+class _StaticResource(_ReadOnly):
     def __init__(self, body: bytes, contentType: str) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.body = body
@@ -114,9 +132,7 @@ class _StaticResource(Resource):
         return self.body
 
 
-class _GraphResource(Resource):
-    isLeaf = True
-
+class _GraphResource(_ReadOnly):
     def __init__(self, server: InspectServer) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.inspectServer = server
@@ -127,9 +143,7 @@ class _GraphResource(Resource):
         return _dumps(self.inspectServer.inspector.snapshot())
 
 
-class _EventsResource(Resource):
-    isLeaf = True
-
+class _EventsResource(_ReadOnly):
     def __init__(self, server: InspectServer) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.inspectServer = server
@@ -167,7 +181,7 @@ class InspectServer:
         self.busySeconds = 0.0
         self._ticker: LoopingCall | None = None
         self._sinceKeepalive = 0.0
-        root: Any = Resource()  # type: ignore[no-untyped-call,unused-ignore]
+        root: Any = _Root()  # type: ignore[no-untyped-call,unused-ignore]
         self.resource: Any = root
         for path, (name, contentType) in _STATIC.items():
             root.putChild(path.encode(), _StaticResource(_static(name), contentType))
