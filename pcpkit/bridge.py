@@ -14,6 +14,7 @@ With these, transport -> component -> transport holds bounded memory at every ho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -32,6 +33,9 @@ _log = Logger()
 
 #: Bound used for an inbox or a sink that has none of its own (messages, not bytes).
 DEFAULT_HIGH_WATERMARK = 64
+#: Set by :mod:`pcpkit.inspect` while its registry is on (``None`` otherwise: no cost);
+#: called once with each InboxConsumer and OutboxProducer when it is made.
+inspectHook: Callable[[object], object] | None = None
 
 
 @implementer(IConsumer)
@@ -73,6 +77,8 @@ class InboxConsumer:
         self.pauser = Pauser(self._pauseProducer, self._resumeProducer)
         self.watermark = Watermark(self.pauser, self.highWatermark, final.low, reason=self)
         self._pullCall: Any = None
+        if inspectHook is not None:
+            inspectHook(self)
 
     def __repr__(self) -> str:
         return f"<InboxConsumer into {self._box!r}>"
@@ -175,6 +181,8 @@ class OutboxProducer(Runnable):
         consumer.registerProducer(self, True)
         if self.sink.queue:
             self._wake()
+        if inspectHook is not None:
+            inspectHook(self)
 
     def __repr__(self) -> str:
         return f"<OutboxProducer {self.sink.name!r} of {self.component!r}>"

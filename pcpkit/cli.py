@@ -7,7 +7,7 @@ The ``pcpkit`` command.
     pcpkit get TORRENT|MAGNET [-o DIR] [--peer HOST:PORT ...] [--seed] [--files LIST] [--list]
     pcpkit seed PATH|TORRENT [-o DIR] [--peer HOST:PORT ...] [-t TRACKER ...]
     pcpkit relay LISTEN CONNECT [--buffer BYTES] [--max-connections N]
-    pcpkit demo [--size MIB]
+    pcpkit demo [--size MIB] [--inspect ENDPOINT]
 
 ``get`` and ``seed`` also take ``--listen ADDRESS:PORT``, ``--max-down``/``--max-up RATE``
 (bytes per second, like ``500kB`` or ``2M``), ``--quiet`` (only errors) and ``--json`` (one
@@ -420,6 +420,12 @@ def _buildParser() -> _Parser:
         default=64,
         metavar="MIB",
         help="payload size in MiB (default: 64)",
+    )
+    demo.add_argument(
+        "--inspect",
+        metavar="ENDPOINT",
+        help="serve pcpkit.inspect's live view there while the demo runs (read-only; "
+        "a bare port means 127.0.0.1)",
     )
     demo.add_argument(
         "--no-tracker",
@@ -1156,6 +1162,33 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _demoRun(args: argparse.Namespace, stopper: Stopper) -> int:
+    inspector = await _startInspector(args.inspect) if args.inspect else None
+    try:
+        return await _demoSteps(args, stopper)
+    finally:
+        if inspector is not None:
+            await inspector.stop()
+
+
+async def _startInspector(value: str) -> Any:
+    from pcpkit._endpoints import EndpointError, listenDescription, reasonLine
+    from pcpkit.inspect import InspectServer
+
+    try:
+        description = listenDescription(value)
+    except EndpointError as e:
+        raise _usage(f"pcpkit demo: bad --inspect endpoint: {e}") from None
+    server = InspectServer(description)
+    try:
+        port = await server.start()
+    except Exception as e:
+        raise CommandError(f"pcpkit demo: --inspect {value}: {reasonLine(e)}") from None
+    addr = port.getHost()
+    _say(f"inspector: http://{addr.host}:{addr.port}/")
+    return server
+
+
+async def _demoSteps(args: argparse.Namespace, stopper: Stopper) -> int:
     from pcpkit.demo import DemoFailed, runDemo
 
     try:

@@ -79,6 +79,9 @@ ASYNC_BUDGET = 256
 #: How many messages an outbox that is not linked holds before ``put`` waits for a link (a
 #: plain ``send`` keeps Axon's behaviour there: it is accepted and nobody is parked).
 UNLINKED_OUTBOX_SIZE = 64
+#: Set by :mod:`pcpkit.inspect` while its registry is on (``None`` otherwise: no cost);
+#: called once with each component when it is made.
+inspectHook: Callable[[object], object] | None = None
 
 
 class BoxFull(Exception):
@@ -609,6 +612,8 @@ class Component(Runnable):
         self._parkedOn = None
         #: the :class:`Scheduler` it runs on, set by :meth:`activate`
         self.scheduler = None
+        if inspectHook is not None:
+            inspectHook(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} #{self.id}>"

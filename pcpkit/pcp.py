@@ -49,6 +49,9 @@ __all__ = [
 
 #: The default high watermark, in bytes: the same as Twisted's ``bufferSize``.
 DEFAULT_HIGH_WATERMARK = 65536
+#: Set by :mod:`pcpkit.inspect` while its registry is on (``None`` otherwise: no cost);
+#: called once with each proxy when it is made.
+inspectHook: Callable[[object], object] | None = None
 
 log = Logger()
 
@@ -168,6 +171,8 @@ class BasicProducerConsumerProxy:
             self.consumer = consumer
             self._attached = True
             consumer.registerProducer(self, self.iAmStreaming)
+        if inspectHook is not None:
+            inspectHook(self)
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else ("paused" if self.paused else "running")

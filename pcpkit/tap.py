@@ -68,6 +68,7 @@ class RelayOptions(usage.Options):
         ["connect", "c", None, "client endpoint, e.g. tcp:127.0.0.1:80"],
         ["buffer", "b", 262144, "bytes held per direction of a connection", _positiveInt("buffer")],
         ["max-connections", "m", 256, "connections open at once", _positiveInt("max-connections")],
+        ["inspect", None, None, "serve pcpkit.inspect's live view on ENDPOINT (read-only)"],
     ]
     optFlags = [["no-splice", None, "always relay through Python (no os.splice)"]]
 
@@ -104,6 +105,7 @@ class TorrentOptions(usage.Options):
             str(16 * 1024 * 1024),
             "largest HTTP request body (a .torrent upload) in bytes",
         ],
+        ["inspect", None, None, "serve pcpkit.inspect's live view on ENDPOINT (read-only)"],
     ]
 
     def __init__(self) -> None:
@@ -137,8 +139,20 @@ class TorrentOptions(usage.Options):
 class DemoOptions(usage.Options):
     synopsis = "[--size MIB]"
     longdesc = "The embedded demo: a loopback swarm and a relay transfer, then stop."
-    optParameters = [["size", None, 64, "payload size in MiB", _positiveInt("size")]]
+    optParameters = [
+        ["size", None, 64, "payload size in MiB", _positiveInt("size")],
+        ["inspect", None, None, "serve pcpkit.inspect's live view on ENDPOINT (read-only)"],
+    ]
     optFlags = [["no-tracker", None, "connect the peers directly even if opentracker is here"]]
+
+
+def _checkInspect(options: usage.Options) -> None:
+    if options["inspect"] is not None:
+        options["inspect"] = _endpoint("inspect", options["inspect"], server=True)
+
+
+for _sub in (RelayOptions, TorrentOptions, DemoOptions):
+    _sub.synopsis += " [--inspect ENDPOINT]"
 
 
 class Options(usage.Options):
@@ -152,6 +166,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if self.subCommand is None:
             raise usage.UsageError("choose a subcommand: relay, torrent or demo")
+        _checkInspect(self.subOptions)
 
     def parseOptions(self, options: Any = None) -> None:
         # twistd before Twisted 26.10 prints a usage error and exits 0 (Twisted #12656);
@@ -206,7 +221,24 @@ _DAEMON_OPTIONS = {
 
 
 def makeService(options: Options) -> Any:
-    """The service for ``twistd pcpkit SUBCOMMAND``."""
+    """The service for ``twistd pcpkit SUBCOMMAND`` (with ``--inspect``: and the inspector)."""
+    service = _makeService(options)
+    endpoint = options.subOptions["inspect"]
+    if endpoint is None:
+        return service
+    from pcpkit._endpoints import reasonLine
+    from pcpkit.inspect import InspectService
+
+    parent = _Supervised(
+        str(options.subCommand),
+        InspectService(endpoint),
+        lambda e: f"--inspect {endpoint}: {reasonLine(e)}",
+    )
+    service.setServiceParent(parent)
+    return parent
+
+
+def _makeService(options: Options) -> Any:
     from pcpkit._endpoints import reasonLine
 
     sub = options.subOptions

@@ -8,7 +8,10 @@ Helpers for testing code that uses pcpkit, under trial or pytest (with pytest-tw
 * :class:`RecordingProducer` -- an ``IPushProducer`` (or ``IPullProducer``) that records the
   flow-control calls made on it, and can feed a consumer from a list of chunks.
 * :func:`runComponent` -- activate a component and get a ``Deferred`` for its outcome, with a
-  timeout that never leaves a ``DelayedCall`` behind.
+  timeout that never leaves a ``DelayedCall`` behind; on timeout its message carries the
+  component's waits-on chains (:mod:`pcpkit.inspect`).
+* :class:`FillRecorder` / :func:`recordingFills` -- record the most every box and byte proxy
+  held during a test, and :meth:`FillRecorder.assertBounded` that none went over its bound.
 
 Every helper runs on the global reactor and leaves it clean once the thing it waits for has
 happened (or its timeout has fired), so trial's and the test suite's dirty-reactor checks
@@ -28,7 +31,9 @@ from __future__ import annotations
 
 import builtins
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, TimeoutError
@@ -36,13 +41,19 @@ from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer
 
+from pcpkit import inspect as _inspect
 from pcpkit._fifo import asBytes
 from pcpkit._twisted import getReactor
 from pcpkit.component import Box, Component, UnknownBox
 from pcpkit.ipc import Shutdown
+from pcpkit.pcp import BasicProducerConsumerProxy
 
 __all__ = [
+    "FillRecorder",
     "MessageCollector",
+    "Peak",
+    "recordingFills",
+    "waitsOnDump",
     "MissingMessages",
     "RecordingConsumer",
     "RecordingProducer",
@@ -310,8 +321,7 @@ class MessageCollector(Component):
     def _shortBy(self, count: int, box: str) -> str:
         got = self.received[box]
         return (
-            f"{self!r} finished with {len(got)} of the {count} messages awaited in "
-            f"{box!r}: {got!r}"
+            f"{self!r} finished with {len(got)} of the {count} messages awaited in {box!r}: {got!r}"
         )
 
     def _ended(self, result: object) -> object:
@@ -674,7 +684,7 @@ def runComponent(
             result.errback(
                 TimeoutError(
                     f"{component!r} did not finish within {timeout:g} seconds "
-                    "(runComponent timeout)"
+                    "(runComponent timeout); waits on:\n" + waitsOnDump(component)
                 )
             )
 
@@ -691,9 +701,180 @@ def runComponent(
         return outcome
 
     if timeout is not None:
-        timeoutCall = (clock if clock is not None else getReactor()).callLater(
-            timeout, timedOut
-        )
+        timeoutCall = (clock if clock is not None else getReactor()).callLater(timeout, timedOut)
     component.finished.addBoth(ended)
     component.activate()
     return result
+
+
+def waitsOnDump(component: Component) -> str:
+    """
+    What ``component`` and its children wait on, as text: one line per parked sender or
+    paused producer, the chain to the part that is not draining (:mod:`pcpkit.inspect`).
+    Works with the inspector off (the component tree is walked).
+    """
+    graph = _inspect.Inspector().snapshot(roots=[component])
+    return _inspect.formatWaitsOn(graph)
+
+
+# -- bounds ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Peak:
+    """The most one box or buffer held while a :class:`FillRecorder` ran."""
+
+    #: what it is (``"<inbox 'inbox' of <Upper #3>>"``, a proxy's repr)
+    label: str
+    #: the most it held (messages for a box, bytes for a proxy)
+    peak: int
+    #: its bound then (``None``: unbounded)
+    limit: int | None
+    #: the component that owns the box (``None`` for a proxy)
+    owner: object = None
+
+
+class FillRecorder:
+    """
+    Records the most each box and each byte proxy held while it runs, so a test can assert
+    that back-pressure held (:meth:`assertBounded`).
+
+    :meth:`start` turns :mod:`pcpkit.inspect`'s registry on and instruments every part
+    already registered and every part made later: a box is looked at before and after each
+    scheduler step of its owner and of every component sending into it (a box grows only
+    while a sender runs or a transport writes into it, and shrinks only while its owner
+    runs, so its peak is seen exactly for generator mains, pcpkit's adapters and
+    bridges); a proxy after each ``write``. This costs a little per step and per write,
+    which is why it is for tests. :meth:`stop` removes the instrumentation. Use
+    :func:`recordingFills` for both.
+    """
+
+    def __init__(self) -> None:
+        #: every box and proxy seen, by ``id()``
+        self.peaks: dict[int, Peak] = {}
+        self._instrumented: list[tuple[object, str]] = []
+        self._running = False
+        # keep what we measure alive only as long as the program does
+        self._boxes: dict[int, Box] = {}
+
+    def start(self) -> FillRecorder:
+        if self._running:
+            return self
+        self._running = True
+        reg = _inspect.enable()
+        reg.listeners.append(self._instrument)
+        for obj in reg:
+            self._instrument(obj)
+        return self
+
+    def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        reg = _inspect.registry
+        if self._instrument in reg.listeners:
+            reg.listeners.remove(self._instrument)
+        for obj, name in self._instrumented:
+            vars(obj).pop(name, None)
+        self._instrumented.clear()
+        self._boxes.clear()
+        _inspect.disable()
+
+    def _instrument(self, obj: object) -> None:
+        if isinstance(obj, BasicProducerConsumerProxy):
+            self._wrapWrite(obj)
+        elif callable(getattr(obj, "_run", None)) and "_run" not in vars(obj):
+            self._wrapRun(obj)
+
+    def _wrapRun(self, runnable: Any) -> None:
+        original = runnable._run
+        sample = self._sampleRunnable
+
+        def run() -> None:
+            sample(runnable)
+            original()
+            sample(runnable)
+
+        runnable._run = run
+        self._instrumented.append((runnable, "_run"))
+
+    def _sampleRunnable(self, r: Any) -> None:
+        for box in getattr(r, "inboxes", {}).values():
+            self.sampleBox(box)
+        for box in getattr(r, "outboxes", {}).values():
+            self.sampleBox(box.final)
+        sink = getattr(r, "sink", None)
+        if isinstance(sink, Box):
+            self.sampleBox(sink)
+
+    def sampleBox(self, box: Box) -> None:
+        """Look at ``box`` now (the instrumentation calls this; a test may too)."""
+        n = len(box)
+        p = self.peaks.get(id(box))
+        if p is None:
+            self._boxes[id(box)] = box
+            self.peaks[id(box)] = Peak(repr(box), n, box.maxsize, box.owner)
+        elif n > p.peak:
+            p.peak = n
+            p.limit = box.maxsize
+
+    def _wrapWrite(self, proxy: Any) -> None:
+        original = proxy.write
+        peaks = self.peaks
+
+        def write(data: bytes) -> None:
+            original(data)
+            n = proxy.bufferedBytes
+            p = peaks.get(id(proxy))
+            high = getattr(proxy, "highWatermark", None)
+            if p is None:
+                peaks[id(proxy)] = Peak(repr(proxy), n, high)
+            elif n > p.peak:
+                p.peak = n
+
+        proxy.write = write
+        self._instrumented.append((proxy, "write"))
+
+    def assertBounded(
+        self, component: Component | None = None, slack: int = 0, byteSlack: int = 65536
+    ) -> None:
+        """
+        Fail (``AssertionError`` listing every offender) if a bounded box held more than its
+        bound plus ``slack`` messages, or a bounded proxy more than its high watermark plus
+        ``byteSlack`` bytes (a push producer may write one chunk after being paused).
+        With ``component``, only the boxes of it and its descendants are checked.
+        """
+        owners: set[int] | None = None
+        if component is not None:
+            owners = set()
+            todo = [component]
+            while todo:
+                c = todo.pop()
+                owners.add(id(c))
+                todo.extend(c.children)
+        bad = []
+        for p in self.peaks.values():
+            if p.limit is None:
+                continue
+            if owners is not None and id(p.owner) not in owners:
+                continue
+            allowed = p.limit + (byteSlack if p.owner is None else slack)
+            if p.peak > allowed:
+                bad.append(f"{p.label}: held {p.peak}, bound {p.limit} (+{allowed - p.limit})")
+        if bad:
+            raise AssertionError("over their bounds:\n" + "\n".join(bad))
+
+    def peakOf(self, obj: Box | BasicProducerConsumerProxy) -> int:
+        """The most ``obj`` (a box or a proxy) held; 0 if it was never seen."""
+        p = self.peaks.get(id(obj))
+        return 0 if p is None else p.peak
+
+
+@contextmanager
+def recordingFills() -> Iterator[FillRecorder]:
+    """``with recordingFills() as fills: ...; fills.assertBounded()``: a started recorder."""
+    recorder = FillRecorder().start()
+    try:
+        yield recorder
+    finally:
+        recorder.stop()

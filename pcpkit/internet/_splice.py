@@ -102,7 +102,7 @@ class Flow:
     relay for this direction) and ``buffered`` (held right now).
     """
 
-    __slots__ = ("bytes", "pauses", "peakBuffered", "measure")
+    __slots__ = ("bytes", "pauses", "peakBuffered", "measure", "pauser")
 
     def __init__(self) -> None:
         self.bytes = 0
@@ -110,10 +110,17 @@ class Flow:
         self.peakBuffered = 0
         #: Returns the bytes held right now; set by whichever path relays this direction.
         self.measure: Callable[[], int] = _zero
+        #: The reading side's pauses; set by whichever path relays this direction.
+        self.pauser: Pauser | None = None
 
     @property
     def buffered(self) -> int:
         return self.measure()
+
+    @property
+    def paused(self) -> bool:
+        """Whether the reading side is paused now (the writing side is not keeping up)."""
+        return self.pauser is not None and self.pauser.paused
 
     def __repr__(self) -> str:
         return (
@@ -335,6 +342,7 @@ class _Direction:
             pauser = self._pauser
             if pauser is None:
                 pauser = self._pauser = Pauser(self.source.stopReading, self.source.startReading)
+                self.flow.pauser = pauser  # what pcpkit.inspect shows as paused
             self._full = pauser.pause("the buffer is full")
             # Something is held, so the sink's writability will resume us.
             self.sink.startWriting()

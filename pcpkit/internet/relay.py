@@ -104,6 +104,9 @@ DEFAULT_BACKLOG = 4096
 _RESERVED_FDS = 64
 #: Idle pipes (splice) and buffers (copy) kept for the next connections (see ``Pool``).
 _POOL_KEEP = 16
+#: Set by :mod:`pcpkit.inspect` while its registry is on (``None`` otherwise: no cost);
+#: called once with each :class:`Relay` when it is made.
+inspectHook: Callable[[object], object] | None = None
 
 
 class _Transport(TypingProtocol):
@@ -209,6 +212,7 @@ class _Pump:
         self.known = isinstance(sink, FileDescriptor)
         self.highWatermark = limit - chunk
         flow.measure = self.measure
+        flow.pauser = self.pauser
 
     @property
     def paused(self) -> bool:
@@ -341,6 +345,22 @@ class RelayedConnection:
     def state(self) -> str:
         """``"dialling"``, ``"relaying"`` or ``"closing"``."""
         return self._state
+
+    def inspectState(self) -> dict[str, Any]:
+        """What :mod:`pcpkit.inspect` shows of this connection (both ends, both directions)."""
+
+        def peer(side: _Side | None) -> str | None:
+            if side is None or side.lost:
+                return None
+            addr: Any = side.tr.getPeer()
+            return f"{getattr(addr, 'host', addr)}:{getattr(addr, 'port', '')}"
+
+        return {
+            "state": self._state,
+            "spliced": self.spliced,
+            "client": peer(self._client),
+            "target": peer(self._target),
+        }
 
     def whenClosed(self) -> Deferred[None]:
         """A ``Deferred`` that fires once both sockets are closed."""
@@ -634,6 +654,7 @@ class RelayedConnection:
         self._state = _CLOSING
         for flow in (self.toTarget, self.toClient):
             flow.measure = _nothing
+            flow.pauser = None
         # Break the cycles (sides <-> connection, pumps <-> sides) so that a closed
         # connection is freed by reference counting: left to the cyclic collector, ~30
         # objects a connection cost a sixth of the relay's time in a connection storm.
@@ -854,6 +875,8 @@ class Relay(Service):
         self._fileLimitChecked = False
         self._closedToTarget = Flow()
         self._closedToClient = Flow()
+        if inspectHook is not None:
+            inspectHook(self)
 
     def __repr__(self) -> str:
         return f"<Relay {self.listenDescription} -> {self.connectDescription}>"

@@ -212,6 +212,12 @@ class TCPClient(Component):
         assert self.host is not None and self.port is not None
         return HostnameEndpoint(getReactor(), self.host, self.port, timeout=self.connect_timeout)
 
+    def inspectWaitsOn(self) -> tuple[object, str] | None:
+        """For :mod:`pcpkit.inspect`: what this client waits on while it does not drain."""
+        if self._gate.paused and self.transport is not None:
+            return self.transport, "its socket's write buffer is full"
+        return None
+
     @property
     def writePauses(self) -> int:
         """How many times the transport's full write buffer paused this client."""

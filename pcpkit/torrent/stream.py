@@ -32,6 +32,7 @@ A stream waits as long as the pieces take: with no peer it waits until cancelled
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -56,6 +57,9 @@ class StreamStopped(TorrentError):
 DEFAULT_WINDOW_BYTES = 6 * 1024 * 1024
 MIN_WINDOW = 4
 MAX_WINDOW = 64
+#: Set by :mod:`pcpkit.inspect` while its registry is on (``None`` otherwise: no cost);
+#: called once with each stream (:class:`TorrentFileProducer`) when it is made.
+inspectHook: Callable[[object], object] | None = None
 
 
 @implementer(IPushProducer)
@@ -141,6 +145,8 @@ class TorrentFileProducer:
         self._listening = False
         self._registered = False
         self._over = False
+        if inspectHook is not None:
+            inspectHook(self)
 
     # -- public ------------------------------------------------------------------------
 
@@ -153,6 +159,23 @@ class TorrentFileProducer:
     def paused(self) -> bool:
         """Whether delivery is paused (by the consumer)."""
         return self._pauser.paused
+
+    def inspectState(self) -> dict[str, Any]:
+        """What :mod:`pcpkit.inspect` shows of this stream: its window and what is in flight."""
+        return {
+            "torrent": self.torrentid,
+            "file": self.fileIndex,
+            "window": self.window,
+            "nextPiece": self._next,
+            "lastPiece": self._last,
+            "piecesInFlight": len(self._requested),
+            "piecesAhead": len(self._received),
+            "bufferedBytes": self.bufferedBytes,
+            "maxBufferedBytes": self.maxBufferedBytes,
+            "bytesWritten": self.bytesWritten,
+            "paused": self.paused,
+            "over": self._over,
+        }
 
     def beginProducing(self) -> Deferred[None]:
         """Register on the consumer and start delivering; returns :attr:`deferred`."""
