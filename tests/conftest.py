@@ -16,6 +16,8 @@ import pytest_twisted
 from twisted.internet import reactor as _reactor
 from twisted.internet.task import deferLater
 
+from tests.rabbitutil import rabbitFixture  # noqa: F401  (one "rabbit" broker per session)
+
 reactor = _reactor
 
 

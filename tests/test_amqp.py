@@ -42,7 +42,6 @@ from tests.rabbitutil import (
     consumerCommand,
     freePort,
     parseConsumerOutput,
-    rabbitFixture,  # noqa: F401
 )
 
 ROOT = Path(__file__).resolve().parent.parent

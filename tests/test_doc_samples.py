@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.docsamples import Sample, collect, missing, run
-from tests.rabbitutil import rabbitFixture  # noqa: F401  (the "rabbit" fixture)
 
 SAMPLES, PROBLEMS = collect()
 COMPLETE = [s for s in SAMPLES if s.fragment is None]
