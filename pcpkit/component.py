@@ -279,11 +279,12 @@ def _recv(owner: Any, boxname: str = "inbox", box: Box | None = None) -> Any:
         except KeyError:
             box = owner._inbox(boxname)
     q = box.queue
-    if not q:
+    try:
+        msg = q.popleft()
+    except IndexError:
         raise EmptyBox(
             f"inbox {box.name!r} of {box.owner!r} is empty; check dataReady({box.name!r}) first"
-        )
-    msg = q.popleft()
+        ) from None
     if box.waiters and len(q) <= box.low:
         box.drained()
     return msg
@@ -1084,8 +1085,9 @@ class Component(Runnable):
         waits; the message is then not sent. Raises :class:`UndeliveredMessages` as ``send``
         does.
         """
-        box = self.outboxes.get(boxname)
-        if box is None:  # (not "or": an empty box is falsy, and this is the hot path)
+        try:
+            box = self.outboxes[boxname]
+        except KeyError:
             box = self._outbox(boxname)
         self._budget -= 1
         if self._budget <= 0:
