@@ -34,9 +34,7 @@ def asBytes(data: object, what: str = "data") -> bytes:
             f"{what} must be bytes, bytearray or memoryview, not str "
             f"(encode it first, e.g. {data[:20]!r}.encode('utf-8'))"
         )
-    raise TypeError(
-        f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}"
-    )
+    raise TypeError(f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}")
 
 
 class ByteFIFO:

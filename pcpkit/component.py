@@ -35,7 +35,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -957,7 +957,8 @@ class Component(Runnable):
             if abort is not None and w.abortOn is not None:
                 w.abortOn.queue.remove(abort)
                 self.shutdownMessage = abort
-                self._resume(Failure(Stopped(f"{self} was told to stop: {abort}")))
+                stop = Stopped(f"{self} was told to stop: {abort}")
+                self._resume(Failure(stop))  # type: ignore[no-untyped-call,unused-ignore]
             else:
                 value = None
                 if w.take:
@@ -983,9 +984,11 @@ class Component(Runnable):
         ``ensureDeferred`` would). Anything else it yields is sent straight back, as
         ``ensureDeferred`` does.
         """
-        coro = self._coro
-        run = self._context.run
-        while coro is not None:
+        coro, context = self._coro, self._context
+        if coro is None or context is None:
+            return
+        run = context.run
+        while True:
             try:
                 if isinstance(result, Failure):
                     yielded = run(result.throwExceptionIntoGenerator, coro)
@@ -1008,7 +1011,7 @@ class Component(Runnable):
                 if not (inspect.iscoroutine(yielded) or inspect.isgenerator(yielded)):
                     result = yielded
                     continue
-                yielded = ensureDeferred(yielded)
+                yielded = ensureDeferred(cast(Any, yielded))
             waiting: list[Any] = []
             yielded.addBoth(self._deferredFired, waiting)
             if not waiting:
