@@ -4,8 +4,10 @@ Kamaelia/Axon-style mailbox components, scheduled on the Twisted reactor.
 A :class:`Component` has named inboxes and outboxes. Its ``main`` is either a generator (Axon
 style: do some work, ``yield``, and ``self.pause()`` when there is nothing to do) or an
 ``async def`` coroutine that awaits :meth:`Component.get`, :meth:`Component.put` and
-``async for msg in self.messages()``. Components are linked outbox to inbox; a link resolves to
-the *final* inbox, so a send is one append plus a wake-up, however deeply components nest.
+``async for msg in self.messages()``. The scheduler steps both itself (``next`` /
+``coroutine.send``); a coroutine may also await any Deferred, which resumes it when it fires.
+Components are linked outbox to inbox; a link resolves to the *final* inbox, so a send is one
+append plus a wake-up, however deeply components nest.
 
 Bounds come in two kinds (see ``docs/components.rst``, "Bounded inboxes"):
 
