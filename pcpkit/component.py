@@ -837,8 +837,10 @@ class Component(Runnable):
             self.scheduler.schedule(self)  # type: ignore[union-attr]
 
     def _park(self, box: Box) -> None:
-        super()._park(box)
-        # An async main suspends at its next get/put/messages step (its budget is spent).
+        # Runnable._park, without the call (this is the per-park path), and an async main
+        # suspends at its next get/put/messages step (its budget is spent).
+        self._parkedOn = box
+        box.addWaiter(self._unpark)
         self._budget = 0
 
     def main(self) -> Any:
