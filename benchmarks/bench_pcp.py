@@ -9,6 +9,10 @@ P1: pcpkit.pcp proxies against twisted.protocols.pcp, side by side in one run.
     is fed ``str`` (it cannot join bytes on Python 3) and runs in a subprocess killed after
     ``--cap`` seconds per size; "> cap" means it did not finish. As a reference, Twisted's
     proxy with *no* producer registered (it then skips its per-write ``sum``) is also shown.
+(c) The per-write cost alone (issue 15): 10^6 x 100 B writes into a paused proxy, then the
+    drain, pcpkit's ``ProducerConsumerProxy`` with a streaming producer registered (flow
+    control on) against Twisted's with no producer (its bare ``list.append`` path); each run
+    in a fresh process, interleaved, median of 5.
 (b) 1 GiB in 64 KiB chunks through a chain of 4 pcpkit proxies into a null consumer, against
     the same writes straight into the null consumer; once with data flowing through, and
     once with the consumer pausing the chain after every 1 MiB (so every hop buffers and
@@ -217,15 +221,45 @@ def partA(sizes: list[int], cap: float) -> list[str]:
     return rows
 
 
+# -- (c) the per-write cost, each contender in its own process ----------------------------
+
+
+def writeWorker(name: str, n: int) -> float:
+    return pcpkitPaused(n) if name == "pcpkit" else twistedPaused(n, False)
+
+
+def partC(n: int, repeats: int) -> list[str]:
+    times: dict[str, list[float]] = {"pcpkit": [], "twisted": []}
+    for _ in range(repeats):
+        for name in times:
+            out = subprocess.run(
+                [sys.executable, __file__, "--write-worker", name, str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times[name].append(float(out.stdout.strip()))
+    ours = statistics.median(times["pcpkit"])
+    theirs = statistics.median(times["twisted"])
+    return [
+        "| proxy | ns/write (write + drain) | runs (ns/write) | vs Twisted bare |",
+        "|---|---:|---|---:|",
+        f"| pcpkit ProducerConsumerProxy, producer registered | {ours / n * 1e9:.0f} | "
+        + ", ".join(f"{t / n * 1e9:.0f}" for t in times["pcpkit"])
+        + f" | {theirs / ours:.2f}x |",
+        f"| twisted ProducerConsumerProxy, no producer (list.append) | {theirs / n * 1e9:.0f} | "
+        + ", ".join(f"{t / n * 1e9:.0f}" for t in times["twisted"])
+        + " | 1.00x |",
+    ]
+
+
 # -- (b) throughput through a chain ------------------------------------------------------
 
 
 def chainThroughput(total: int, chunkSize: int, hops: int, pauseEvery: int | None) -> float:
     from pcpkit.pcp import ProducerConsumerProxy
 
-    consumer: NullConsumer = (
-        PausingNullConsumer(pauseEvery) if pauseEvery else NullConsumer()
-    )
+    consumer: NullConsumer = PausingNullConsumer(pauseEvery) if pauseEvery else NullConsumer()
     target: Any = consumer
     for _ in range(hops):
         target = ProducerConsumerProxy(target)
@@ -274,11 +308,12 @@ def partB(total: int, repeats: int) -> list[str]:
     for label, pauseEvery in (("flowing", None), ("consumer pauses every 1 MiB", 2**20)):
         direct = median(lambda p=pauseEvery: chainThroughput(total, chunk, 0, p), repeats)
         chain = median(lambda p=pauseEvery: chainThroughput(total, chunk, 4, p), repeats)
-        for name, t in ((f"direct to null consumer ({label})", direct),
-                        (f"4 pcpkit proxies ({label})", chain)):
+        for name, t in (
+            (f"direct to null consumer ({label})", direct),
+            (f"4 pcpkit proxies ({label})", chain),
+        ):
             rows.append(
-                f"| {name} | {t * 1e3:.1f} ms | {total / t / 1e9:.1f} | "
-                f"{direct / t:.3f}x |"
+                f"| {name} | {t * 1e3:.1f} ms | {total / t / 1e9:.1f} | {direct / t:.3f}x |"
             )
     return rows
 
@@ -287,9 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="P1: pcpkit.pcp vs twisted.protocols.pcp")
     parser.add_argument("--quick", action="store_true", help="small sizes, short cap")
     parser.add_argument("--cap", type=float, help="seconds allowed per Twisted run")
-    parser.add_argument("--twisted-worker", nargs=2, metavar=("N", "PRODUCER"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--twisted-worker", nargs=2, metavar=("N", "PRODUCER"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--write-worker", nargs=2, metavar=("NAME", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--only-c", action="store_true", help="only part (c), the per-write cost")
     args = parser.parse_args(argv)
+    if args.write_worker:
+        print(writeWorker(args.write_worker[0], int(args.write_worker[1])))
+        return 0
     if args.twisted_worker:
         n, withProducer = int(args.twisted_worker[0]), bool(int(args.twisted_worker[1]))
         print(twistedPaused(n, withProducer))
@@ -301,9 +342,19 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/bench_pcp.py" + (" --quick" if args.quick else "")
     print(f"# P1: proxy writes ({datetime.date.today().isoformat()})")
     print()
-    print(f"`{command}` -- Python {platform.python_version()}, Twisted {twisted.__version__}, "
-          f"{os.cpu_count()} CPUs ({platform.machine()}), cap {cap:.0f} s per Twisted run")
+    print(
+        f"`{command}` -- Python {platform.python_version()}, Twisted {twisted.__version__}, "
+        f"{os.cpu_count()} CPUs ({platform.machine()}), cap {cap:.0f} s per Twisted run"
+    )
     print()
+    writes = 10**5 if args.quick else 10**6
+    print(f"(c) {writes} x {WRITE} B buffered writes then the drain, each run in its own process")
+    print()
+    for row in partC(writes, 3 if args.quick else 5):
+        print(row)
+    print()
+    if args.only_c:
+        return 0
     print(f"(a) N x {WRITE} B writes into a paused proxy, then one resume (drain)")
     print()
     for row in partA(sizes, cap):

@@ -34,9 +34,7 @@ def asBytes(data: object, what: str = "data") -> bytes:
             f"{what} must be bytes, bytearray or memoryview, not str "
             f"(encode it first, e.g. {data[:20]!r}.encode('utf-8'))"
         )
-    raise TypeError(
-        f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}"
-    )
+    raise TypeError(f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}")
 
 
 class ByteFIFO:
@@ -46,53 +44,58 @@ class ByteFIFO:
     ``len(fifo)`` is the number of bytes held, ``fifo.chunks`` the number of chunks.
     Chunks are kept as they were appended (no joining on append), so appending is O(1)
     and taking everything for a ``writeSequence`` is O(chunks).
+
+    ``parts`` (the deque of chunks) and ``size`` (their total length) are public so that
+    a per-write hot path (the proxies' buffered ``write``) can append without a Python
+    call: ``fifo.parts.append(data); fifo.size += len(data)``, ``data`` non-empty bytes.
+    Both must always move together.
     """
 
-    __slots__ = ("_chunks", "_size")
+    __slots__ = ("parts", "size")
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
+        self.parts: deque[bytes] = deque()
+        self.size = 0
 
     def __len__(self) -> int:
-        return self._size
+        return self.size
 
     def __bool__(self) -> bool:
-        return self._size > 0
+        return self.size > 0
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._chunks)
+        return iter(self.parts)
 
     def __repr__(self) -> str:
-        return f"<ByteFIFO {self._size} bytes in {len(self._chunks)} chunks>"
+        return f"<ByteFIFO {self.size} bytes in {len(self.parts)} chunks>"
 
     @property
     def chunks(self) -> int:
-        return len(self._chunks)
+        return len(self.parts)
 
     def append(self, data: bytes) -> None:
         """Add ``data`` (already ``bytes``) at the tail. Empty chunks are ignored."""
         if data:
-            self._chunks.append(data)
-            self._size += len(data)
+            self.parts.append(data)
+            self.size += len(data)
 
     def appendleft(self, data: bytes) -> None:
         """Put ``data`` back at the head (the unsent rest of a partial write)."""
         if data:
-            self._chunks.appendleft(data)
-            self._size += len(data)
+            self.parts.appendleft(data)
+            self.size += len(data)
 
     def popAll(self) -> list[bytes]:
         """Remove and return every chunk, oldest first."""
-        chunks = list(self._chunks)
-        self._chunks.clear()
-        self._size = 0
+        chunks = list(self.parts)
+        self.parts.clear()
+        self.size = 0
         return chunks
 
     def popChunk(self) -> bytes:
         """Remove and return the oldest chunk; ``IndexError`` when empty."""
-        data = self._chunks.popleft()
-        self._size -= len(data)
+        data = self.parts.popleft()
+        self.size -= len(data)
         return data
 
     def pop(self, n: int) -> bytes:
@@ -101,24 +104,24 @@ class ByteFIFO:
 
         Only the chunks needed are joined; a chunk split in two leaves its tail at the head.
         """
-        if n <= 0 or not self._chunks:
+        if n <= 0 or not self.parts:
             return b""
-        if n >= self._size:
+        if n >= self.size:
             return b"".join(self.popAll())
         taken: list[bytes] = []
         need = n
         while need:
-            head = self._chunks[0]
+            head = self.parts[0]
             if len(head) <= need:
-                taken.append(self._chunks.popleft())
+                taken.append(self.parts.popleft())
                 need -= len(head)
             else:
                 taken.append(head[:need])
-                self._chunks[0] = head[need:]
+                self.parts[0] = head[need:]
                 need = 0
-        self._size -= n
+        self.size -= n
         return b"".join(taken)
 
     def clear(self) -> None:
-        self._chunks.clear()
-        self._size = 0
+        self.parts.clear()
+        self.size = 0

@@ -4,8 +4,10 @@ Kamaelia/Axon-style mailbox components, scheduled on the Twisted reactor.
 A :class:`Component` has named inboxes and outboxes. Its ``main`` is either a generator (Axon
 style: do some work, ``yield``, and ``self.pause()`` when there is nothing to do) or an
 ``async def`` coroutine that awaits :meth:`Component.get`, :meth:`Component.put` and
-``async for msg in self.messages()``. Components are linked outbox to inbox; a link resolves to
-the *final* inbox, so a send is one append plus a wake-up, however deeply components nest.
+``async for msg in self.messages()``. The scheduler steps both itself (``next`` /
+``coroutine.send``); a coroutine may also await any Deferred, which resumes it when it fires.
+Components are linked outbox to inbox; a link resolves to the *final* inbox, so a send is one
+append plus a wake-up, however deeply components nest.
 
 Bounds come in two kinds (see ``docs/components.rst``, "Bounded inboxes"):
 
@@ -29,12 +31,13 @@ I/O.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from typing import Any, ClassVar, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -281,11 +284,12 @@ def _recv(owner: Any, boxname: str = "inbox", box: Box | None = None) -> Any:
         except KeyError:
             box = owner._inbox(boxname)
     q = box.queue
-    if not q:
+    try:
+        msg = q.popleft()
+    except IndexError:
         raise EmptyBox(
             f"inbox {box.name!r} of {box.owner!r} is empty; check dataReady({box.name!r}) first"
-        )
-    msg = q.popleft()
+        ) from None
     if box.waiters and len(q) <= box.low:
         box.drained()
     return msg
@@ -503,15 +507,22 @@ class _Waiter:
     """
     What an ``async`` main is suspended on: data in some inboxes, or a free turn. A
     ``ShutdownMicroprocess`` arriving in ``abortOn`` (the control inbox) ends the wait too.
+
+    ``await waiter`` yields the waiter itself to the component's driver
+    (:meth:`Component._resume`), which keeps it until it is ready and then sends the
+    coroutine the value (the message taken, or ``None``) or throws :class:`Stopped` into it:
+    no Deferred on the way.
     """
 
-    __slots__ = ("deferred", "boxes", "take", "abortOn")
+    __slots__ = ("boxes", "take", "abortOn")
 
     def __init__(self, boxes: tuple[Box, ...], take: bool, abortOn: Box | None = None) -> None:
-        self.deferred: Deferred[Any] = Deferred()
         self.boxes = boxes
         self.take = take
         self.abortOn = abortOn
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
 
     def ready(self) -> bool:
         if not self.boxes:
@@ -607,6 +618,8 @@ class Component(Runnable):
         self._paused = False
         self._gen: Generator[Any, Any, Any] | None = None
         self._waiter: _Waiter | None = None
+        self._coro: Coroutine[Any, Any, Any] | None = None
+        self._context: contextvars.Context | None = None
         self._budget = ASYNC_BUDGET
         self._sentShutdown = False
         self._parkedOn = None
@@ -829,8 +842,10 @@ class Component(Runnable):
             self.scheduler.schedule(self)  # type: ignore[union-attr]
 
     def _park(self, box: Box) -> None:
-        super()._park(box)
-        # An async main suspends at its next get/put/messages step (its budget is spent).
+        # Runnable._park, without the call (this is the per-park path), and an async main
+        # suspends at its next get/put/messages step (its budget is spent).
+        self._parkedOn = box
+        box.addWaiter(self._unpark)
         self._budget = 0
 
     def main(self) -> Any:
@@ -892,10 +907,15 @@ class Component(Runnable):
         if inspect.isgenerator(result):
             self._gen = result
             return True
-        if inspect.iscoroutine(result) or isinstance(result, Deferred):
-            d = ensureDeferred(result) if inspect.iscoroutine(result) else result
-            d.addCallbacks(self._mainReturned, self._mainFailed)
-            # The coroutine ran up to its first suspension inside ensureDeferred.
+        if inspect.iscoroutine(result):
+            # Driven here, as generators are: no Deferred between it and its mailbox. It
+            # runs in a context of its own, as under ensureDeferred.
+            self._coro = result
+            self._context = contextvars.copy_context()
+            self._resume(None)
+            return not self._done
+        if isinstance(result, Deferred):
+            result.addCallbacks(self._mainReturned, self._mainFailed)
             return not self._done
         self._finish(result)
         return False
@@ -940,29 +960,79 @@ class Component(Runnable):
         for _ in range(GENERATOR_BATCH):
             w = self._waiter
             if w is None or not w.ready():
-                break
+                break  # (None: it waits on a Deferred, whose callback resumes it)
             self._waiter = None
             abort = _abortIn(w.abortOn)
             if abort is not None and w.abortOn is not None:
                 w.abortOn.queue.remove(abort)
                 self.shutdownMessage = abort
-                w.deferred.errback(Stopped(f"{self} was told to stop: {abort}"))
-                if self._done or self._parkedOn is not None:
-                    break
-                continue
-            value = None
-            if w.take:
-                for b in w.boxes:
-                    if b.queue:
-                        value = _recv(self, "", b)
-                        break
-            w.deferred.callback(value)
+                stop = Stopped(f"{self} was told to stop: {abort}")
+                self._resume(Failure(stop))  # type: ignore[no-untyped-call,unused-ignore]
+            else:
+                value = None
+                if w.take:
+                    for b in w.boxes:
+                        if b.queue:
+                            value = _recv(self, "", b)
+                            break
+                self._resume(value)
             if self._done or self._parkedOn is not None:
                 break
         self._queued = False
         w = self._waiter
         if w is not None and w.ready() and not self._done and self._parkedOn is None:
             self.scheduler.schedule(self)  # type: ignore[union-attr]
+
+    def _resume(self, result: Any) -> None:
+        """
+        Run the coroutine ``main`` on from where it waits, sending it ``result`` (a
+        :class:`Failure` is thrown into it), until it waits again or ends.
+
+        It waits on a :class:`_Waiter` (``get``/``put``/``messages``: the scheduler resumes
+        it) or on a Deferred (any Twisted API: the Deferred's callback resumes it, as
+        ``ensureDeferred`` would). Anything else it yields is sent straight back, as
+        ``ensureDeferred`` does.
+        """
+        coro, context = self._coro, self._context
+        if coro is None or context is None:
+            return
+        run = context.run
+        while True:
+            try:
+                if isinstance(result, Failure):
+                    yielded = run(result.throwExceptionIntoGenerator, coro)
+                else:
+                    yielded = run(coro.send, result)
+            except StopIteration as stop:
+                self._coro = None
+                self._mainReturned(stop.value)
+                return
+            except BaseException:
+                self._coro = None
+                self._mainFailed(currentFailure())
+                return
+            if isinstance(yielded, _Waiter):
+                self._waiter = yielded
+                if yielded.ready() and self._parkedOn is None:
+                    self.scheduler.schedule(self)  # type: ignore[union-attr]
+                return
+            if not isinstance(yielded, Deferred):
+                if not (inspect.iscoroutine(yielded) or inspect.isgenerator(yielded)):
+                    result = yielded
+                    continue
+                yielded = ensureDeferred(cast(Any, yielded))
+            waiting: list[Any] = []
+            yielded.addBoth(self._deferredFired, waiting)
+            if not waiting:
+                waiting.append(self)  # not fired yet: its callback resumes the coroutine
+                return
+            result = waiting[0]  # it had fired already: go on here, not recursively
+
+    def _deferredFired(self, result: Any, waiting: list[Any]) -> None:
+        if waiting:
+            self._resume(result)
+        else:
+            waiting.append(result)
 
     def _mainReturned(self, result: Any) -> None:
         if (
@@ -1002,12 +1072,6 @@ class Component(Runnable):
 
     # -- async helpers ----------------------------------------------------------------------
 
-    async def _suspend(self, waiter: _Waiter) -> Any:
-        self._waiter = waiter
-        if waiter.ready() and self._parkedOn is None and self.scheduler is not None:
-            self.scheduler.schedule(self)
-        return await waiter.deferred
-
     async def get(self, boxname: str = "inbox") -> Any:
         """
         Wait for and return the next message in inbox ``boxname``.
@@ -1022,7 +1086,7 @@ class Component(Runnable):
         if box.queue and self._budget > 0:
             return box.take()
         abortOn = None if boxname == "control" else self.inboxes.get("control")
-        return await self._suspend(_Waiter((box,), take=True, abortOn=abortOn))
+        return await _Waiter((box,), take=True, abortOn=abortOn)
 
     async def put(self, message: object, boxname: str = "outbox") -> None:
         """
@@ -1033,18 +1097,19 @@ class Component(Runnable):
         waits; the message is then not sent. Raises :class:`UndeliveredMessages` as ``send``
         does.
         """
-        box = self.outboxes.get(boxname)
-        if box is None:  # (not "or": an empty box is falsy, and this is the hot path)
+        try:
+            box = self.outboxes[boxname]
+        except KeyError:
             box = self._outbox(boxname)
         self._budget -= 1
         if self._budget <= 0:
-            await self._suspend(_Waiter((), take=False))
+            await _Waiter((), take=False)
         while True:
             dest = box.final
             if len(dest.queue) < dest.limit:
                 _send(self, message, boxname, box)
                 return
-            await self._suspend(_SpaceWaiter(box, self._wake, self.inboxes.get("control")))
+            await _SpaceWaiter(box, self._wake, self.inboxes.get("control"))
 
     async def messages(
         self, boxname: str = "inbox", control: str = "control"
@@ -1082,14 +1147,14 @@ class Component(Runnable):
             if q:
                 self._budget -= 1
                 if self._budget <= 0:
-                    await self._suspend(_Waiter((), take=False))
+                    await _Waiter((), take=False)
                     continue
                 yield _recv(self, boxname, box)
                 continue
             if ending is not None:
                 self.shutdownMessage = ending
                 return
-            await self._suspend(_Waiter((box, ctl), take=False))
+            await _Waiter((box, ctl), take=False)
 
 
 component = Component

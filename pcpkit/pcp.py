@@ -258,6 +258,25 @@ class BasicProducerConsumerProxy:
         :raises ProxyClosedError: after ``finish()``. (After ``stopProducing()`` the data
             is discarded and counted in :attr:`discardedBytes`.)
         """
+        if (
+            self.paused
+            and self.producerIsStreaming
+            and type(data) is bytes
+            and data
+            and not self._closed
+            and not self._pulling
+        ):
+            # The buffered case, the per-write cost of a proxy that holds data (paused by
+            # its consumer, a push producer upstream): what the general path below does
+            # for it, with no Python call. Below the high watermark there is nothing else
+            # to do (a held pause is released only by a drain, which checks it itself).
+            buf = self._buffer
+            buf.parts.append(data)
+            buf.size = size = buf.size + len(data)
+            if size < self._high:
+                return
+            self._afterWrite()
+            return
         if type(data) is not bytes:
             data = asBytes(data)
         if self._closed:
