@@ -9,10 +9,27 @@ it, in order, as the pieces arrive:
   ``set_piece_deadline(..., alert_when_available)`` so libtorrent fetches them first and
   posts a ``read_piece_alert`` with each piece's bytes as soon as it has passed its hash
   check; pieces already on disk are read with ``read_piece``;
+- the window is *time-based* (as proposed for libtorrent's streaming guide, PR 6293): it
+  holds about ``horizon`` seconds of data at the stream's rate, measured as it runs. While
+  the consumer sets the pace (it held the stream paused for most of the last sample), the
+  rate is the consumer's drain rate, so a slow player holds little; otherwise it is twice
+  the larger of the drain rate and the rate pieces arrive at (the swarm's), so a window too
+  small to fill the swarm's capacity grows until it is not. The deadlines follow the same
+  rate: the *k*-th piece ahead is due when the consumer will want it. The window stays
+  within the byte bound (:data:`DEFAULT_WINDOW_BYTES`, or ``window`` pieces), never below
+  :data:`MIN_WINDOW` pieces, and starts at the bound (the rates are not known yet);
 - the ``read_piece_alert``\\ s come back in any order and are re-ordered by piece;
 - memory is bounded by the window: at most ``window`` pieces received ahead plus the one
   being written (:attr:`TorrentFileProducer.maxBufferedBytes` records the peak, never
-  more than ``(window + 1) * pieceLength``);
+  more than ``(windowLimit + 1) * pieceLength``); a window that shrinks lets go of the
+  pieces (and deadlines) past its new end at once;
+- opening a media file (a ``video/`` or ``audio/`` type by its name, streamed from its
+  first byte) *primes* its last pieces too (a deadline, no read), since a player reads the
+  container's index at the end before it plays; the first piece of a stream is due at once;
+- :meth:`TorrentFileProducer.seek` moves the stream to another range of the file: the old
+  window's deadlines are reset at once and the new position's first piece is due at once
+  (an HTTP player seeks with a new ``Range`` request instead: the old request's stream
+  is stopped, which resets its deadlines, when its connection goes);
 - ``pauseProducing`` stops writing *and* requesting, so a paused stream holds at most the
   window; ``resumeProducing`` carries on (the consumer's pause is a
   :class:`~pcpkit._pause.Pause` of the stream's :class:`~pcpkit._pause.Pauser`, pcpkit's one
@@ -32,6 +49,7 @@ A stream waits as long as the pieces take: with no peer it waits until cancelled
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -41,6 +59,7 @@ from zope.interface import implementer
 
 from pcpkit._fifo import ByteFIFO
 from pcpkit._pause import Pause, Pauser
+from pcpkit._twisted import getReactor
 from pcpkit.torrent.session import TorrentError, TorrentSession, lt
 
 __all__ = ["StreamStopped", "TorrentFileProducer", "streamFile"]
@@ -52,10 +71,20 @@ class StreamStopped(TorrentError):
     """The consumer called ``stopProducing`` before the whole range was delivered."""
 
 
-#: how much a stream requests ahead by default (rounded up to whole pieces)
+#: the most a stream requests ahead by default (rounded up to whole pieces)
 DEFAULT_WINDOW_BYTES = 6 * 1024 * 1024
+#: the fewest and most pieces of a window (the byte bound is kept within these)
 MIN_WINDOW = 4
 MAX_WINDOW = 64
+#: seconds of data the window aims to hold at the stream's measured rate
+HORIZON_SECONDS = 3.0
+#: seconds between two measures of the rates (and resizes of the window)
+SAMPLE_SECONDS = 0.5
+#: the shortest and longest step between two pieces' deadlines, in ms
+MIN_STEP_MS = 25
+MAX_STEP_MS = 1000
+#: bytes at the end of a media file primed when it is opened
+PRIME_TAIL_BYTES = 512 * 1024
 
 
 @implementer(IPushProducer)
@@ -69,12 +98,20 @@ class TorrentFileProducer:
     :param consumer: an ``IConsumer``; this registers itself on it as a push producer.
     :param start: first byte of the file to deliver.
     :param end: one past the last byte (``None``: the end of the file).
-    :param window: pieces requested ahead of the next one to deliver; by default as many as
-        make :data:`DEFAULT_WINDOW_BYTES` (6 MiB), at least 4 and at most 64 pieces.
+    :param window: the most pieces requested ahead of the next one to deliver (the byte
+        bound); by default as many as make :data:`DEFAULT_WINDOW_BYTES` (6 MiB), at least
+        4 and at most 64 pieces. The window in use is sized within it from the measured
+        rates (see the module documentation).
     :param chunkSize: largest single ``write`` (pieces are cut so a pause takes effect
         within one chunk).
-    :param deadlineMs: the deadline step: the *k*-th piece of the window must arrive
-        within ``k * deadlineMs`` ms (libtorrent requests late pieces from more peers).
+    :param deadlineMs: the deadline step before a rate is measured: the *k*-th piece of
+        the window is due within ``k * deadlineMs`` ms (libtorrent requests late pieces
+        from more peers); then the step is the time the consumer takes for one piece.
+    :param horizon: seconds of data the window aims to hold (:data:`HORIZON_SECONDS`);
+        ``0`` keeps the window at its bound.
+    :param primeMedia: prime the last pieces when a media file is opened (see the module
+        documentation).
+    :param clock: an ``IReactorTime`` for the rate measures (the global reactor by default).
 
     Use :meth:`beginProducing` (or :func:`streamFile`) to start it.
     """
@@ -94,21 +131,33 @@ class TorrentFileProducer:
         window: int | None = None,
         chunkSize: int = 65536,
         deadlineMs: int = 250,
+        horizon: float = HORIZON_SECONDS,
+        primeMedia: bool = True,
+        clock: Any = None,
     ) -> None:
         if window is not None and window < 1:
             raise ValueError(f"window must be >= 1, not {window!r}")
         if chunkSize < 1:
             raise ValueError(f"chunkSize must be >= 1, not {chunkSize!r}")
+        if horizon < 0:
+            raise ValueError(f"horizon must be >= 0, not {horizon!r}")
         self.session = session
         self.torrentid = torrentid
         self.fileIndex = fileIndex
         self.consumer = consumer
         self.start = start
         self.end = end
-        #: pieces requested ahead; ``None`` until known when not given (see DEFAULT_WINDOW_BYTES)
+        #: the most pieces requested ahead; ``None`` until known when not given
+        self.windowLimit: int | None = window
+        #: pieces requested ahead now (sized from the rates within ``windowLimit``)
         self.window: int | None = window
+        #: the largest window used so far
+        self.maxWindow = window or 0
         self.chunkSize = chunkSize
         self.deadlineMs = deadlineMs
+        self.horizon = horizon
+        self.primeMedia = primeMedia
+        self.clock: Any = getReactor() if clock is None else clock
         #: fires when the range is delivered; see the module documentation. Cancelling it
         #: stops the stream and unregisters the producer.
         self.deferred: Deferred[None] = Deferred(self._cancel)
@@ -118,14 +167,23 @@ class TorrentFileProducer:
         self.maxBufferedBytes = 0
         #: pieces reported finished by libtorrent while streaming (informational)
         self.piecesFinished = 0
+        #: the consumer's drain rate and the rate pieces arrive at, bytes/s (``None``:
+        #: not measured yet)
+        self.drainRate: float | None = None
+        self.swarmRate: float | None = None
+        #: pieces primed (a deadline without a read) when the file was opened
+        self.primed: list[int] = []
 
         self._handle: Any = None
         self._pieceLength = 0
+        self._fileStart = 0
+        self._fileSize = 0
         self._absStart = 0
         self._absEnd = 0
         self._first = 0
         self._next = 0  # next piece to move into the write buffer
         self._last = -1
+        self._urgent = True  # the next piece asked for is due at once (start, seek)
         self._requested: set[int] = set()
         self._cancellations: dict[int, int] = {}
         self._received: dict[int, bytes] = {}
@@ -135,6 +193,12 @@ class TorrentFileProducer:
         # last release carries on. The consumer's pause is one Pause.
         self._pauser = Pauser(_nothing, self._carryOn)
         self._consumerPause: Pause | None = None
+        # the current rate sample: its start, bytes written and arrived, time paused
+        self._sampleAt = 0.0
+        self._sampleWritten = 0
+        self._sampleArrived = 0
+        self._samplePaused = 0.0
+        self._pausedAt: float | None = None
         self._flushing = False
         self._started = False
         self._mapped = False
@@ -153,6 +217,11 @@ class TorrentFileProducer:
     def paused(self) -> bool:
         """Whether delivery is paused (by the consumer)."""
         return self._pauser.paused
+
+    @property
+    def pieceLength(self) -> int:
+        """The torrent's piece length (``0`` until the range is mapped)."""
+        return self._pieceLength
 
     def beginProducing(self) -> Deferred[None]:
         """Register on the consumer and start delivering; returns :attr:`deferred`."""
@@ -178,11 +247,43 @@ class TorrentFileProducer:
         # else: a magnet still fetching its metadata; metadataReceived() maps the range
         return self.deferred
 
+    def seek(self, start: int, end: int | None = None) -> None:
+        """
+        Deliver bytes ``[start, end)`` of the file from now on instead of the rest of the
+        range: what is buffered is dropped, the old window's deadlines are reset at once
+        and the new position's first piece is due at once. :attr:`deferred` fires when
+        the new range has been delivered.
+
+        :raises ValueError: the range is not within the file, or the stream is over.
+        """
+        if self._over or not self._started:
+            raise ValueError("seek() needs a running stream")
+        if not self._mapped:
+            self.start, self.end = start, end  # mapped when the metadata comes
+            return
+        stop = self._fileSize if end is None else end
+        if not 0 <= start <= stop <= self._fileSize:
+            raise ValueError(
+                f"range [{start}, {stop}) is not within file {self.fileIndex} "
+                f"of {self._fileSize} bytes"
+            )
+        self._resetDeadlines(self._requested)
+        self._requested.clear()
+        self._cancellations.clear()
+        self._received.clear()
+        self._receivedBytes = 0
+        self._fifo.clear()
+        self.start, self.end = start, end
+        self._setRange(start, stop)
+        if not self._flushing:
+            self._carryOn()
+
     # -- IPushProducer -----------------------------------------------------------------
 
     def pauseProducing(self) -> None:
         if self._consumerPause is None:
             self._consumerPause = self._pauser.pause("consumer")
+            self._pausedAt = self.clock.seconds()
 
     def resumeProducing(self) -> None:
         if self._over:
@@ -190,6 +291,9 @@ class TorrentFileProducer:
         held = self._consumerPause
         if held is not None:
             self._consumerPause = None
+            if self._pausedAt is not None:
+                self._samplePaused += self.clock.seconds() - self._pausedAt
+                self._pausedAt = None
             held.unpause()  # the last pause released: _carryOn
         elif not self._pauser.paused:
             self._carryOn()  # a resume without a pause (some consumers start that way)
@@ -222,8 +326,10 @@ class TorrentFileProducer:
         chunk = data[lo:hi] if (lo, hi) != (0, len(data)) else data
         self._received[piece] = chunk
         self._receivedBytes += len(chunk)
+        self._sampleArrived += len(chunk)
         self.maxBufferedBytes = max(self.maxBufferedBytes, self.bufferedBytes)
         if not self._flushing:
+            self._sample()
             self._flush()
             self._fill()
 
@@ -261,6 +367,7 @@ class TorrentFileProducer:
 
     def _carryOn(self) -> None:
         if not self._over and not self._flushing:
+            self._sample()
             self._flush()
             self._fill()
 
@@ -288,28 +395,67 @@ class TorrentFileProducer:
             return
         self._mapped = True
         self._pieceLength = int(ti.piece_length())
-        if self.window is None:
+        if self.windowLimit is None:
             # Bounded in bytes, not pieces, so a torrent of 4 MiB pieces does not hold 100 MiB
             # per stream; a deep window keeps libtorrent fetching ahead (measured on 256 KiB
             # pieces: 12 pieces gave 0.84x a plain download's speed, 24 gave 0.94x).
-            self.window = max(
+            self.windowLimit = max(
                 MIN_WINDOW, min(MAX_WINDOW, -(-DEFAULT_WINDOW_BYTES // self._pieceLength))
             )
-        offset = int(files.file_offset(self.fileIndex))
-        self._absStart = offset + self.start
-        self._absEnd = offset + end
+        # no rate is known yet: start at the bound, the first samples size it
+        self.window = self.windowLimit
+        self.maxWindow = max(self.maxWindow, self.window)
+        self._fileStart = int(files.file_offset(self.fileIndex))
+        self._fileSize = size
+        self._sampleAt = self.clock.seconds()
+        if self._setRange(self.start, end):
+            return
+        path = str(files.file_path(self.fileIndex))
+        if self.primeMedia and self.start == 0 and _isMedia(path):
+            self._primeTail()
+        self._fill()
+
+    def _setRange(self, start: int, end: int) -> bool:
+        """Point the stream at file bytes ``[start, end)``; ``True`` when that is empty."""
+        self._absStart = self._fileStart + start
+        self._absEnd = self._fileStart + end
         if self._absEnd == self._absStart:
             self._finish()
-            return
+            return True
         self._first = self._next = self._absStart // self._pieceLength
         self._last = (self._absEnd - 1) // self._pieceLength
-        self._fill()
+        self._urgent = True
+        return False
+
+    def _primeTail(self) -> None:
+        """Ask for the file's last pieces soon (no read: the player asks for them later)."""
+        fileEnd = self._fileStart + self._fileSize
+        lastPiece = (fileEnd - 1) // self._pieceLength
+        firstPiece = max(fileEnd - PRIME_TAIL_BYTES, self._fileStart) // self._pieceLength
+        top = self._next + (self.window or MIN_WINDOW) - 1
+        step = self._stepMs()
+        for piece in range(max(firstPiece, top + 1), lastPiece + 1):
+            try:
+                if not self._handle.have_piece(piece):
+                    # right after the first pieces of the stream
+                    self._handle.set_piece_deadline(piece, 2 * step)
+                    self.primed.append(piece)
+            except RuntimeError:  # an invalid handle: _fill reports it
+                return
+
+    def _stepMs(self) -> int:
+        """ms between two pieces' deadlines: one piece's time at the consumer's pace."""
+        rate = self.drainRate
+        if not rate:
+            return self.deadlineMs
+        return int(max(MIN_STEP_MS, min(MAX_STEP_MS, 1000 * self._pieceLength / rate)))
 
     def _fill(self) -> None:
         """Request the pieces of the window that are neither requested nor received."""
         if self._over or self._pauser.count or not self._mapped:
             return
         top = min(self._next + (self.window or MIN_WINDOW) - 1, self._last)
+        step = self._stepMs()
         for piece in range(self._next, top + 1):
             if piece in self._requested or piece in self._received:
                 continue
@@ -318,13 +464,69 @@ class TorrentFileProducer:
                 if self._handle.have_piece(piece):
                     self._handle.read_piece(piece)
                 else:
-                    deadline = self.deadlineMs * (piece - self._next + 1)
+                    if self._urgent and piece == self._next:
+                        deadline = 0  # the first byte of a stream or a seek: at once
+                    else:
+                        deadline = step * (piece - self._next + 1)
                     self._handle.set_piece_deadline(
                         piece, deadline, lt.deadline_flags_t.alert_when_available
                     )
             except RuntimeError as e:  # an invalid handle: the torrent is going away
                 self._fail(TorrentError(f"torrent {self.torrentid}: {e}"))
                 return
+        self._urgent = False
+
+    def _sample(self) -> None:
+        """Every SAMPLE_SECONDS: measure the rates and size the window from them."""
+        if not self._mapped:
+            return
+        now = self.clock.seconds()
+        elapsed = now - self._sampleAt
+        if elapsed < SAMPLE_SECONDS:
+            return
+        paused = self._samplePaused
+        if self._pausedAt is not None:
+            paused += now - self._pausedAt
+            self._pausedAt = now
+        written, arrived = self._sampleWritten, self._sampleArrived
+        drain, arrive = written / elapsed, arrived / elapsed
+        self.drainRate = drain if self.drainRate is None else (self.drainRate + drain) / 2
+        self.swarmRate = arrive if self.swarmRate is None else (self.swarmRate + arrive) / 2
+        self._sampleAt = now
+        self._sampleWritten = self._sampleArrived = 0
+        self._samplePaused = 0.0
+        if not self.horizon or self.windowLimit is None:
+            return
+        if paused >= elapsed / 2:
+            rate = self.drainRate  # the consumer sets the pace
+        elif not (written or arrived):
+            return  # nothing came and nothing was asked for: waiting for peers, no measure
+        else:
+            rate = 2 * max(self.drainRate, self.swarmRate)  # the swarm does: room to grow
+        wanted = -(-int(self.horizon * rate) // self._pieceLength)
+        self._resize(max(min(MIN_WINDOW, self.windowLimit), min(self.windowLimit, wanted)))
+
+    def _resize(self, window: int) -> None:
+        """Use ``window`` pieces; a smaller one lets go of what lies past its end now."""
+        old = self.window or window
+        self.window = window
+        self.maxWindow = max(self.maxWindow, window)
+        if window >= old:
+            return
+        top = self._next + window - 1
+        beyond = [p for p in self._requested if p > top]
+        self._resetDeadlines(beyond)
+        self._requested.difference_update(beyond)
+        for piece in [p for p in self._received if p > top]:
+            # verified and on disk: read again when the window reaches it
+            self._receivedBytes -= len(self._received.pop(piece))
+
+    def _resetDeadlines(self, pieces: Any) -> None:
+        for piece in pieces:
+            try:
+                self._handle.reset_piece_deadline(piece)
+            except RuntimeError:
+                pass
 
     def _advance(self) -> None:
         """Move the next piece, if it is here, into the write buffer (cut into chunks)."""
@@ -352,7 +554,8 @@ class TorrentFileProducer:
                     return
                 chunk = self._fifo.popChunk()
                 self.bytesWritten += len(chunk)
-                # may pause, resume or stop us re-entrantly: the loop re-checks
+                self._sampleWritten += len(chunk)
+                # may pause, resume, seek or stop us re-entrantly: the loop re-checks
                 self.consumer.write(chunk)
         finally:
             self._flushing = False
@@ -388,11 +591,7 @@ class TorrentFileProducer:
     def _cleanup(self) -> None:
         self._over = True
         self._registered = False
-        for piece in self._requested:
-            try:
-                self._handle.reset_piece_deadline(piece)
-            except RuntimeError:
-                pass
+        self._resetDeadlines(self._requested)
         self._requested.clear()
         self._received.clear()
         self._receivedBytes = 0
@@ -400,6 +599,12 @@ class TorrentFileProducer:
         if self._listening:
             self._listening = False
             self.session.removePieceListener(self.torrentid, self)
+
+
+def _isMedia(path: str) -> bool:
+    """Whether a file's name says audio or video (a player reads its end first)."""
+    kind, _ = mimetypes.guess_type(path)
+    return kind is not None and kind.split("/")[0] in ("video", "audio")
 
 
 def _nothing() -> None:
