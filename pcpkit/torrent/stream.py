@@ -19,10 +19,13 @@ it, in order, as the pieces arrive:
   within the byte bound (:data:`DEFAULT_WINDOW_BYTES`, or ``window`` pieces), never below
   :data:`MIN_WINDOW` pieces, and starts at the bound (the rates are not known yet);
 - the ``read_piece_alert``\\ s come back in any order and are re-ordered by piece;
-- memory is bounded by the window: at most ``window`` pieces received ahead plus the one
-  being written (:attr:`TorrentFileProducer.maxBufferedBytes` records the peak, never
-  more than ``(windowLimit + 1) * pieceLength``); a window that shrinks lets go of the
-  pieces (and deadlines) past its new end at once;
+- memory is bounded by the read-ahead, not the window: only the :data:`READ_AHEAD` (4)
+  pieces next in line are read (their bytes posted to the stream); the rest of the window
+  gets deadlines without a read, so libtorrent fetches them and they wait on disk
+  (verified) until the stream is near. A stream holds at most ``min(window, READ_AHEAD)``
+  pieces received ahead plus the one being written
+  (:attr:`TorrentFileProducer.maxBufferedBytes` records the peak), whatever its consumer
+  does; a window that shrinks resets the deadlines past its new end at once;
 - opening a media file (a ``video/`` or ``audio/`` type by its name, streamed from its
   first byte) *primes* its last pieces too (a deadline, no read), since a player reads the
   container's index at the end before it plays; the first piece of a stream is due at once;
@@ -83,6 +86,9 @@ SAMPLE_SECONDS = 0.5
 #: the shortest and longest step between two pieces' deadlines, in ms
 MIN_STEP_MS = 25
 MAX_STEP_MS = 1000
+#: pieces next in line whose bytes a stream asks for (and may hold); the rest of the
+#: window only has deadlines, so a stream holds at most this many pieces ahead
+READ_AHEAD = 4
 #: bytes at the end of a media file primed when it is opened
 PRIME_TAIL_BYTES = 512 * 1024
 
@@ -184,7 +190,8 @@ class TorrentFileProducer:
         self._next = 0  # next piece to move into the write buffer
         self._last = -1
         self._urgent = True  # the next piece asked for is due at once (start, seek)
-        self._requested: set[int] = set()
+        self._requested: set[int] = set()  # reads asked for: their data comes to us
+        self._ahead: set[int] = set()  # deadlines only: fetched, read when near
         self._cancellations: dict[int, int] = {}
         self._received: dict[int, bytes] = {}
         self._receivedBytes = 0
@@ -267,8 +274,9 @@ class TorrentFileProducer:
                 f"range [{start}, {stop}) is not within file {self.fileIndex} "
                 f"of {self._fileSize} bytes"
             )
-        self._resetDeadlines(self._requested)
+        self._resetDeadlines(self._requested | self._ahead)
         self._requested.clear()
+        self._ahead.clear()
         self._cancellations.clear()
         self._received.clear()
         self._receivedBytes = 0
@@ -455,19 +463,28 @@ class TorrentFileProducer:
         if self._over or self._pauser.count or not self._mapped:
             return
         top = min(self._next + (self.window or MIN_WINDOW) - 1, self._last)
+        near = self._next + READ_AHEAD - 1
         step = self._stepMs()
         for piece in range(self._next, top + 1):
             if piece in self._requested or piece in self._received:
                 continue
-            self._requested.add(piece)
+            if self._urgent and piece == self._next:
+                deadline = 0  # the first byte of a stream or a seek: at once
+            else:
+                deadline = step * (piece - self._next + 1)
             try:
+                if piece > near:
+                    # fetched ahead, its bytes not held: read when the stream is near it
+                    if piece not in self._ahead:
+                        self._ahead.add(piece)
+                        if not self._handle.have_piece(piece):
+                            self._handle.set_piece_deadline(piece, deadline)
+                    continue
+                self._ahead.discard(piece)
+                self._requested.add(piece)
                 if self._handle.have_piece(piece):
                     self._handle.read_piece(piece)
                 else:
-                    if self._urgent and piece == self._next:
-                        deadline = 0  # the first byte of a stream or a seek: at once
-                    else:
-                        deadline = step * (piece - self._next + 1)
                     self._handle.set_piece_deadline(
                         piece, deadline, lt.deadline_flags_t.alert_when_available
                     )
@@ -514,9 +531,10 @@ class TorrentFileProducer:
         if window >= old:
             return
         top = self._next + window - 1
-        beyond = [p for p in self._requested if p > top]
+        beyond = [p for p in self._requested | self._ahead if p > top]
         self._resetDeadlines(beyond)
         self._requested.difference_update(beyond)
+        self._ahead.difference_update(beyond)
         for piece in [p for p in self._received if p > top]:
             # verified and on disk: read again when the window reaches it
             self._receivedBytes -= len(self._received.pop(piece))
@@ -591,8 +609,9 @@ class TorrentFileProducer:
     def _cleanup(self) -> None:
         self._over = True
         self._registered = False
-        self._resetDeadlines(self._requested)
+        self._resetDeadlines(self._requested | self._ahead)
         self._requested.clear()
+        self._ahead.clear()
         self._received.clear()
         self._receivedBytes = 0
         self._fifo.clear()

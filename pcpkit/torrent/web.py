@@ -28,7 +28,7 @@ import html
 import json
 import mimetypes
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 from twisted.internet.defer import Deferred
@@ -457,17 +457,24 @@ class StreamResource(Resource):
     ``/stream/<infohash>/<fileIndex>``: a file of a torrent, as it downloads, with Range.
 
     :param source: gives the session (:class:`TorrentSource`).
-    :param window: pieces the stream asks libtorrent for ahead of the one it delivers.
+    :param window: the most pieces a stream asks libtorrent for ahead of the one it
+        delivers (``None``: the stream's byte bound); within it each stream sizes its window
+        from its client's drain rate and the swarm's (:mod:`pcpkit.torrent.stream`).
+
+    A new ``Range`` request (a player's seek) is a new stream; the old request's stream
+    stops, and resets its pieces' deadlines, as soon as its connection goes.
     """
 
     isLeaf = True
 
-    def __init__(self, source: TorrentSource, window: int = 12) -> None:
+    def __init__(self, source: TorrentSource, window: int | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.source = source
         self.window = window
         #: the streams running now
         self.producers: set[TorrentFileProducer] = set()
+        #: called with each stream's producer as it starts (monitoring, tests)
+        self.streamStarted: Callable[[TorrentFileProducer], None] | None = None
 
     def _prepare(self, request: Any) -> tuple[TorrentSession, int, str, int, int, int] | bytes:
         """
@@ -545,6 +552,8 @@ class StreamResource(Resource):
             session, torrentid, fileIndex, request, start, end, window=self.window
         )
         self.producers.add(producer)
+        if self.streamStarted is not None:
+            self.streamStarted(producer)
         gone: list[Failure] = []
 
         def clientGone(reason: Failure) -> None:
@@ -646,7 +655,7 @@ class DaemonSite(Site):
                 channel.transport.abortConnection()
 
 
-def makeRoot(source: TorrentSource, window: int = 12) -> Resource:
+def makeRoot(source: TorrentSource, window: int | None = None) -> Resource:
     """The resource tree: ``/``, ``/status.json``, ``/status.js``, ``/stream/...``."""
     # Any: zope interfaces are opaque to mypy (Resource subclasses are not IResource to it)
     root: Any = Resource()  # type: ignore[no-untyped-call,unused-ignore]
@@ -657,7 +666,7 @@ def makeRoot(source: TorrentSource, window: int = 12) -> Resource:
     return cast(Resource, root)
 
 
-def makeSite(source: TorrentSource, window: int = 12) -> DaemonSite:
+def makeSite(source: TorrentSource, window: int | None = None) -> DaemonSite:
     """A :class:`DaemonSite` serving :func:`makeRoot` for ``source``."""
     root = makeRoot(source, window)
     streams = root.children[b"stream"]
