@@ -220,8 +220,9 @@ def _patronChild(job: dict[str, Any]) -> None:
         await getWatch.next(TIPCTorrentFinished)
         elapsed, cpu = time.perf_counter() - t0, cpuSeconds() - cpu0
         await leave(seeder, getter)
-        report(seconds=elapsed, cpu=cpu,
-               sha256=sha256File(os.path.join(job["getDir"], job["name"])))
+        report(
+            seconds=elapsed, cpu=cpu, sha256=sha256File(os.path.join(job["getDir"], job["name"]))
+        )
 
     react(lambda reactor: ensureDeferred(run(reactor)))  # type: ignore[no-untyped-call]
 
@@ -369,9 +370,13 @@ def _sessionChild(job: dict[str, Any]) -> None:
                 elapsed = time.perf_counter() - t0 - consumer.checkSeconds
                 cpu = cpuSeconds() - cpu0 - consumer.checkSeconds
                 assert consumer.firstByte is not None
-                result.update(received=consumer.received, crc=consumer.crc,
-                              pauses=consumer.pauses, checkSeconds=consumer.checkSeconds,
-                              ttfb=consumer.firstByte - t0)
+                result.update(
+                    received=consumer.received,
+                    crc=consumer.crc,
+                    pauses=consumer.pauses,
+                    checkSeconds=consumer.checkSeconds,
+                    ttfb=consumer.firstByte - t0,
+                )
             else:
                 await finished.wait(added.torrentid)
                 elapsed, cpu = time.perf_counter() - t0, cpuSeconds() - cpu0
@@ -458,8 +463,7 @@ def _plainChild(job: dict[str, Any]) -> None:
     waitFor(gets, lt.cache_flushed_alert, (seeds,))
     elapsed, cpu = time.perf_counter() - t0, cpuSeconds() - cpu0
     del handle, seedHandle, gets, seeds  # joins libtorrent's threads
-    report(seconds=elapsed, cpu=cpu,
-           sha256=sha256File(os.path.join(job["getDir"], job["name"])))
+    report(seconds=elapsed, cpu=cpu, sha256=sha256File(os.path.join(job["getDir"], job["name"])))
 
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -510,15 +514,24 @@ class Payload:
             f.write(makeTorrent(path, pieceSize=PIECE_SIZE))
 
 
-def runChild(kind: str, payload: Payload, root: str, seconds: float = 0.0,
-             seedRate: int = 0) -> dict[str, Any]:
+def runChild(
+    kind: str, payload: Payload, root: str, seconds: float = 0.0, seedRate: int = 0
+) -> dict[str, Any]:
     getDir = tempfile.mkdtemp(prefix="get-", dir=root)
-    job = {"torrent": payload.torrent, "seedDir": payload.seedDir, "getDir": getDir,
-           "name": payload.name, "seconds": seconds, "seedRate": seedRate}
+    job = {
+        "torrent": payload.torrent,
+        "seedDir": payload.seedDir,
+        "getDir": getDir,
+        "name": payload.name,
+        "seconds": seconds,
+        "seedRate": seedRate,
+    }
     try:
         p = subprocess.run(
             [sys.executable, HERE, "--child", kind, "--job", json.dumps(job)],
-            capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
         )
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
         if p.returncode != 0 or not lines:
@@ -544,16 +557,25 @@ def mbps(size: int, seconds: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="64 MiB swarm, 16 MiB stream, 2 s idle")
+    parser.add_argument(
+        "--quick", action="store_true", help="64 MiB swarm, 16 MiB stream, 2 s idle"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (3)")
     parser.add_argument("--swarm-mib", type=int, default=None, help="swarm size (256)")
     parser.add_argument("--stream-mib", type=int, default=None, help="stream size (64)")
     parser.add_argument("--idle-seconds", type=float, default=None, help="idle window (5)")
-    parser.add_argument("--seek-rate", type=float, default=16.0,
-                        help="the seeder's upload limit in the seek runs, MB/s (16)")
-    parser.add_argument("--only", action="append", choices=("swarm", "stream", "seek", "idle"),
-                        help="run only these measures (repeatable)")
+    parser.add_argument(
+        "--seek-rate",
+        type=float,
+        default=16.0,
+        help="the seeder's upload limit in the seek runs, MB/s (16)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("swarm", "stream", "seek", "idle"),
+        help="run only these measures (repeatable)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -584,16 +606,21 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[str] = []
     try:
         big = Payload(root, "swarm.bin", swarmSize) if "swarm" in measures else None
-        small = Payload(root, "stream.bin", streamSize) if {"stream", "seek", "idle"} & set(
-            measures) else None
+        small = (
+            Payload(root, "stream.bin", streamSize)
+            if {"stream", "seek", "idle"} & set(measures)
+            else None
+        )
         results: dict[str, list[dict[str, Any]]] = {}
 
         def run(kind: str, payload: Payload, seconds: float = 0.0, seedRate: int = 0) -> None:
             out = runChild(kind, payload, root, seconds, seedRate)
             results.setdefault(kind, []).append(out)
             if "seekTtfb" in out:
-                shown = (f"first byte {1e3 * out['ttfb']:6.1f} ms, after a seek to 90% "
-                         f"{1e3 * out['seekTtfb']:6.1f} ms")
+                shown = (
+                    f"first byte {1e3 * out['ttfb']:6.1f} ms, after a seek to 90% "
+                    f"{1e3 * out['seekTtfb']:6.1f} ms"
+                )
             elif "seconds" in out:
                 shown = f"{mbps(payload.size, out['seconds']):7.1f} MB/s, cpu {out['cpu']:.2f} s"
                 if "ttfb" in out:
@@ -606,18 +633,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {i + 1}/{args.repeat}", flush=True)
             flip = i % 2 == 1  # alternate who goes first
             if big is not None:
-                for kind in (["swarm-plain", "swarm-pcpkit"] if flip
-                             else ["swarm-pcpkit", "swarm-plain"]):
+                for kind in (
+                    ["swarm-plain", "swarm-pcpkit"] if flip else ["swarm-pcpkit", "swarm-plain"]
+                ):
                     run(kind, big)
             if small is not None and "stream" in measures:
-                for kind in (["download-pcpkit", "stream-pcpkit"] if flip
-                             else ["stream-pcpkit", "download-pcpkit"]):
+                for kind in (
+                    ["download-pcpkit", "stream-pcpkit"]
+                    if flip
+                    else ["stream-pcpkit", "download-pcpkit"]
+                ):
                     run(kind, small)
             if small is not None and "seek" in measures:
                 run("seek-pcpkit", small, seedRate=seekRate)
             if small is not None and "idle" in measures:
-                for kind in (["idle-plain", "idle-pcpkit"] if flip
-                             else ["idle-pcpkit", "idle-plain"]):
+                for kind in (
+                    ["idle-plain", "idle-pcpkit"] if flip else ["idle-pcpkit", "idle-plain"]
+                ):
                     run(kind, small, idleSeconds)
 
         def rates(kind: str, size: int) -> tuple[float, str, float]:
@@ -655,10 +687,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{', '.join(f'{t:.0f}' for t in ttfb)} | - | - | - | - | - |"
             )
         if small is not None and "seek" in measures:
-            for key, what in (("ttfb", "first byte of a fresh stream, ms from the add"),
-                              ("seekTtfb", f"first byte after a seek to 90% (stream stopped "
-                                           f"after {SEEK_AFTER // MiB} MiB, new one "
-                                           f"started), ms")):
+            for key, what in (
+                ("ttfb", "first byte of a fresh stream, ms from the add"),
+                (
+                    "seekTtfb",
+                    f"first byte after a seek to 90% (stream stopped "
+                    f"after {SEEK_AFTER // MiB} MiB, new one "
+                    f"started), ms",
+                ),
+            ):
                 ms = [1e3 * r[key] for r in results["seek-pcpkit"]]
                 rows.append(
                     f"| P5 | {small.size // MiB} MiB, seeder limited to "

@@ -61,8 +61,8 @@ async def test_kill_9_mid_download_then_restart_downloads_only_what_was_missing(
     # this run downloaded what was missing, and little more (< 25% of the file extra)
     again = done["totalDownloaded"]
     assert again <= size - verified + size // 4, (again, size - verified)
-    assert hashlib.sha256((save / "film.bin").read_bytes()).digest() == hashlib.sha256(
-        data
-    ).digest()
+    assert (
+        hashlib.sha256((save / "film.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    )
     print(f"downloaded after the restart: {again} bytes; missing at the kill: {size - verified}")
     assertCleanStop(await second.stop(), second.text())

@@ -154,7 +154,7 @@ async def test_fifty_streams_hold_their_window_and_leave_nothing(
             client.transport.getHandle().setsockopt(  # type: ignore[attr-defined]
                 socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024
             )
-            await waitUntil(lambda: len(site.channels) > i, 5, "the server to accept")
+            await waitUntil(lambda i=i: len(site.channels) > i, 5, "the server to accept")
             smallSendBuffers(site.channels)  # (no channel left in this frame's locals)
             client.transport.write(request)
             clients.append(client)
@@ -180,7 +180,6 @@ async def test_fifty_streams_hold_their_window_and_leave_nothing(
         assert largest <= limit == 24
     # nothing of a stream outlives its client
     assert session._pieceListeners == 0
-
 
     def gone() -> bool:
         gc.collect()

@@ -22,11 +22,12 @@
   -9``) the pieces verified since the last save are on disk but not in the resume data: when
   a torrent's data files are newer than its resume file, the torrent is re-checked on start
   (hashing keeps every verified piece) instead of trusting the resume data and
-  re-downloading what it does not list. Every disk access (state and resume files, the watch folder) runs
-  in the reactor's thread pool, one at a time in order, so the reactor never waits on a disk;
-  written files are synced (``fsync``) once, at shutdown. On start the torrents are re-added
-  with their resume data, so nothing is downloaded or checked again: a finished torrent comes
-  back seeding. Unusable resume data is logged and the torrent re-checked from its data
+  re-downloading what it does not list. Every disk access (state and resume files, the watch
+  folder, those checks) runs in the reactor's thread pool, one at a time in order, so the
+  reactor never waits on a disk; written files are synced (``fsync``) once, at shutdown. On
+  start the torrents are re-added with their resume data, so nothing is downloaded or checked
+  again: a finished torrent comes back seeding (a clean stop pauses the session and flushes
+  before the last save, so its data is never newer than its resume data). Unusable resume data is logged and the torrent re-checked from its data
   instead.
 - **HTTP** (``httpEndpoint``): the status page, ``/status.json`` and
   ``/stream/<infohash>/<fileIndex>`` of :mod:`pcpkit.torrent.web`.
@@ -887,9 +888,7 @@ class TorrentDaemon(MultiService):
                 return result
 
             pending.addBoth(left)
-            return waited.addCallback(
-                lambda _: self._add(session, record, resumedata, recheck)
-            )
+            return waited.addCallback(lambda _: self._add(session, record, resumedata, recheck))
         return self._add(session, record, resumedata, recheck)
 
     def _add(
