@@ -27,8 +27,8 @@
   reactor never waits on a disk; written files are synced (``fsync``) once, at shutdown. On
   start the torrents are re-added with their resume data, so nothing is downloaded or checked
   again: a finished torrent comes back seeding (a clean stop pauses the session and flushes
-  before the last save, so its data is never newer than its resume data). Unusable resume data is logged and the torrent re-checked from its data
-  instead.
+  before the last save, so its data is never newer than its resume data). Unusable resume
+  data is logged and the torrent re-checked from its data instead.
 - **HTTP** (``httpEndpoint``): the status page, ``/status.json`` and
   ``/stream/<infohash>/<fileIndex>`` of :mod:`pcpkit.torrent.web`.
 
