@@ -21,7 +21,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from pcpkit.torrent.maker import makeTorrent
-from pcpkit.torrent.stream import READ_AHEAD, TorrentFileProducer
+from pcpkit.torrent.stream import MIN_WINDOW, READ_AHEAD, TorrentFileProducer
 from pcpkit.torrent.web import makeSite
 from tests.torrentutil import (
     MiB,
@@ -115,8 +115,8 @@ async def test_fifty_streams_hold_their_window_and_leave_nothing(
     site = makeSite(_Source(session))
 
     started: list[weakref.ref[TorrentFileProducer]] = []
-    #: per stream at its end: (most bytes held, largest window, its bound)
-    ends: list[tuple[int, int, int]] = []
+    #: per stream at its end: (most bytes held, largest read-ahead, bound, window at the end)
+    ends: list[tuple[int, int, int, int]] = []
     problems: list[str] = []
 
     def watch(producer: TorrentFileProducer) -> None:
@@ -124,7 +124,9 @@ async def test_fifty_streams_hold_their_window_and_leave_nothing(
 
         def ended(result: object) -> object:
             limit = producer.windowLimit or 0
-            ends.append((producer.maxBufferedBytes, producer.maxWindow, limit))
+            ends.append(
+                (producer.maxBufferedBytes, producer.maxReadAhead, limit, producer.window or 0)
+            )
             if producer.bufferedBytes:
                 problems.append(f"a stream still holds {producer.bufferedBytes} bytes")
             return result
@@ -173,11 +175,13 @@ async def test_fifty_streams_hold_their_window_and_leave_nothing(
         assert bytes(client.body) == data[: len(client.body)]  # in order, nothing else
     assert not problems, problems
     assert len(started) == len(ends) == 50
-    for held, largest, limit in ends:
-        # the stream's own accounting: what it held never passed its read-ahead within
-        # its window (+ the piece being written), and its window never passed its bound
-        assert 0 < held <= (min(largest, READ_AHEAD) + 1) * PIECE, (held, largest)
-        assert largest <= limit == 24
+    for held, largest, limit, _ in ends:
+        # the stream's own accounting: what it held never passed its read-ahead (+ the
+        # piece being written), which never passed its window's bound
+        assert 0 < held <= (largest + 1) * PIECE, (held, largest)
+        assert READ_AHEAD <= largest <= limit == 24
+    # the streams of the clients that stalled shrank to the least while they waited
+    assert sum(1 for *_, window in ends if window == MIN_WINDOW) >= 10, ends
     # nothing of a stream outlives its client
     assert session._pieceListeners == 0
 

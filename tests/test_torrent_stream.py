@@ -22,7 +22,13 @@ from pcpkit.torrent.session import (
     TorrentSession,
     UnknownTorrent,
 )
-from pcpkit.torrent.stream import MIN_WINDOW, StreamStopped, TorrentFileProducer, streamFile
+from pcpkit.torrent.stream import (
+    MIN_WINDOW,
+    READ_AHEAD,
+    StreamStopped,
+    TorrentFileProducer,
+    streamFile,
+)
 from tests.torrentutil import (
     MiB,
     Sessions,
@@ -263,9 +269,9 @@ async def test_window_follows_the_rates(sessions: Sessions, tmp_path: Path) -> N
         await sleep(0.1)
         assert slowStream.bytesWritten < 4 * MiB, "the slow stream's window did not shrink"
     assert slowStream.drainRate < 1_000_000
-    held = slowStream.bufferedBytes
-    assert held <= (4 + 1) * PIECE
-    assert slowStream.maxBufferedBytes <= (slowStream.maxWindow + 1) * PIECE
+    assert slowStream.readAhead == READ_AHEAD
+    assert slowStream.bufferedBytes <= (READ_AHEAD + 1) * PIECE
+    assert slowStream.maxBufferedBytes <= (slowStream.maxReadAhead + 1) * PIECE
     slowDone.cancel()
     with pytest.raises(defer.CancelledError):
         await slowDone

@@ -19,13 +19,16 @@ it, in order, as the pieces arrive:
   within the byte bound (:data:`DEFAULT_WINDOW_BYTES`, or ``window`` pieces), never below
   :data:`MIN_WINDOW` pieces, and starts at the bound (the rates are not known yet);
 - the ``read_piece_alert``\\ s come back in any order and are re-ordered by piece;
-- memory is bounded by the read-ahead, not the window: only the :data:`READ_AHEAD` (4)
-  pieces next in line are read (their bytes posted to the stream); the rest of the window
-  gets deadlines without a read, so libtorrent fetches them and they wait on disk
-  (verified) until the stream is near. A stream holds at most ``min(window, READ_AHEAD)``
-  pieces received ahead plus the one being written
-  (:attr:`TorrentFileProducer.maxBufferedBytes` records the peak), whatever its consumer
-  does; a window that shrinks resets the deadlines past its new end at once;
+- memory is bounded by the *read-ahead*, a part of the window: only the pieces next in
+  line, about :data:`READ_SECONDS` of data at the same rate (at least :data:`READ_AHEAD`
+  pieces, at most the window), are read (their bytes posted to the stream); the rest of
+  the window gets deadlines without a read, so libtorrent fetches them and they wait on
+  disk (verified) until the stream is near. A stream holds at most ``readAhead`` pieces
+  received ahead plus the one being written (:attr:`TorrentFileProducer.maxBufferedBytes`
+  records the peak; never more than ``(maxReadAhead + 1) * pieceLength``); a read-ahead
+  that shrinks drops the pieces past its new end at once (they are on disk), a window that
+  shrinks resets the deadlines past its end. A consumer that stays paused (a player paused
+  with a full buffer) is measured as it waits, so its stream shrinks to the least;
 - opening a media file (a ``video/`` or ``audio/`` type by its name, streamed from its
   first byte) *primes* its last pieces too (a deadline, no read), since a player reads the
   container's index at the end before it plays; the first piece of a stream is due at once;
@@ -86,9 +89,11 @@ SAMPLE_SECONDS = 0.5
 #: the shortest and longest step between two pieces' deadlines, in ms
 MIN_STEP_MS = 25
 MAX_STEP_MS = 1000
-#: pieces next in line whose bytes a stream asks for (and may hold); the rest of the
-#: window only has deadlines, so a stream holds at most this many pieces ahead
+#: the fewest pieces next in line whose bytes a stream asks for (and may hold); the rest
+#: of the window only has deadlines
 READ_AHEAD = 4
+#: seconds of data at the stream's rate that the read-ahead aims to hold
+READ_SECONDS = 1.0
 #: bytes at the end of a media file primed when it is opened
 PRIME_TAIL_BYTES = 512 * 1024
 
@@ -159,6 +164,10 @@ class TorrentFileProducer:
         self.window: int | None = window
         #: the largest window used so far
         self.maxWindow = window or 0
+        #: pieces next in line whose bytes are asked for (and may be held) now, and the most
+        #: so far (see the module documentation)
+        self.readAhead = READ_AHEAD
+        self.maxReadAhead = 0
         self.chunkSize = chunkSize
         self.deadlineMs = deadlineMs
         self.horizon = horizon
@@ -206,6 +215,7 @@ class TorrentFileProducer:
         self._sampleArrived = 0
         self._samplePaused = 0.0
         self._pausedAt: float | None = None
+        self._stallCall: Any = None  # measures a consumer that stays paused
         self._flushing = False
         self._started = False
         self._mapped = False
@@ -292,6 +302,8 @@ class TorrentFileProducer:
         if self._consumerPause is None:
             self._consumerPause = self._pauser.pause("consumer")
             self._pausedAt = self.clock.seconds()
+            if self._stallCall is None and not self._over:
+                self._stallCall = self.clock.callLater(2 * SAMPLE_SECONDS, self._stalled)
 
     def resumeProducing(self) -> None:
         if self._over:
@@ -302,6 +314,7 @@ class TorrentFileProducer:
             if self._pausedAt is not None:
                 self._samplePaused += self.clock.seconds() - self._pausedAt
                 self._pausedAt = None
+            self._cancelStallCall()
             held.unpause()  # the last pause released: _carryOn
         elif not self._pauser.paused:
             self._carryOn()  # a resume without a pause (some consumers start that way)
@@ -410,9 +423,12 @@ class TorrentFileProducer:
             self.windowLimit = max(
                 MIN_WINDOW, min(MAX_WINDOW, -(-DEFAULT_WINDOW_BYTES // self._pieceLength))
             )
-        # no rate is known yet: start at the bound, the first samples size it
+        # no rate is known yet: fetch as far as the bound, read the least; the first
+        # samples size both
         self.window = self.windowLimit
         self.maxWindow = max(self.maxWindow, self.window)
+        self.readAhead = min(READ_AHEAD, self.window)
+        self.maxReadAhead = max(self.maxReadAhead, self.readAhead)
         self._fileStart = int(files.file_offset(self.fileIndex))
         self._fileSize = size
         self._sampleAt = self.clock.seconds()
@@ -463,7 +479,7 @@ class TorrentFileProducer:
         if self._over or self._pauser.count or not self._mapped:
             return
         top = min(self._next + (self.window or MIN_WINDOW) - 1, self._last)
-        near = self._next + READ_AHEAD - 1
+        near = self._next + self.readAhead - 1
         step = self._stepMs()
         for piece in range(self._next, top + 1):
             if piece in self._requested or piece in self._received:
@@ -493,6 +509,20 @@ class TorrentFileProducer:
                 return
         self._urgent = False
 
+    def _stalled(self) -> None:
+        """The consumer has held its pause a while: measure, shrink, and look again."""
+        self._stallCall = None
+        if self._over or self._consumerPause is None:
+            return
+        self._sample()
+        if self.readAhead > READ_AHEAD or (self.window or 0) > MIN_WINDOW:
+            self._stallCall = self.clock.callLater(2 * SAMPLE_SECONDS, self._stalled)
+
+    def _cancelStallCall(self) -> None:
+        call, self._stallCall = self._stallCall, None
+        if call is not None and call.active():
+            call.cancel()
+
     def _sample(self) -> None:
         """Every SAMPLE_SECONDS: measure the rates and size the window from them."""
         if not self._mapped:
@@ -521,22 +551,32 @@ class TorrentFileProducer:
         else:
             rate = 2 * max(self.drainRate, self.swarmRate)  # the swarm does: room to grow
         wanted = -(-int(self.horizon * rate) // self._pieceLength)
-        self._resize(max(min(MIN_WINDOW, self.windowLimit), min(self.windowLimit, wanted)))
+        window = max(min(MIN_WINDOW, self.windowLimit), min(self.windowLimit, wanted))
+        reads = -(-int(READ_SECONDS * rate) // self._pieceLength)
+        self._resize(window, max(min(READ_AHEAD, window), min(window, reads)))
 
-    def _resize(self, window: int) -> None:
-        """Use ``window`` pieces; a smaller one lets go of what lies past its end now."""
+    def _resize(self, window: int, readAhead: int) -> None:
+        """
+        Use ``window`` pieces, reading the first ``readAhead``; what lies past a smaller
+        one's end is let go of now.
+        """
         old = self.window or window
-        self.window = window
+        self.window, self.readAhead = window, readAhead
         self.maxWindow = max(self.maxWindow, window)
-        if window >= old:
-            return
-        top = self._next + window - 1
-        beyond = [p for p in self._requested | self._ahead if p > top]
-        self._resetDeadlines(beyond)
-        self._requested.difference_update(beyond)
-        self._ahead.difference_update(beyond)
-        for piece in [p for p in self._received if p > top]:
-            # verified and on disk: read again when the window reaches it
+        self.maxReadAhead = max(self.maxReadAhead, readAhead)
+        if window < old:
+            top = self._next + window - 1
+            beyond = [p for p in self._requested | self._ahead if p > top]
+            self._resetDeadlines(beyond)
+            self._requested.difference_update(beyond)
+            self._ahead.difference_update(beyond)
+        near = self._next + readAhead - 1
+        far = [p for p in self._requested if p > near]
+        # still fetched (their deadlines stay), but their bytes are dropped when they come
+        self._requested.difference_update(far)
+        self._ahead.update(far)
+        for piece in [p for p in self._received if p > near]:
+            # verified and on disk: read again when the stream is near it
             self._receivedBytes -= len(self._received.pop(piece))
 
     def _resetDeadlines(self, pieces: Any) -> None:
@@ -608,6 +648,7 @@ class TorrentFileProducer:
 
     def _cleanup(self) -> None:
         self._over = True
+        self._cancelStallCall()
         self._registered = False
         self._resetDeadlines(self._requested | self._ahead)
         self._requested.clear()
