@@ -390,6 +390,139 @@ def _sessionChild(job: dict[str, Any]) -> None:
     react(lambda reactor: ensureDeferred(run(reactor)))  # type: ignore[no-untyped-call]
 
 
+# -- children: memory of many HTTP streams -------------------------------------------------
+
+
+def _memoryChild(job: dict[str, Any]) -> None:
+    """
+    A seeding session behind the daemon's HTTP site; ``streams`` clients (another process)
+    read the whole file at once. Reports the peak and the after RSS (psutil), the Python
+    allocations' peak and after (tracemalloc), and the streams' own accounting.
+    """
+    import gc
+    import tracemalloc
+
+    import psutil
+    from twisted.internet import protocol
+    from twisted.internet.defer import Deferred, ensureDeferred
+    from twisted.internet.task import LoopingCall, deferLater, react
+
+    from pcpkit.torrent.session import TorrentSession
+    from pcpkit.torrent.web import makeSite
+
+    me = psutil.Process()
+
+    class Source:
+        def __init__(self, session: TorrentSession) -> None:
+            self.session = session
+
+        def skippedFiles(self) -> list[tuple[str, str]]:
+            return []
+
+    class Clients(protocol.ProcessProtocol):
+        def __init__(self) -> None:
+            self.out = b""
+            self.done: Deferred[None] = Deferred()
+
+        def outReceived(self, data: bytes) -> None:
+            self.out += data
+
+        def processEnded(self, reason: Any) -> None:
+            self.done.callback(None)
+
+    async def run(reactor: Any) -> None:
+        with open(job["torrent"], "rb") as f:
+            raw = f.read()
+        seeds = TorrentSession(5.0, savePath=job["seedDir"])
+        added = await seeds.addTorrent(raw, seed=True)
+        site = makeSite(Source(seeds))
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        gc.collect()
+        rss0 = me.memory_info().rss
+        tracemalloc.start()
+        peak = {"rss": rss0, "held": 0, "streams": 0}
+
+        def look() -> None:
+            peak["rss"] = max(peak["rss"], me.memory_info().rss)
+            producers = list(site.streams.producers)
+            peak["streams"] = max(peak["streams"], len(producers))
+            peak["held"] = max(peak["held"], sum(p.bufferedBytes for p in producers))
+
+        sampler = LoopingCall(look)
+        sampler.clock = reactor
+        sampler.start(0.05)
+        clientJob = {
+            "port": port.getHost().port,
+            "infohash": added.infohash,
+            "streams": job["streams"],
+            "size": job["size"],
+        }
+        argv = [sys.executable, HERE, "--child", "memclients", "--job", json.dumps(clientJob)]
+        clients = Clients()
+        t0 = time.perf_counter()
+        reactor.spawnProcess(clients, sys.executable, argv, env=os.environ.copy())
+        await clients.done
+        seconds = time.perf_counter() - t0
+        got = json.loads(clients.out.decode().strip().splitlines()[-1])
+        while site.streams.producers or site.channels:
+            await deferLater(reactor, 0.05, lambda: None)
+        sampler.stop()
+        gc.collect()
+        await deferLater(reactor, 1.0, lambda: None)
+        gc.collect()
+        current, tracedPeak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rssAfter = me.memory_info().rss
+        port.stopListening()
+        await seeds.stop()
+        report(
+            rss0=rss0,
+            rssPeak=peak["rss"],
+            rssAfter=rssAfter,
+            tracedPeak=tracedPeak,
+            tracedAfter=current,
+            heldPeak=peak["held"],
+            streamsPeak=peak["streams"],
+            seconds=seconds,
+            complete=got["complete"],
+            received=got["received"],
+        )
+
+    react(lambda reactor: ensureDeferred(run(reactor)))  # type: ignore[no-untyped-call]
+
+
+def _memoryClients(job: dict[str, Any]) -> None:
+    """``streams`` sockets reading the whole file at once (a selector loop)."""
+    import selectors
+    import socket
+
+    sel = selectors.DefaultSelector()
+    request = (
+        f"GET /stream/{job['infohash']}/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ).encode()
+    counts: dict[int, int] = {}
+    for _ in range(job["streams"]):
+        s = socket.create_connection(("127.0.0.1", job["port"]))
+        s.sendall(request)
+        s.setblocking(False)
+        counts[s.fileno()] = 0
+        sel.register(s, selectors.EVENT_READ)
+    left = len(counts)
+    while left:
+        for key, _ in sel.select(timeout=30):
+            sock: Any = key.fileobj
+            data = sock.recv(256 * 1024)
+            if data:
+                counts[sock.fileno()] += len(data)
+            else:
+                sel.unregister(sock)
+                sock.close()
+                left -= 1
+    # each body is the file plus the response's headers (a few hundred bytes)
+    complete = sum(1 for n in counts.values() if job["size"] < n < job["size"] + 4096)
+    report(complete=complete, received=sum(counts.values()))
+
+
 # -- child: a plain libtorrent script -----------------------------------------------------
 
 
@@ -474,6 +607,8 @@ CHILDREN: dict[str, Callable[[dict[str, Any]], None]] = {
     "seek-pcpkit": _sessionChild,
     "idle-pcpkit": _patronChild,
     "idle-plain": _plainChild,
+    "memory-pcpkit": _memoryChild,
+    "memclients": _memoryClients,
 }
 
 
@@ -515,7 +650,12 @@ class Payload:
 
 
 def runChild(
-    kind: str, payload: Payload, root: str, seconds: float = 0.0, seedRate: int = 0
+    kind: str,
+    payload: Payload,
+    root: str,
+    seconds: float = 0.0,
+    seedRate: int = 0,
+    streams: int = 0,
 ) -> dict[str, Any]:
     getDir = tempfile.mkdtemp(prefix="get-", dir=root)
     job = {
@@ -525,6 +665,8 @@ def runChild(
         "name": payload.name,
         "seconds": seconds,
         "seedRate": seedRate,
+        "streams": streams,
+        "size": payload.size,
     }
     try:
         p = subprocess.run(
@@ -573,9 +715,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("swarm", "stream", "seek", "idle"),
+        choices=("swarm", "stream", "seek", "idle", "memory"),
         help="run only these measures (repeatable)",
     )
+    parser.add_argument(
+        "--memory-streams", type=int, default=200, help="concurrent HTTP streams (200)"
+    )
+    parser.add_argument("--memory-mib", type=int, default=32, help="their file's size (32)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -587,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     swarmSize = (args.swarm_mib or (64 if args.quick else 256)) * MiB
     streamSize = (args.stream_mib or (16 if args.quick else 64)) * MiB
     idleSeconds = args.idle_seconds or (2.0 if args.quick else 5.0)
+    # memory only when asked: it moves streams x size bytes through one process
     measures = args.only or ["swarm", "stream", "seek", "idle"]
     seekRate = int(args.seek_rate * 1e6)
 
@@ -713,11 +860,37 @@ def main(argv: list[str] | None = None) -> int:
                 f"{', '.join(f'{p:.3f}' for p in pb)} | - | < 1% | "
                 f"{'met' if a < 1.0 else 'missed'} |"
             )
+        if "memory" in measures:
+            rows += memory(root, args.memory_streams, args.memory_mib * MiB)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print()
     print("\n".join(rows))
     return 0
+
+
+def memory(root: str, streams: int, size: int) -> list[str]:
+    """One run of the memory measure; its table."""
+    payload = Payload(root, "memory.bin", size)
+    out = runChild("memory-pcpkit", payload, root, streams=streams)
+    if out["complete"] != streams:
+        raise RuntimeError(f"memory: {out['complete']} of {streams} streams were complete")
+    mb = 1e6
+    print(f"  memory-pcpkit    {out}", flush=True)
+    return [
+        "",
+        f"| {streams} concurrent HTTP streams of a {size // MiB} MiB file (seeding session, "
+        f"{out['seconds']:.1f} s) | MB |",
+        "|---|---:|",
+        f"| RSS before | {out['rss0'] / mb:.0f} |",
+        f"| RSS peak | {out['rssPeak'] / mb:.0f} |",
+        f"| RSS after every client went (gc, 1 s) | {out['rssAfter'] / mb:.0f} |",
+        f"| Python allocations peak (tracemalloc) | {out['tracedPeak'] / mb:.0f} |",
+        f"| Python allocations after | {out['tracedAfter'] / mb:.1f} |",
+        f"| bytes held by all streams at once, peak (their own accounting) | "
+        f"{out['heldPeak'] / mb:.0f} |",
+        f"| streams at once, peak | {out['streamsPeak']} |",
+    ]
 
 
 if __name__ == "__main__":
