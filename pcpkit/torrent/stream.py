@@ -21,8 +21,10 @@ it, in order, as the pieces arrive:
 - the ``read_piece_alert``\\ s come back in any order and are re-ordered by piece;
 - memory is bounded by the *read-ahead*, a part of the window: only the pieces next in
   line, about :data:`READ_SECONDS` of data at the same rate (at least :data:`READ_AHEAD`
-  pieces, at most the window), are read (their bytes posted to the stream); the rest of
-  the window gets deadlines without a read, so libtorrent fetches them and they wait on
+  pieces, at most the window), are read (their bytes posted to the stream; of the pieces
+  already on disk, only the first :data:`READ_AHEAD`: a disk read takes milliseconds, and
+  each read in flight holds a piece in libtorrent too); the rest of the window gets
+  deadlines without a read, so libtorrent fetches them and they wait on
   disk (verified) until the stream is near. A stream holds at most ``readAhead`` pieces
   received ahead plus the one being written (:attr:`TorrentFileProducer.maxBufferedBytes`
   records the peak; never more than ``(maxReadAhead + 1) * pieceLength``); a read-ahead
@@ -55,6 +57,8 @@ A stream waits as long as the pieces take: with no peer it waits until cancelled
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import mimetypes
 from typing import Any
 
@@ -68,7 +72,7 @@ from pcpkit._pause import Pause, Pauser
 from pcpkit._twisted import getReactor
 from pcpkit.torrent.session import TorrentError, TorrentSession, lt
 
-__all__ = ["StreamStopped", "TorrentFileProducer", "streamFile"]
+__all__ = ["StreamStopped", "TorrentFileProducer", "releaseFreedMemory", "streamFile"]
 
 log = Logger()
 
@@ -480,6 +484,9 @@ class TorrentFileProducer:
             return
         top = min(self._next + (self.window or MIN_WINDOW) - 1, self._last)
         near = self._next + self.readAhead - 1
+        # a piece on disk is read in a few ms: the least read-ahead keeps up with any
+        # consumer, and reads in flight hold libtorrent's buffers as well as ours
+        nearOnDisk = self._next + min(READ_AHEAD, self.readAhead) - 1
         step = self._stepMs()
         for piece in range(self._next, top + 1):
             if piece in self._requested or piece in self._received:
@@ -496,11 +503,15 @@ class TorrentFileProducer:
                         if not self._handle.have_piece(piece):
                             self._handle.set_piece_deadline(piece, deadline)
                     continue
-                self._ahead.discard(piece)
-                self._requested.add(piece)
                 if self._handle.have_piece(piece):
+                    if piece > nearOnDisk:
+                        continue  # read when the stream is nearer
+                    self._ahead.discard(piece)
+                    self._requested.add(piece)
                     self._handle.read_piece(piece)
                 else:
+                    self._ahead.discard(piece)
+                    self._requested.add(piece)
                     self._handle.set_piece_deadline(
                         piece, deadline, lt.deadline_flags_t.alert_when_available
                     )
@@ -659,6 +670,40 @@ class TorrentFileProducer:
         if self._listening:
             self._listening = False
             self.session.removePieceListener(self.torrentid, self)
+
+
+def _mallocTrim() -> Any:
+    """glibc's ``malloc_trim``, or ``None`` (another C library)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_trim = _mallocTrim()
+
+
+def releaseFreedMemory() -> bool:
+    """
+    Give the memory freed by ended streams back to the system, as far as the C library
+    allows; returns whether it could try.
+
+    A stream's pieces are blocks of a piece's size, above the size glibc serves from
+    ``mmap`` at first but below the threshold it raises to after freeing such blocks: they
+    end up on its heaps, which it returns only from their top. After hundreds of streams
+    the memory stays taken although Python holds none of it (measured: 500 streams of a
+    32 MiB file, ~850 MB resident after all had ended). ``malloc_trim(0)`` returns the
+    free pages of every heap. It takes a few milliseconds on a large heap: call it when a
+    burst of streams is over (the daemon's HTTP side does when its last stream ends).
+    """
+    if _trim is None:
+        return False
+    _trim(0)
+    return True
 
 
 def _isMedia(path: str) -> bool:

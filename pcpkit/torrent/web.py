@@ -42,7 +42,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from pcpkit.torrent.ipc import formatBytes, formatRate
 from pcpkit.torrent.session import TorrentError, TorrentSession, UnknownTorrent, lt
-from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer
+from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer, releaseFreedMemory
 
 __all__ = [
     "DaemonSite",
@@ -562,12 +562,12 @@ class StreamResource(Resource):
             producer.stopProducing()
 
         def done(result: None) -> None:
-            self.producers.discard(producer)
+            self._ended(producer)
             if not gone:
                 request.finish()
 
         def failed(reason: Failure) -> None:
-            self.producers.discard(producer)
+            self._ended(producer)
             if gone:
                 return
             if isinstance(reason.value, StreamStopped):
@@ -598,6 +598,12 @@ class StreamResource(Resource):
         stream: Deferred[None] = producer.beginProducing()
         stream.addCallbacks(done, failed)
         return NOT_DONE_YET
+
+    def _ended(self, producer: TorrentFileProducer) -> None:
+        self.producers.discard(producer)
+        if not self.producers:
+            # the last stream of a burst: hand what they freed back to the system
+            releaseFreedMemory()
 
     def stopStreams(self) -> None:
         """Stop every running stream (the daemon is stopping)."""
