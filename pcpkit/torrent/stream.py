@@ -427,11 +427,11 @@ class TorrentFileProducer:
             self.windowLimit = max(
                 MIN_WINDOW, min(MAX_WINDOW, -(-DEFAULT_WINDOW_BYTES // self._pieceLength))
             )
-        # no rate is known yet: fetch as far as the bound, read the least; the first
-        # samples size both
+        # no rate is known yet: fetch and read as far as the bound (of the pieces on disk,
+        # READ_AHEAD at a time); the first samples size both
         self.window = self.windowLimit
         self.maxWindow = max(self.maxWindow, self.window)
-        self.readAhead = min(READ_AHEAD, self.window)
+        self.readAhead = self.window
         self.maxReadAhead = max(self.maxReadAhead, self.readAhead)
         self._fileStart = int(files.file_offset(self.fileIndex))
         self._fileSize = size
