@@ -205,6 +205,7 @@ class TorrentFileProducer:
         self._urgent = True  # the next piece asked for is due at once (start, seek)
         self._requested: set[int] = set()  # reads asked for: their data comes to us
         self._ahead: set[int] = set()  # deadlines only: fetched, read when near
+        self._onDisk: set[int] = set()  # known to be had, not read yet
         self._cancellations: dict[int, int] = {}
         self._received: dict[int, bytes] = {}
         self._receivedBytes = 0
@@ -291,6 +292,7 @@ class TorrentFileProducer:
         self._resetDeadlines(self._requested | self._ahead)
         self._requested.clear()
         self._ahead.clear()
+        self._onDisk.clear()
         self._cancellations.clear()
         self._received.clear()
         self._receivedBytes = 0
@@ -495,17 +497,23 @@ class TorrentFileProducer:
                 deadline = 0  # the first byte of a stream or a seek: at once
             else:
                 deadline = step * (piece - self._next + 1)
+            # (have_piece is a round trip to libtorrent's thread: asked once per piece,
+            # and once more when a piece fetched ahead comes into the read-ahead)
             try:
                 if piece > near:
                     # fetched ahead, its bytes not held: read when the stream is near it
-                    if piece not in self._ahead:
-                        self._ahead.add(piece)
-                        if not self._handle.have_piece(piece):
+                    if piece not in self._ahead and piece not in self._onDisk:
+                        if self._handle.have_piece(piece):
+                            self._onDisk.add(piece)
+                        else:
+                            self._ahead.add(piece)
                             self._handle.set_piece_deadline(piece, deadline)
                     continue
-                if self._handle.have_piece(piece):
+                if piece in self._onDisk or self._handle.have_piece(piece):
+                    self._onDisk.add(piece)
                     if piece > nearOnDisk:
                         continue  # read when the stream is nearer
+                    self._onDisk.discard(piece)
                     self._ahead.discard(piece)
                     self._requested.add(piece)
                     self._handle.read_piece(piece)
@@ -664,6 +672,7 @@ class TorrentFileProducer:
         self._resetDeadlines(self._requested | self._ahead)
         self._requested.clear()
         self._ahead.clear()
+        self._onDisk.clear()
         self._received.clear()
         self._receivedBytes = 0
         self._fifo.clear()
