@@ -22,9 +22,9 @@ it, in order, as the pieces arrive:
 - memory is bounded by the *read-ahead*, a part of the window: only the pieces next in
   line, about :data:`READ_SECONDS` of data at the same rate (at least :data:`READ_AHEAD`
   pieces, at most the window), are read (their bytes posted to the stream; of the pieces
-  already on disk, only the first :data:`READ_AHEAD`: a disk read takes milliseconds, and
-  each read in flight holds a piece in libtorrent too); the rest of the window gets
-  deadlines without a read, so libtorrent fetches them and they wait on
+  already on disk, only the first :data:`READ_AHEAD` until the rates are first measured:
+  each read in flight holds a piece in libtorrent too, and many streams may start at once);
+  the rest of the window gets deadlines without a read, so libtorrent fetches them and they wait on
   disk (verified) until the stream is near. A stream holds at most ``readAhead`` pieces
   received ahead plus the one being written (:attr:`TorrentFileProducer.maxBufferedBytes`
   records the peak; never more than ``(maxReadAhead + 1) * pieceLength``); a read-ahead
@@ -89,7 +89,7 @@ MAX_WINDOW = 64
 #: seconds of data the window aims to hold at the stream's measured rate
 HORIZON_SECONDS = 3.0
 #: seconds between two measures of the rates (and resizes of the window)
-SAMPLE_SECONDS = 0.5
+SAMPLE_SECONDS = 0.25
 #: the shortest and longest step between two pieces' deadlines, in ms
 MIN_STEP_MS = 25
 MAX_STEP_MS = 1000
@@ -486,9 +486,11 @@ class TorrentFileProducer:
             return
         top = min(self._next + (self.window or MIN_WINDOW) - 1, self._last)
         near = self._next + self.readAhead - 1
-        # a piece on disk is read in a few ms: the least read-ahead keeps up with any
-        # consumer, and reads in flight hold libtorrent's buffers as well as ours
-        nearOnDisk = self._next + min(READ_AHEAD, self.readAhead) - 1
+        # Pieces on disk are read READ_AHEAD at a time until the first measure: every
+        # read in flight holds a piece in libtorrent as well as ours, and hundreds of
+        # streams starting at once must not each read their whole window.
+        measured = self.drainRate is not None
+        nearOnDisk = self._next + (self.readAhead if measured else READ_AHEAD) - 1
         step = self._stepMs()
         for piece in range(self._next, top + 1):
             if piece in self._requested or piece in self._received:
