@@ -24,13 +24,15 @@ it, in order, as the pieces arrive:
   pieces, at most the window), are read (their bytes posted to the stream; of the pieces
   already on disk, only the first :data:`READ_AHEAD` until the rates are first measured:
   each read in flight holds a piece in libtorrent too, and many streams may start at once);
-  the rest of the window gets deadlines without a read, so libtorrent fetches them and they wait on
-  disk (verified) until the stream is near. A stream holds at most ``readAhead`` pieces
-  received ahead plus the one being written (:attr:`TorrentFileProducer.maxBufferedBytes`
-  records the peak; never more than ``(maxReadAhead + 1) * pieceLength``); a read-ahead
-  that shrinks drops the pieces past its new end at once (they are on disk), a window that
-  shrinks resets the deadlines past its end. A consumer that stays paused (a player paused
-  with a full buffer) is measured as it waits, so its stream shrinks to the least;
+  the rest of the window gets deadlines without a read, so libtorrent fetches them and
+  they wait on disk (verified) until the stream is near. A stream holds at most the pieces
+  its read-ahead asked for plus the one being written
+  (:attr:`TorrentFileProducer.maxBufferedBytes` records the peak; never more than
+  ``(maxReadAhead + 1) * pieceLength``). A smaller read-ahead or window asks for nothing
+  more past its end; when the consumer sets the pace (it held the stream paused for most
+  of the sample, or stays paused: a player paused with a full buffer is measured as it
+  waits) the stream also lets go at once of what lies past the new end (pieces dropped are
+  on disk; deadlines are reset);
 - opening a media file (a ``video/`` or ``audio/`` type by its name, streamed from its
   first byte) *primes* its last pieces too (a deadline, no read), since a player reads the
   container's index at the end before it plays; the first piece of a stream is due at once;
@@ -535,7 +537,7 @@ class TorrentFileProducer:
         self._stallCall = None
         if self._over or self._consumerPause is None:
             return
-        self._sample()
+        self._sample(release=True)
         if self.readAhead > READ_AHEAD or (self.window or 0) > MIN_WINDOW:
             self._stallCall = self.clock.callLater(2 * SAMPLE_SECONDS, self._stalled)
 
@@ -544,8 +546,12 @@ class TorrentFileProducer:
         if call is not None and call.active():
             call.cancel()
 
-    def _sample(self) -> None:
-        """Every SAMPLE_SECONDS: measure the rates and size the window from them."""
+    def _sample(self, release: bool = False) -> None:
+        """
+        Every SAMPLE_SECONDS: measure the rates and size the window from them. When the
+        consumer sets the pace (or stays paused: ``release``), what lies past a smaller
+        window is let go of at once.
+        """
         if not self._mapped:
             return
         now = self.clock.seconds()
@@ -567,6 +573,7 @@ class TorrentFileProducer:
             return
         if paused >= elapsed / 2:
             rate = self.drainRate  # the consumer sets the pace
+            release = True  # and will not want what lies past the new end for a while
         elif not (written or arrived):
             return  # nothing came and nothing was asked for: waiting for peers, no measure
         else:
@@ -574,17 +581,21 @@ class TorrentFileProducer:
         wanted = -(-int(self.horizon * rate) // self._pieceLength)
         window = max(min(MIN_WINDOW, self.windowLimit), min(self.windowLimit, wanted))
         reads = -(-int(READ_SECONDS * rate) // self._pieceLength)
-        self._resize(window, max(min(READ_AHEAD, window), min(window, reads)))
+        self._resize(window, max(min(READ_AHEAD, window), min(window, reads)), release)
 
-    def _resize(self, window: int, readAhead: int) -> None:
+    def _resize(self, window: int, readAhead: int, release: bool) -> None:
         """
-        Use ``window`` pieces, reading the first ``readAhead``; what lies past a smaller
-        one's end is let go of now.
+        Use ``window`` pieces, reading the first ``readAhead``. A smaller one asks for no
+        more past its end; with ``release``, what lies past it is let go of now (a stream
+        whose rate merely dipped keeps what it asked for: dropping it would only read it
+        again).
         """
         old = self.window or window
         self.window, self.readAhead = window, readAhead
         self.maxWindow = max(self.maxWindow, window)
         self.maxReadAhead = max(self.maxReadAhead, readAhead)
+        if not release:
+            return
         if window < old:
             top = self._next + window - 1
             beyond = [p for p in self._requested | self._ahead if p > top]
