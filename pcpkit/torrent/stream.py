@@ -322,7 +322,6 @@ class TorrentFileProducer:
             if self._pausedAt is not None:
                 self._samplePaused += self.clock.seconds() - self._pausedAt
                 self._pausedAt = None
-            self._cancelStallCall()
             held.unpause()  # the last pause released: _carryOn
         elif not self._pauser.paused:
             self._carryOn()  # a resume without a pause (some consumers start that way)
@@ -533,13 +532,21 @@ class TorrentFileProducer:
         self._urgent = False
 
     def _stalled(self) -> None:
-        """The consumer has held its pause a while: measure, shrink, and look again."""
+        """
+        Look at a consumer that paused: if it has held that pause a while, measure and
+        shrink; look again while it holds it. (One call per stream at a time, not one per
+        pause: a transport pauses and resumes its producer many times a second.)
+        """
         self._stallCall = None
-        if self._over or self._consumerPause is None:
+        if self._over or self._consumerPause is None or self._pausedAt is None:
             return
-        self._sample(release=True)
-        if self.readAhead > READ_AHEAD or (self.window or 0) > MIN_WINDOW:
-            self._stallCall = self.clock.callLater(2 * SAMPLE_SECONDS, self._stalled)
+        waited = self.clock.seconds() - self._pausedAt
+        if waited >= 2 * SAMPLE_SECONDS:
+            self._sample(release=True)
+            if self.readAhead <= READ_AHEAD and (self.window or 0) <= MIN_WINDOW:
+                return  # as small as it gets: nothing more to look at
+            waited = 0.0
+        self._stallCall = self.clock.callLater(2 * SAMPLE_SECONDS - waited, self._stalled)
 
     def _cancelStallCall(self) -> None:
         call, self._stallCall = self._stallCall, None
