@@ -29,10 +29,10 @@ it, in order, as the pieces arrive:
   its read-ahead asked for plus the one being written
   (:attr:`TorrentFileProducer.maxBufferedBytes` records the peak; never more than
   ``(maxReadAhead + 1) * pieceLength``). A smaller read-ahead or window asks for nothing
-  more past its end; when the consumer sets the pace (it held the stream paused for most
-  of the sample, or stays paused: a player paused with a full buffer is measured as it
-  waits) the stream also lets go at once of what lies past the new end (pieces dropped are
-  on disk; deadlines are reset);
+  more past its end (what it has is delivered: reading it again would cost more); a
+  consumer that stays paused (a player paused with a full buffer) is measured as it waits,
+  and its stream shrinks to the least and lets go at once of what lies past the new end
+  (pieces dropped are on disk; deadlines are reset);
 - opening a media file (a ``video/`` or ``audio/`` type by its name, streamed from its
   first byte) *primes* its last pieces too (a deadline, no read), since a player reads the
   container's index at the end before it plays; the first piece of a stream is due at once;
@@ -556,8 +556,8 @@ class TorrentFileProducer:
     def _sample(self, release: bool = False) -> None:
         """
         Every SAMPLE_SECONDS: measure the rates and size the window from them. When the
-        consumer sets the pace (or stays paused: ``release``), what lies past a smaller
-        window is let go of at once.
+        consumer stays paused (``release``), what lies past a smaller window is let go of
+        at once; otherwise it is delivered (reading it again later would cost more).
         """
         if not self._mapped:
             return
@@ -580,7 +580,6 @@ class TorrentFileProducer:
             return
         if paused >= elapsed / 2:
             rate = self.drainRate  # the consumer sets the pace
-            release = True  # and will not want what lies past the new end for a while
         elif not (written or arrived):
             return  # nothing came and nothing was asked for: waiting for peers, no measure
         else:
