@@ -208,6 +208,10 @@ class TorrentFileProducer:
         self._requested: set[int] = set()  # reads asked for: their data comes to us
         self._ahead: set[int] = set()  # deadlines only: fetched, read when near
         self._onDisk: set[int] = set()  # known to be had, not read yet
+        # the pieces on disk: from the torrent's status when mapped, then piece events (a
+        # piece checked after that is read through its deadline's alert all the same)
+        self._had = bytearray()
+        self._aheadTo = -1  # the window past the read-ahead was walked up to this piece
         self._cancellations: dict[int, int] = {}
         self._received: dict[int, bytes] = {}
         self._receivedBytes = 0
@@ -379,7 +383,10 @@ class TorrentFileProducer:
         self._fill()
 
     def pieceFinished(self, piece: int) -> None:
-        # read_piece_alerts (from the deadline flag) carry the data; this only counts
+        # read_piece_alerts (from the deadline flag) carry the data of the pieces asked
+        # for; this keeps the map of the pieces on disk
+        if 0 <= piece < len(self._had):
+            self._had[piece] = 1
         if self._first <= piece <= self._last:
             self.piecesFinished += 1
 
@@ -438,6 +445,10 @@ class TorrentFileProducer:
         self.maxReadAhead = max(self.maxReadAhead, self.readAhead)
         self._fileStart = int(files.file_offset(self.fileIndex))
         self._fileSize = size
+        pieces = self._handle.status(lt.status_flags_t.query_pieces).pieces
+        self._had = bytearray(1 if had else 0 for had in pieces)
+        if len(self._had) < int(ti.num_pieces()):  # (no bitfield while checking)
+            self._had = bytearray(int(ti.num_pieces()))
         self._sampleAt = self.clock.seconds()
         if self._setRange(self.start, end):
             return
@@ -455,6 +466,7 @@ class TorrentFileProducer:
             return True
         self._first = self._next = self._absStart // self._pieceLength
         self._last = (self._absEnd - 1) // self._pieceLength
+        self._aheadTo = self._next - 1
         self._urgent = True
         return False
 
@@ -467,7 +479,7 @@ class TorrentFileProducer:
         step = self._stepMs()
         for piece in range(max(firstPiece, top + 1), lastPiece + 1):
             try:
-                if not self._handle.have_piece(piece):
+                if not self._had[piece]:
                     # right after the first pieces of the stream
                     self._handle.set_piece_deadline(piece, 2 * step)
                     self.primed.append(piece)
@@ -486,33 +498,21 @@ class TorrentFileProducer:
         if self._over or self._pauser.count or not self._mapped:
             return
         top = min(self._next + (self.window or MIN_WINDOW) - 1, self._last)
-        near = self._next + self.readAhead - 1
+        near = min(self._next + self.readAhead - 1, top)
         # Pieces on disk are read READ_AHEAD at a time until the first measure: every
         # read in flight holds a piece in libtorrent as well as ours, and hundreds of
         # streams starting at once must not each read their whole window.
         measured = self.drainRate is not None
         nearOnDisk = self._next + (self.readAhead if measured else READ_AHEAD) - 1
         step = self._stepMs()
-        for piece in range(self._next, top + 1):
-            if piece in self._requested or piece in self._received:
-                continue
-            if self._urgent and piece == self._next:
-                deadline = 0  # the first byte of a stream or a seek: at once
-            else:
-                deadline = step * (piece - self._next + 1)
-            # (have_piece is a round trip to libtorrent's thread: asked once per piece,
-            # and once more when a piece fetched ahead comes into the read-ahead)
-            try:
-                if piece > near:
-                    # fetched ahead, its bytes not held: read when the stream is near it
-                    if piece not in self._ahead and piece not in self._onDisk:
-                        if self._handle.have_piece(piece):
-                            self._onDisk.add(piece)
-                        else:
-                            self._ahead.add(piece)
-                            self._handle.set_piece_deadline(piece, deadline)
+        # (this runs for every piece delivered: the far part of the window is only walked
+        # where it is new, and which pieces are had is known from the piece events, not
+        # asked of libtorrent -- have_piece is a round trip to its busy network thread)
+        try:
+            for piece in range(self._next, near + 1):
+                if piece in self._requested or piece in self._received:
                     continue
-                if piece in self._onDisk or self._handle.have_piece(piece):
+                if piece in self._onDisk or self._had[piece]:
                     self._onDisk.add(piece)
                     if piece > nearOnDisk:
                         continue  # read when the stream is nearer
@@ -524,12 +524,27 @@ class TorrentFileProducer:
                     self._ahead.discard(piece)
                     self._requested.add(piece)
                     self._handle.set_piece_deadline(
-                        piece, deadline, lt.deadline_flags_t.alert_when_available
+                        piece, self._deadline(piece, step), lt.deadline_flags_t.alert_when_available
                     )
-            except RuntimeError as e:  # an invalid handle: the torrent is going away
-                self._fail(TorrentError(f"torrent {self.torrentid}: {e}"))
-                return
+            for piece in range(max(near, self._aheadTo) + 1, top + 1):
+                # fetched ahead, its bytes not held: read when the stream is near it
+                if piece in self._requested or piece in self._received:
+                    continue
+                if self._had[piece]:
+                    self._onDisk.add(piece)
+                else:
+                    self._ahead.add(piece)
+                    self._handle.set_piece_deadline(piece, self._deadline(piece, step))
+        except RuntimeError as e:  # an invalid handle: the torrent is going away
+            self._fail(TorrentError(f"torrent {self.torrentid}: {e}"))
+            return
+        self._aheadTo = max(self._aheadTo, top)
         self._urgent = False
+
+    def _deadline(self, piece: int, step: int) -> int:
+        if self._urgent and piece == self._next:
+            return 0  # the first byte of a stream or a seek: at once
+        return step * (piece - self._next + 1)
 
     def _stalled(self) -> None:
         """
@@ -608,6 +623,7 @@ class TorrentFileProducer:
             self._resetDeadlines(beyond)
             self._requested.difference_update(beyond)
             self._ahead.difference_update(beyond)
+            self._aheadTo = min(self._aheadTo, top)
         near = self._next + readAhead - 1
         far = [p for p in self._requested if p > near]
         # still fetched (their deadlines stay), but their bytes are dropped when they come
