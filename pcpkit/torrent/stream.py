@@ -5,10 +5,13 @@ A file of a torrent as a Twisted push producer, delivered in order while it down
 HTTP request, a pcpkit proxy, ...) and writes a byte range of one file of the torrent to
 it, in order, as the pieces arrive:
 
-- a *window* of pieces ahead of the next one to deliver is given a
-  ``set_piece_deadline(..., alert_when_available)`` so libtorrent fetches them first and
-  posts a ``read_piece_alert`` with each piece's bytes as soon as it has passed its hash
-  check; pieces already on disk are read with ``read_piece``;
+- a *window* of pieces ahead of the next one to deliver is given a ``set_piece_deadline``
+  so libtorrent fetches them first; the nearest of them (the *read-ahead*, below) with
+  ``alert_when_available``, so libtorrent posts a ``read_piece_alert`` with each piece's
+  bytes as soon as it has passed its hash check; pieces already on disk are read with
+  ``read_piece`` (which pieces are on disk is known from the torrent's status when the
+  stream starts and from the piece events after it, not asked piece by piece:
+  ``have_piece`` is a round trip to libtorrent's network thread);
 - the window is *time-based* (as proposed for libtorrent's streaming guide, PR 6293): it
   holds about ``horizon`` seconds of data at the stream's rate, measured as it runs. While
   the consumer sets the pace (it held the stream paused for most of the last sample), the
@@ -40,8 +43,8 @@ it, in order, as the pieces arrive:
   window's deadlines are reset at once and the new position's first piece is due at once
   (an HTTP player seeks with a new ``Range`` request instead: the old request's stream
   is stopped, which resets its deadlines, when its connection goes);
-- ``pauseProducing`` stops writing *and* requesting, so a paused stream holds at most the
-  window; ``resumeProducing`` carries on (the consumer's pause is a
+- ``pauseProducing`` stops writing *and* requesting, so a paused stream holds at most its
+  read-ahead; ``resumeProducing`` carries on (the consumer's pause is a
   :class:`~pcpkit._pause.Pause` of the stream's :class:`~pcpkit._pause.Pauser`, pcpkit's one
   pause mechanism);
 - ``stopProducing`` (the consumer gave up) cancels the outstanding deadlines and fails the
