@@ -25,9 +25,8 @@ it, in order, as the pieces arrive:
 - memory is bounded by the *read-ahead*, a part of the window: only the pieces next in
   line, about :data:`READ_SECONDS` of data at the same rate (at least :data:`READ_AHEAD`
   pieces, at most the window), are read (their bytes posted to the stream; of the pieces
-  already on disk, only the first :data:`READ_AHEAD` until the rates are first measured
-  and never more than :data:`DISK_READ_AHEAD`: a disk read takes milliseconds, each read
-  in flight holds a piece in libtorrent too, and many streams may run at once);
+  already on disk, only the first :data:`READ_AHEAD` until the rates are first measured:
+  each read in flight holds a piece in libtorrent too, and many streams may start at once);
   the rest of the window gets deadlines without a read, so libtorrent fetches them and
   they wait on disk (verified) until the stream is near. A stream holds at most the pieces
   its read-ahead asked for plus the one being written
@@ -104,8 +103,6 @@ MAX_STEP_MS = 1000
 READ_AHEAD = 4
 #: seconds of data at the stream's rate that the read-ahead aims to hold
 READ_SECONDS = 1.0
-#: the most pieces already on disk that a stream reads ahead
-DISK_READ_AHEAD = 8
 #: bytes at the end of a media file primed when it is opened
 PRIME_TAIL_BYTES = 512 * 1024
 
@@ -505,12 +502,11 @@ class TorrentFileProducer:
             return
         top = min(self._next + (self.window or MIN_WINDOW) - 1, self._last)
         near = min(self._next + self.readAhead - 1, top)
-        # Pieces on disk are read READ_AHEAD at a time until the first measure, and never
-        # more than DISK_READ_AHEAD: a read takes milliseconds, every read in flight holds
-        # a piece in libtorrent as well as ours, and hundreds of streams may run at once.
+        # Pieces on disk are read READ_AHEAD at a time until the first measure: every
+        # read in flight holds a piece in libtorrent as well as ours, and hundreds of
+        # streams starting at once must not each read their whole window.
         measured = self.drainRate is not None
-        onDisk = min(self.readAhead, DISK_READ_AHEAD) if measured else READ_AHEAD
-        nearOnDisk = self._next + onDisk - 1
+        nearOnDisk = self._next + (self.readAhead if measured else READ_AHEAD) - 1
         step = self._stepMs()
         # (this runs for every piece delivered: the far part of the window is only walked
         # where it is new, and which pieces are had is known from the piece events, not
