@@ -168,7 +168,7 @@ def parseRange(header: bytes | str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable(f"bytes=-{_short(last)} of a {size}-byte file")
         return max(size - n, 0), size
     start = _offset(first)
-    if last and _offset(last) < start:
+    if last and _below(last, first):
         return None
     if start >= size:
         raise RangeNotSatisfiable(f"bytes={_short(first)}- of a {size}-byte file")
@@ -185,6 +185,12 @@ def _offset(digits: str) -> int:
     """A byte offset from ASCII digits; an absurdly long one is 2**64 (past any file)."""
     digits = digits.lstrip("0") or "0"
     return int(digits) if len(digits) <= _MAX_DIGITS else 1 << 64
+
+
+def _below(a: str, b: str) -> bool:
+    """Whether the number in digits ``a`` is below that in ``b`` (any length, no int())."""
+    a, b = a.lstrip("0"), b.lstrip("0")
+    return (len(a), a) < (len(b), b)
 
 
 def _short(digits: str) -> str:
