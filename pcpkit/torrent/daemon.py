@@ -1098,6 +1098,9 @@ class TorrentDaemon(MultiService):
         session = self._session
         if record is None or record.dropped or record.saving or session is None:
             return
+        if status["isFinished"] or status["paused"] or status["state"] != "downloading":
+            # (checking: the counts are not final; finished: its own save covers it)
+            return
         pieces, now = int(status["piecesDone"]), self.reactor.seconds()
         if record.savedPieces < 0:
             record.savedPieces, record.savedAt = pieces, now  # what the start knew
