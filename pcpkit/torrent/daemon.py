@@ -15,9 +15,10 @@
 - **State.** For each torrent the state folder (default ``SAVE_PATH/.pcpkit-state``) holds
   ``<infohash>.json`` (how it was added: magnet link, watch-folder files),
   ``<infohash>.torrent`` (its metainfo) and ``<infohash>.resume`` (libtorrent resume data).
-  Resume data is written as pieces complete (at most every :data:`RESUME_MIN_SECONDS` per
-  torrent, once :data:`RESUME_PIECES` pieces more are verified, or on the next status after
-  ``resumeInterval`` seconds when fewer are), when a torrent finishes, and for every torrent
+  Resume data is written as pieces complete while downloading (at most every
+  :data:`RESUME_MIN_SECONDS` per torrent, once :data:`RESUME_PIECES` pieces more are
+  verified, or on the next status after ``resumeInterval`` seconds when fewer are), when a
+  torrent finishes, and for every torrent
   at :meth:`TorrentDaemon.stopService`; files are replaced atomically. After a crash (``kill
   -9``) the pieces verified since the last save are on disk but not in the resume data: when
   a torrent's data files are newer than its resume file, the torrent is re-checked on start
