@@ -22,7 +22,13 @@ from pcpkit.torrent.session import (
     TorrentSession,
     UnknownTorrent,
 )
-from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer, streamFile
+from pcpkit.torrent.stream import (
+    MIN_WINDOW,
+    READ_AHEAD,
+    StreamStopped,
+    TorrentFileProducer,
+    streamFile,
+)
 from tests.torrentutil import (
     MiB,
     Sessions,
@@ -239,3 +245,107 @@ async def test_stream_errors(sessions: Sessions, tmp_path: Path) -> None:
     with pytest.raises(SessionStopped):
         await d
     assert stopping.unregistered
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_window_follows_the_rates(sessions: Sessions, tmp_path: Path) -> None:
+    seeder, _, downloader, added, data = await swarm(sessions, tmp_path, size=16 * MiB)
+    # a slow player that waits a while between reads: 64 KiB every 0.6 s (~110 kB/s);
+    # 3 s of that is under 4 pieces
+    slow = SlowConsumer(pauseEvery=1, delay=0.6)
+    slowStream = TorrentFileProducer(downloader, added.torrentid, 0, slow)
+    slowDone = slowStream.beginProducing()
+    # a fast reader of the same torrent from the middle
+    fast = SlowConsumer(pauseEvery=16, delay=0.001)
+    fastStream = TorrentFileProducer(downloader, added.torrentid, 0, fast, 8 * MiB)
+    fastDone = fastStream.beginProducing()
+    downloader.connectPeer(added.torrentid, "127.0.0.1", seeder.listenPort)
+    await withTimeout(fastDone, 50)
+    assert bytes(fast.data) == data[8 * MiB :]
+    # a fast consumer keeps a deep window (bound: 6 MiB of 256 KiB pieces)
+    assert fastStream.windowLimit == 24 and fastStream.window is not None
+    assert fastStream.window > MIN_WINDOW
+    while slowStream.drainRate is None or slowStream.window != 4:
+        await sleep(0.1)
+        assert slowStream.bytesWritten < MiB, "the slow stream's window did not shrink"
+    assert slowStream.drainRate < 1_000_000
+    assert slowStream.readAhead == READ_AHEAD
+    assert slowStream.bufferedBytes <= (READ_AHEAD + 1) * PIECE
+    assert slowStream.maxBufferedBytes <= (slowStream.maxReadAhead + 1) * PIECE
+    slowDone.cancel()
+    with pytest.raises(defer.CancelledError):
+        await slowDone
+    assert bytes(slow.data) == data[: len(slow.data)]
+    assert downloader._pieceListeners == 0
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_seek(sessions: Sessions, tmp_path: Path) -> None:
+    seeder, _, downloader, added, data = await swarm(sessions, tmp_path, size=12 * MiB)
+    consumer = SlowConsumer(pauseEvery=2, delay=0.001)
+    producer = TorrentFileProducer(downloader, added.torrentid, 0, consumer)
+    target = len(data) * 9 // 10 + 12345
+    sought: list[int] = []
+
+    def write(chunk: bytes, write: Any = consumer.write) -> None:
+        write(chunk)
+        if not sought and len(consumer.data) >= MiB:
+            sought.append(len(consumer.data))
+            producer.seek(target)  # re-entrant: from inside the consumer's write
+
+    consumer.write = write  # type: ignore[method-assign]
+    d = producer.beginProducing()
+    downloader.connectPeer(added.torrentid, "127.0.0.1", seeder.listenPort)
+    await withTimeout(d, 50)
+    got = sought[0]
+    assert bytes(consumer.data) == data[:got] + data[target:]
+    assert consumer.unregistered and producer.bufferedBytes == 0
+    with pytest.raises(ValueError, match="running stream"):
+        producer.seek(0)
+
+    # a seek out of the file is refused and the stream goes on
+    other = SlowConsumer()
+    producer = TorrentFileProducer(downloader, added.torrentid, 0, other, 0, 100)
+    d = producer.beginProducing()
+    with pytest.raises(ValueError, match="not within file 0"):
+        producer.seek(10, len(data) + 1)
+    await withTimeout(d, 20)
+    assert bytes(other.data) == data[:100]
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_opening_a_media_file_primes_its_end(sessions: Sessions, tmp_path: Path) -> None:
+    folder = tmp_path / "seed"
+    data = writePayload(folder, "movie.mp4", 12 * MiB, seed=7)
+    raw = makeTorrent(folder / "movie.mp4", pieceSize=PIECE)
+    limit = {"upload_rate_limit": 3_000_000, "ignore_limits_on_local_network": False}
+    seeder, downloader = sessions(settings=limit), sessions()
+    await withTimeout(seeder.addTorrent(raw, savefolder=str(folder), seed=True), 15)
+    added = await withTimeout(downloader.addTorrent(raw, savefolder=str(tmp_path / "dl")), 10)
+    handle = downloader.handle(added.torrentid)
+    last = len(data) // PIECE - 1
+    consumer = SlowConsumer(pauseEvery=1, delay=0.001)
+    seenAt: list[int] = []
+
+    def write(chunk: bytes, write: Any = consumer.write) -> None:
+        write(chunk)
+        if not seenAt and handle.have_piece(last):
+            seenAt.append(len(consumer.data))
+
+    consumer.write = write  # type: ignore[method-assign]
+    producer = TorrentFileProducer(downloader, added.torrentid, 0, consumer, 0, 4 * MiB)
+    d = producer.beginProducing()
+    assert producer.primed == [last - 1, last]  # the last 512 KiB
+    downloader.connectPeer(added.torrentid, "127.0.0.1", seeder.listenPort)
+    await withTimeout(d, 50)
+    assert bytes(consumer.data) == data[: 4 * MiB]
+    # ~3 MB/s: the end came within the first pieces, long before 4 MiB had streamed
+    assert seenAt and seenAt[0] < 2 * MiB, seenAt
+
+    # not a media file, or not opened at its start: nothing primed
+    plain = TorrentFileProducer(downloader, added.torrentid, 0, SlowConsumer(), 5, 10)
+    await withTimeout(plain.beginProducing(), 20)
+    assert plain.primed == []

@@ -15,14 +15,21 @@
 - **State.** For each torrent the state folder (default ``SAVE_PATH/.pcpkit-state``) holds
   ``<infohash>.json`` (how it was added: magnet link, watch-folder files),
   ``<infohash>.torrent`` (its metainfo) and ``<infohash>.resume`` (libtorrent resume data).
-  Resume data is written when a torrent finishes, every ``resumeInterval`` seconds for the
-  torrents that changed, and for every torrent at :meth:`TorrentDaemon.stopService`; files
-  are replaced atomically. Every disk access (state and resume files, the watch folder) runs
-  in the reactor's thread pool, one at a time in order, so the reactor never waits on a disk;
-  written files are synced (``fsync``) once, at shutdown. On start the torrents are re-added
-  with their resume data, so nothing is downloaded or checked again: a finished torrent comes
-  back seeding. Unusable resume data is logged and the torrent re-checked from its data
-  instead.
+  Resume data is written as pieces complete while downloading (at most every
+  :data:`RESUME_MIN_SECONDS` per torrent, once :data:`RESUME_PIECES` pieces more are
+  verified, or on the next status after ``resumeInterval`` seconds when fewer are), when a
+  torrent finishes, and for every torrent
+  at :meth:`TorrentDaemon.stopService`; files are replaced atomically. After a crash (``kill
+  -9``) the pieces verified since the last save are on disk but not in the resume data: when
+  a torrent's data files are newer than its resume file, the torrent is re-checked on start
+  (hashing keeps every verified piece) instead of trusting the resume data and
+  re-downloading what it does not list. Every disk access (state and resume files, the watch
+  folder, those checks) runs in the reactor's thread pool, one at a time in order, so the
+  reactor never waits on a disk; written files are synced (``fsync``) once, at shutdown. On
+  start the torrents are re-added with their resume data, so nothing is downloaded or checked
+  again: a finished torrent comes back seeding (a clean stop pauses the session and flushes
+  before the last save, so its data is never newer than its resume data). Unusable resume
+  data is logged and the torrent re-checked from its data instead.
 - **HTTP** (``httpEndpoint``): the web UI, ``/status.json`` and
   ``/stream/<infohash>/<fileIndex>`` of :mod:`pcpkit.torrent.web`, and the JSON control API
   ``/api/...`` of :mod:`pcpkit.torrent.api` (add, remove, pause, resume, recheck, file
@@ -74,7 +81,9 @@ from pcpkit.torrent.session import (
     TorrentError,
     TorrentRemoved,
     TorrentSession,
+    TorrentStatus,
     UnknownTorrent,
+    lt,
     parseMagnet,
 )
 from pcpkit.torrent.web import MAX_BODY, DaemonSite, makeSite
@@ -104,6 +113,11 @@ LIMITS_FILE = "limits.json"
 MAX_TORRENT_FILE = 64 * 1024 * 1024
 #: the largest ``.magnet`` file read from the watch folder
 MAX_MAGNET_FILE = 64 * 1024
+
+#: the fewest seconds between two piece-driven saves of one torrent's resume data
+RESUME_MIN_SECONDS = 2.0
+#: verified pieces more than at the last save that make a piece-driven save due
+RESUME_PIECES = 16
 
 _STATE_FILE = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64})\.json")
 _WATCHED_SUFFIXES = (".torrent", ".magnet")
@@ -245,6 +259,10 @@ class _Torrent:
     failure: BaseException | None = None
     #: stopped (by us or by the engine): late events about it are ignored
     dropped: bool = False
+    #: verified pieces and the reactor time at the last resume save (or since start)
+    savedPieces: int = -1
+    savedAt: float = 0.0
+    saving: bool = False
 
     @property
     def label(self) -> str:
@@ -266,6 +284,9 @@ class _Observer(BaseTorrentSessionObserver):
 
     def torrentFinished(self, torrentid: int) -> None:
         self.daemon._torrentFinished(torrentid)
+
+    def torrentStatus(self, torrentid: int, status: TorrentStatus) -> None:
+        self.daemon._torrentProgress(torrentid, status)
 
     def torrentError(self, torrentid: int, reason: str) -> None:
         self.daemon._torrentError(torrentid, reason)
@@ -826,7 +847,10 @@ class TorrentDaemon(MultiService):
         def saveAll(_: object) -> Deferred[int]:
             if session is None or session.stopped:
                 return succeed(0)
-            return self._saveResumeData(session, onlyChanged=False)
+            # nothing is written to the data after its resume data: the next start would
+            # take newer data for a crash and check it again
+            session.libtorrentSession.pause()
+            return self._saveResumeData(session, onlyChanged=False, flush=True)
 
         def flush(saved: int) -> Deferred[int]:
             # Every write queued so far (state, resume data) is done, then synced once.
@@ -975,13 +999,16 @@ class TorrentDaemon(MultiService):
         """Re-add the torrents of the state folder; fires with how many were added."""
         return self._disk.run(self._readStateFolder).addCallback(self._restoreFrom)
 
-    def _readStateFolder(self) -> tuple[list[tuple[_Torrent, bytes | None]], list[str]]:
-        """(In a thread.) The torrents of the state folder, and what could not be read."""
+    def _readStateFolder(self) -> tuple[list[tuple[_Torrent, bytes | None, bool]], list[str]]:
+        """
+        (In a thread.) The torrents of the state folder (with their resume data and whether
+        their data files are newer than it), and what could not be read.
+        """
         try:
             names = sorted(os.listdir(self.stateDir))
         except OSError as e:
             return [], [f"cannot read the state folder {self.stateDir}: {e.strerror or e}"]
-        found: list[tuple[_Torrent, bytes | None]] = []
+        found: list[tuple[_Torrent, bytes | None, bool]] = []
         problems: list[str] = []
         for name in names:
             match = _STATE_FILE.fullmatch(name)
@@ -1002,16 +1029,38 @@ class TorrentDaemon(MultiService):
                     "checking its data instead"
                 )
                 resume = None
-            found.append((record, resume))
+            stale = resume is not None and self._dataNewer(infohash, record.metainfo, resume)
+            found.append((record, resume, stale))
         return found, problems
 
+    def _dataNewer(self, infohash: str, metainfo: bytes | None, resume: bytes) -> bool:
+        """
+        (In a thread.) Whether a data file of the torrent was written after its resume data
+        (a crash after the last save): the resume data then lacks pieces that are on disk.
+        """
+        try:
+            saved = os.stat(self._statePath(infohash, ".resume")).st_mtime_ns
+            ti = lt.torrent_info(metainfo) if metainfo else lt.read_resume_data(resume).ti
+        except (OSError, RuntimeError):
+            return False
+        if ti is None:
+            return False
+        files = ti.files()
+        for i in range(files.num_files()):
+            try:
+                if os.stat(os.path.join(self.savePath, files.file_path(i))).st_mtime_ns > saved:
+                    return True
+            except OSError:
+                continue  # not written yet (or a pad file)
+        return False
+
     def _restoreFrom(
-        self, result: tuple[list[tuple[_Torrent, bytes | None]], list[str]]
+        self, result: tuple[list[tuple[_Torrent, bytes | None, bool]], list[str]]
     ) -> Deferred[int]:
         found, problems = result
         for problem in problems:
             log.error("{problem}", problem=problem)
-        adds = [self._start(record, resume) for record, resume in found]
+        adds = [self._start(record, resume, stale) for record, resume, stale in found]
         results = DeferredList(adds)
         return results.addCallback(lambda rs: sum(1 for ok, added in rs if ok and added))
 
@@ -1094,8 +1143,13 @@ class TorrentDaemon(MultiService):
 
     # -- adding and stopping torrents --------------------------------------------------
 
-    def _start(self, record: _Torrent, resumedata: bytes | None = None) -> Deferred[bool]:
-        """Add ``record`` to the session; fires with whether it was added (never fails)."""
+    def _start(
+        self, record: _Torrent, resumedata: bytes | None = None, recheck: bool = False
+    ) -> Deferred[bool]:
+        """
+        Add ``record`` to the session; fires with whether it was added (never fails).
+        ``recheck``: its data is newer than ``resumedata``, hash it again once added.
+        """
         session = self._session
         if session is None or session.stopped:
             return succeed(False)
@@ -1111,11 +1165,15 @@ class TorrentDaemon(MultiService):
                 return result
 
             pending.addBoth(left)
-            return waited.addCallback(lambda _: self._add(session, record, resumedata))
-        return self._add(session, record, resumedata)
+            return waited.addCallback(lambda _: self._add(session, record, resumedata, recheck))
+        return self._add(session, record, resumedata, recheck)
 
     def _add(
-        self, session: TorrentSession, record: _Torrent, resumedata: bytes | None
+        self,
+        session: TorrentSession,
+        record: _Torrent,
+        resumedata: bytes | None,
+        recheck: bool = False,
     ) -> Deferred[bool]:
         if session.stopped:
             return succeed(False)
@@ -1138,6 +1196,13 @@ class TorrentDaemon(MultiService):
                 self._removeFromSession(record)
                 return False
             self._writeState(record)
+            if recheck:
+                log.info(
+                    "the data of {torrent} is newer than its resume data (a crash after the "
+                    "last save?): checking it again rather than downloading it again",
+                    torrent=record.label,
+                )
+                session.handle(result.torrentid).force_recheck()
             how = "resumed" if resumedata is not None else "added"
             log.info(
                 "{how} {torrent}, saving to {savePath}",
@@ -1316,8 +1381,40 @@ class TorrentDaemon(MultiService):
 
     # -- resume data -------------------------------------------------------------------
 
-    def _saveOne(self, session: TorrentSession, record: _Torrent) -> Deferred[bool]:
-        """Ask for and write one torrent's resume data; fires with success (never fails)."""
+    def _torrentProgress(self, torrentid: int, status: TorrentStatus) -> None:
+        """A status update: save the resume data when enough pieces came since the last."""
+        record = self._byId.get(torrentid)
+        session = self._session
+        if record is None or record.dropped or record.saving or session is None:
+            return
+        if status["isFinished"] or status["paused"] or status["state"] != "downloading":
+            # (checking: the counts are not final; finished: its own save covers it)
+            return
+        pieces, now = int(status["piecesDone"]), self.reactor.seconds()
+        if record.savedPieces < 0:
+            record.savedPieces, record.savedAt = pieces, now  # what the start knew
+            return
+        since = now - record.savedAt
+        if pieces <= record.savedPieces or since < RESUME_MIN_SECONDS:
+            return
+        if pieces - record.savedPieces < RESUME_PIECES and since < self.resumeInterval:
+            return
+        record.saving = True
+
+        def saved(ok: bool) -> None:
+            record.saving = False
+            if ok:
+                record.savedPieces, record.savedAt = pieces, now
+
+        self._saveOne(session, record).addCallback(saved)
+
+    def _saveOne(
+        self, session: TorrentSession, record: _Torrent, flush: bool = False
+    ) -> Deferred[bool]:
+        """
+        Ask for and write one torrent's resume data; fires with success (never fails).
+        ``flush``: libtorrent writes its cached data out first.
+        """
         if record.torrentid is None or session.stopped:
             return succeed(False)
 
@@ -1346,10 +1443,10 @@ class TorrentDaemon(MultiService):
                 )
             return False
 
-        return session.saveResumeData(record.torrentid).addCallbacks(write, failed)
+        return session.saveResumeData(record.torrentid, flush=flush).addCallbacks(write, failed)
 
     def _saveResumeData(
-        self, session: TorrentSession, onlyChanged: bool, timeout: float = 15.0
+        self, session: TorrentSession, onlyChanged: bool, timeout: float = 15.0, flush: bool = False
     ) -> Deferred[int]:
         """Save the resume data of every torrent (or of those that changed)."""
         saves: list[Deferred[bool]] = []
@@ -1362,7 +1459,7 @@ class TorrentDaemon(MultiService):
                         continue
                 except (TorrentError, RuntimeError):
                     continue
-            saves.append(self._saveOne(session, record))
+            saves.append(self._saveOne(session, record, flush))
         if not saves:
             return succeed(0)
         d: Deferred[Any] = DeferredList(saves)

@@ -931,10 +931,11 @@ class TorrentSession:
             except Exception:
                 log.failure("piece listener {listener!r} failed", listener=listener)
 
-    def saveResumeData(self, torrentid: int) -> Deferred[bytes]:
+    def saveResumeData(self, torrentid: int, flush: bool = False) -> Deferred[bytes]:
         """
         Ask for the torrent's resume data (it includes the metainfo), for
-        ``addTorrent(resumedata=...)`` after a restart.
+        ``addTorrent(resumedata=...)`` after a restart. ``flush``: libtorrent writes the
+        torrent's cached data to its files first (``flush_disk_cache``).
 
         :return: a Deferred firing with the bencoded resume data, or failing with
             :class:`UnknownTorrent` or :class:`TorrentError`.
@@ -945,9 +946,13 @@ class TorrentSession:
             return fail(e)
         d: Deferred[bytes] = Deferred()
         record.resumeWaiters.append(d)
-        if len(record.resumeWaiters) == 1:
-            # one request answers every caller waiting at the time
-            record.handle.save_resume_data(int(lt.torrent_handle.save_info_dict))
+        if len(record.resumeWaiters) == 1 or flush:
+            # one request answers every caller waiting at the time (a flush asks again:
+            # a request already out may not flush)
+            flags = int(lt.torrent_handle.save_info_dict)
+            if flush:
+                flags |= int(lt.torrent_handle.flush_disk_cache)
+            record.handle.save_resume_data(flags)
         return d
 
     # -- piece listeners (streaming) ---------------------------------------------------

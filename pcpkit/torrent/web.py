@@ -37,7 +37,7 @@ import io
 import json
 import mimetypes
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, cast
 
 from twisted.internet.defer import Deferred
@@ -53,7 +53,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from pcpkit.torrent.control import fileStorage, priorityName
 from pcpkit.torrent.ipc import formatBytes, formatRate
 from pcpkit.torrent.session import TorrentError, TorrentSession, UnknownTorrent, lt
-from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer
+from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer, releaseFreedMemory
 
 __all__ = [
     "INFOHASH",
@@ -206,7 +206,7 @@ def parseRange(header: bytes | str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable(f"bytes=-{_short(last)} of a {size}-byte file")
         return max(size - n, 0), size
     start = _offset(first)
-    if last and _offset(last) < start:
+    if last and _below(last, first):
         return None
     if start >= size:
         raise RangeNotSatisfiable(f"bytes={_short(first)}- of a {size}-byte file")
@@ -223,6 +223,12 @@ def _offset(digits: str) -> int:
     """A byte offset from ASCII digits; an absurdly long one is 2**64 (past any file)."""
     digits = digits.lstrip("0") or "0"
     return int(digits) if len(digits) <= _MAX_DIGITS else 1 << 64
+
+
+def _below(a: str, b: str) -> bool:
+    """Whether the number in digits ``a`` is below that in ``b`` (any length, no int())."""
+    a, b = a.lstrip("0"), b.lstrip("0")
+    return (len(a), a) < (len(b), b)
 
 
 def _short(digits: str) -> str:
@@ -519,17 +525,24 @@ class StreamResource(Resource):
     ``/stream/<infohash>/<fileIndex>``: a file of a torrent, as it downloads, with Range.
 
     :param source: gives the session (:class:`TorrentSource`).
-    :param window: pieces the stream asks libtorrent for ahead of the one it delivers.
+    :param window: the most pieces a stream asks libtorrent for ahead of the one it
+        delivers (``None``: the stream's byte bound); within it each stream sizes its window
+        from its client's drain rate and the swarm's (:mod:`pcpkit.torrent.stream`).
+
+    A new ``Range`` request (a player's seek) is a new stream; the old request's stream
+    stops, and resets its pieces' deadlines, as soon as its connection goes.
     """
 
     isLeaf = True
 
-    def __init__(self, source: TorrentSource, window: int = 12) -> None:
+    def __init__(self, source: TorrentSource, window: int | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.source = source
         self.window = window
         #: the streams running now
         self.producers: set[TorrentFileProducer] = set()
+        #: called with each stream's producer as it starts (monitoring, tests)
+        self.streamStarted: Callable[[TorrentFileProducer], None] | None = None
 
     def _prepare(self, request: Any) -> tuple[TorrentSession, int, str, int, int, int] | bytes:
         """
@@ -607,6 +620,8 @@ class StreamResource(Resource):
             session, torrentid, fileIndex, request, start, end, window=self.window
         )
         self.producers.add(producer)
+        if self.streamStarted is not None:
+            self.streamStarted(producer)
         gone: list[Failure] = []
 
         def clientGone(reason: Failure) -> None:
@@ -615,12 +630,12 @@ class StreamResource(Resource):
             producer.stopProducing()
 
         def done(result: None) -> None:
-            self.producers.discard(producer)
+            self._ended(producer)
             if not gone:
                 request.finish()
 
         def failed(reason: Failure) -> None:
-            self.producers.discard(producer)
+            self._ended(producer)
             if gone:
                 return
             if isinstance(reason.value, StreamStopped):
@@ -651,6 +666,12 @@ class StreamResource(Resource):
         stream: Deferred[None] = producer.beginProducing()
         stream.addCallbacks(done, failed)
         return NOT_DONE_YET
+
+    def _ended(self, producer: TorrentFileProducer) -> None:
+        self.producers.discard(producer)
+        if not self.producers:
+            # the last stream of a burst: hand what they freed back to the system
+            releaseFreedMemory()
 
     def stopStreams(self) -> None:
         """Stop every running stream (the daemon is stopping)."""
@@ -756,7 +777,9 @@ class DaemonSite(Site):
                 channel.transport.abortConnection()
 
 
-def makeRoot(source: TorrentSource, window: int = 12, api: Resource | None = None) -> Resource:
+def makeRoot(
+    source: TorrentSource, window: int | None = None, api: Resource | None = None
+) -> Resource:
     """
     The resource tree: ``/``, ``/status.json``, ``/status.js``, ``/ui.css``,
     ``/stream/...``, and ``api`` (:func:`pcpkit.torrent.api.makeApi`) as ``/api``.
@@ -775,7 +798,7 @@ def makeRoot(source: TorrentSource, window: int = 12, api: Resource | None = Non
 
 def makeSite(
     source: TorrentSource,
-    window: int = 12,
+    window: int | None = None,
     api: Resource | None = None,
     maxBody: int = MAX_BODY,
 ) -> DaemonSite:

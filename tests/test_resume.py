@@ -1,0 +1,68 @@
+"""
+After ``kill -9``, a restarted daemon resumes without downloading again what it had
+verified: resume data is saved as pieces complete, and data newer than its resume data
+is checked again rather than trusted to be missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+
+from pcpkit.torrent.maker import infohashOf
+from tests.test_twistd_torrent import (  # noqa: F401 - the "daemons" fixture
+    Daemons,
+    assertCleanStop,
+    daemonsFixture,
+    drop,
+    seeder,
+)
+from tests.torrentutil import (
+    MiB,
+    Sessions,
+    sessionsFixture,  # noqa: F401 - the "sessions" fixture
+    withTimeout,
+)
+
+PIECE = 256 * 1024
+
+
+@pytest.mark.timeout(120)
+@pytest_twisted.ensureDeferred
+async def test_kill_9_mid_download_then_restart_downloads_only_what_was_missing(
+    daemons: Daemons, sessions: Sessions, tmp_path: Path
+) -> None:
+    size = 40 * MiB
+    seed, _, data, raw = await seeder(
+        sessions, tmp_path / "seed", "film.bin", size, rateLimit=8 * MiB
+    )
+    infohash = infohashOf(raw)
+    save, watch, state = tmp_path / "save", tmp_path / "watch", tmp_path / "state"
+    peers = [("127.0.0.1", seed.listenPort)]
+    first = await daemons(save, watch, state, peers=peers).start()
+    drop(watch, "film.torrent", raw)
+    total = size // PIECE
+    seen = await first.waitFor(
+        infohash, lambda t: t["piecesDone"] >= total * 6 // 10, 60, "60% of the download"
+    )
+    # the resume data was saved as pieces came (the periodic save is 30 s away)
+    assert (state / f"{infohash}.resume").exists(), first.text()
+    assert first.process is not None
+    first.process._process.signalProcess("KILL")
+    assert await withTimeout(first.process.ended, 10) == -9
+    verified = seen["piecesDone"] * PIECE  # at least this much was verified at the kill
+
+    second = await daemons(save, watch, state, peers=peers).start()
+    done = await second.waitFor(infohash, lambda t: t["isFinished"], 60, "the download")
+    assert "checking it again rather than downloading it again" in second.text()
+    # this run downloaded what was missing, and little more (< 25% of the file extra)
+    again = done["totalDownloaded"]
+    assert again <= size - verified + size // 4, (again, size - verified)
+    assert (
+        hashlib.sha256((save / "film.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    )
+    print(f"downloaded after the restart: {again} bytes; missing at the kill: {size - verified}")
+    assertCleanStop(await second.stop(), second.text())
