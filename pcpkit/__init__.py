@@ -7,12 +7,15 @@ The byte level is :mod:`pcpkit.pcp`; the message level is :mod:`pcpkit.component
 
 from __future__ import annotations
 
+from pcpkit.chassis import Graphline, Pipeline
 from pcpkit.component import (
     BoxAlreadyLinked,
     BoxFull,
     Component,
     EmptyBox,
+    Scheduler,
     Stopped,
+    UndeliveredMessages,
     UnknownBox,
     noSpaceInBox,
 )
@@ -47,6 +50,10 @@ __all__ = [
     "BoxFull",
     "Component",
     "EmptyBox",
+    "Graphline",
+    "Pipeline",
+    "Scheduler",
+    "UndeliveredMessages",
     "ErrorInformation",
     "NewComponent",
     "ProducerFinished",
