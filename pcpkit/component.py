@@ -956,7 +956,6 @@ class Component(Runnable):
         self.scheduler.schedule(self)  # type: ignore[union-attr]
 
     def _stepAsync(self) -> None:
-        self._budget = ASYNC_BUDGET
         for _ in range(GENERATOR_BATCH):
             w = self._waiter
             if w is None or not w.ready():
@@ -978,6 +977,13 @@ class Component(Runnable):
                 self._resume(value)
             if self._done or self._parkedOn is not None:
                 break
+            w = self._waiter
+            if w is not None and not w.boxes:
+                # It gave up its turn (its budget is spent): back of the queue. Resumed
+                # here instead, a messages() loop found its budget spent again and gave
+                # the turn up again, for the whole batch: with a small budget it never
+                # got anywhere, and the scheduler (and a test's Clock.advance) spun.
+                break
         self._queued = False
         w = self._waiter
         if w is not None and w.ready() and not self._done and self._parkedOn is None:
@@ -996,6 +1002,8 @@ class Component(Runnable):
         coro, context = self._coro, self._context
         if coro is None or context is None:
             return
+        # It suspended: a fresh budget of get/put calls before it must give up its turn.
+        self._budget = ASYNC_BUDGET
         run = context.run
         while True:
             try:
@@ -1145,10 +1153,11 @@ class Component(Runnable):
                 continue
             q = box.queue
             if q:
-                self._budget -= 1
                 if self._budget <= 0:
+                    # (checked before the count: resumed, it has a budget again and takes)
                     await _Waiter((), take=False)
                     continue
+                self._budget -= 1
                 yield _recv(self, boxname, box)
                 continue
             if ending is not None:
