@@ -616,6 +616,7 @@ class Component(Runnable):
         self._done = False
         self._queued = False
         self._paused = False
+        self._keepPoke = False
         self._gen: Generator[Any, Any, Any] | None = None
         self._waiter: _Waiter | None = None
         self._coro: Coroutine[Any, Any, Any] | None = None
@@ -923,8 +924,17 @@ class Component(Runnable):
     def _stepGenerator(self) -> None:
         gen = self._gen
         assert gen is not None
+        # A step starts with no poke, unless the generator is mid-loop: requeued at the end
+        # of its batch, or parked by a send. It need not look at its inboxes again before it
+        # pauses, so a message that arrived while it waited (others ran, or the reactor
+        # delivered from I/O after the slice ended) must still count against that pause.
+        keep = self._keepPoke
+        self._keepPoke = False
         for _ in range(GENERATOR_BATCH):
-            self._poked = False
+            if keep:
+                keep = False
+            else:
+                self._poked = False
             try:
                 yielded = next(gen)
             except StopIteration as stop:
@@ -942,6 +952,7 @@ class Component(Runnable):
                 # It sent into a full parking inbox: not stepped again until that drains.
                 if self._poked:
                     self._paused = False
+                self._keepPoke = True
                 self._queued = False
                 return
             if self._paused:
@@ -952,6 +963,7 @@ class Component(Runnable):
                 self._queued = False
                 return
         # Still runnable: back of the queue, so others get their turn.
+        self._keepPoke = True
         self._queued = False
         self.scheduler.schedule(self)  # type: ignore[union-attr]
 
