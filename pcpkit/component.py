@@ -927,14 +927,12 @@ class Component(Runnable):
         # A step starts with no poke, unless the generator is mid-loop: requeued at the end
         # of its batch, or parked by a send. It need not look at its inboxes again before it
         # pauses, so a message that arrived while it waited (others ran, or the reactor
-        # delivered from I/O after the slice ended) must still count against that pause.
-        keep = self._keepPoke
+        # delivered from I/O after the slice ended) counts against its next pause, whichever
+        # step that is: only a pause consumes a poke.
+        if not self._keepPoke:
+            self._poked = False
         self._keepPoke = False
         for _ in range(GENERATOR_BATCH):
-            if keep:
-                keep = False
-            else:
-                self._poked = False
             try:
                 yielded = next(gen)
             except StopIteration as stop:
@@ -959,6 +957,7 @@ class Component(Runnable):
                 if self._poked:
                     # a message arrived during the step, before it paused: not a sleep
                     self._paused = False
+                    self._poked = False
                     continue
                 self._queued = False
                 return

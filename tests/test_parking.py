@@ -785,3 +785,47 @@ def test_async_main_with_a_tiny_budget_and_no_slice_time_makes_progress(
     assert sink.got == list(range(50))
     assert putter.finished.called and sink.finished.called
     assert not clock.getDelayedCalls()
+
+
+class IdleThenPause(Component):
+    """Looks at control, yields a few turns, then pauses without looking again (legal)."""
+
+    def __init__(self, idle: int, **argd: Any) -> None:
+        super().__init__(**argd)
+        self.idle = idle
+        self.got: list[Any] = []
+
+    def main(self) -> Generator[int, None, None]:
+        while True:
+            while self.dataReady("inbox"):
+                self.got.append(self.recv("inbox"))
+            if self.dataReady("control") and not self.dataReady("inbox"):
+                return
+            for _ in range(self.idle):
+                yield 1
+            if not self.dataReady("inbox"):
+                self.pause()
+            yield 1
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_message_that_arrives_while_queued_mid_loop_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """
+    Its batch ends mid-loop (as when a slice ends on a loaded machine), the shutdown arrives
+    while it waits in the run queue, and it then pauses without looking at control: before,
+    the wake-up was cleared when its next step started and it slept for ever.
+    """
+    monkeypatch.setattr("pcpkit.component.SLICE_SECONDS", 0)
+    monkeypatch.setattr("pcpkit.component.GENERATOR_BATCH", batch)
+    clock = Clock()
+    sched = Scheduler(clock)
+    feed = Feed([0, 1])
+    sink = IdleThenPause(idle=2)
+    wire(feed, sink)
+    sink.activate(sched)
+    feed.activate(sched)
+    _runTurns(sched, 1_000)
+    assert sink.finished.called, (sink.got, sink._paused, sink.dataReady("control"))
+    assert sink.got == [0, 1]
