@@ -616,6 +616,7 @@ class Component(Runnable):
         self._done = False
         self._queued = False
         self._paused = False
+        self._keepPoke = False
         self._gen: Generator[Any, Any, Any] | None = None
         self._waiter: _Waiter | None = None
         self._coro: Coroutine[Any, Any, Any] | None = None
@@ -923,8 +924,15 @@ class Component(Runnable):
     def _stepGenerator(self) -> None:
         gen = self._gen
         assert gen is not None
-        for _ in range(GENERATOR_BATCH):
+        # A step starts with no poke, unless the generator is mid-loop: requeued at the end
+        # of its batch, or parked by a send. It need not look at its inboxes again before it
+        # pauses, so a message that arrived while it waited (others ran, or the reactor
+        # delivered from I/O after the slice ended) counts against its next pause, whichever
+        # step that is: only a pause consumes a poke.
+        if not self._keepPoke:
             self._poked = False
+        self._keepPoke = False
+        for _ in range(GENERATOR_BATCH):
             try:
                 yielded = next(gen)
             except StopIteration as stop:
@@ -942,21 +950,23 @@ class Component(Runnable):
                 # It sent into a full parking inbox: not stepped again until that drains.
                 if self._poked:
                     self._paused = False
+                self._keepPoke = True
                 self._queued = False
                 return
             if self._paused:
                 if self._poked:
                     # a message arrived during the step, before it paused: not a sleep
                     self._paused = False
+                    self._poked = False
                     continue
                 self._queued = False
                 return
         # Still runnable: back of the queue, so others get their turn.
+        self._keepPoke = True
         self._queued = False
         self.scheduler.schedule(self)  # type: ignore[union-attr]
 
     def _stepAsync(self) -> None:
-        self._budget = ASYNC_BUDGET
         for _ in range(GENERATOR_BATCH):
             w = self._waiter
             if w is None or not w.ready():
@@ -978,6 +988,13 @@ class Component(Runnable):
                 self._resume(value)
             if self._done or self._parkedOn is not None:
                 break
+            w = self._waiter
+            if w is not None and not w.boxes:
+                # It gave up its turn (its budget is spent): back of the queue. Resumed
+                # here instead, a messages() loop found its budget spent again and gave
+                # the turn up again, for the whole batch: with a small budget it never
+                # got anywhere, and the scheduler (and a test's Clock.advance) spun.
+                break
         self._queued = False
         w = self._waiter
         if w is not None and w.ready() and not self._done and self._parkedOn is None:
@@ -996,6 +1013,8 @@ class Component(Runnable):
         coro, context = self._coro, self._context
         if coro is None or context is None:
             return
+        # It suspended: a fresh budget of get/put calls before it must give up its turn.
+        self._budget = ASYNC_BUDGET
         run = context.run
         while True:
             try:
@@ -1145,10 +1164,11 @@ class Component(Runnable):
                 continue
             q = box.queue
             if q:
-                self._budget -= 1
                 if self._budget <= 0:
+                    # (checked before the count: resumed, it has a budget again and takes)
                     await _Waiter((), take=False)
                     continue
+                self._budget -= 1
                 yield _recv(self, boxname, box)
                 continue
             if ending is not None:

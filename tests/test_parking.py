@@ -732,3 +732,100 @@ async def test_hypothesis_threaded_senders() -> None:
         await sender.finished.addTimeout(30, reactor)
         assert sink.got == list(range(n)), case
         assert sink.maxQueued <= size, case
+
+
+# -- the async budget: a spent budget gives up the turn and then makes progress -------------------
+
+
+class BudgetCollector(Component):
+    def __init__(self, **argd: Any) -> None:
+        super().__init__(**argd)
+        self.got: list[Any] = []
+
+    async def main(self) -> None:
+        async for msg in self.messages():
+            self.got.append(msg)
+
+
+def _runTurns(sched: Scheduler, turns: int) -> int:
+    """Run the scheduler's reactor turns one by one (not ``Clock.advance``, which would spin
+    for ever on a scheduler that never empties its queue); return how many ran."""
+    for n in range(turns):
+        call = sched.pending
+        if call is None:
+            return n
+        call.cancel()
+        sched.pending = None
+        sched.runSlice()
+    return turns
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3])
+def test_async_main_with_a_tiny_budget_and_no_slice_time_makes_progress(
+    monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    """
+    Adversarial timing, deterministically: every slice is over after one run (a loaded
+    machine) and the budget of get/put calls is tiny. Before: a ``messages()`` loop resumed
+    after giving up its turn found its budget still spent and gave the turn up again, for
+    ever (budget 1), so the scheduler never emptied its queue and ``Clock.advance`` spun.
+    """
+    monkeypatch.setattr("pcpkit.component.SLICE_SECONDS", 0)
+    monkeypatch.setattr("pcpkit.component.ASYNC_BUDGET", budget)
+    clock = Clock()
+    sched = Scheduler(clock)
+    sink = BudgetCollector()
+    putter = Putter(50)
+    wire(putter, sink)
+    sink.setInboxSize("inbox", 4, park=True)
+    sink.activate(sched)
+    putter.activate(sched)
+    ran = _runTurns(sched, 5_000)
+    assert ran < 5_000, (len(sink.got), putter.sent, sched.runQueue)
+    assert sink.got == list(range(50))
+    assert putter.finished.called and sink.finished.called
+    assert not clock.getDelayedCalls()
+
+
+class IdleThenPause(Component):
+    """Looks at control, yields a few turns, then pauses without looking again (legal)."""
+
+    def __init__(self, idle: int, **argd: Any) -> None:
+        super().__init__(**argd)
+        self.idle = idle
+        self.got: list[Any] = []
+
+    def main(self) -> Generator[int, None, None]:
+        while True:
+            while self.dataReady("inbox"):
+                self.got.append(self.recv("inbox"))
+            if self.dataReady("control") and not self.dataReady("inbox"):
+                return
+            for _ in range(self.idle):
+                yield 1
+            if not self.dataReady("inbox"):
+                self.pause()
+            yield 1
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_message_that_arrives_while_queued_mid_loop_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """
+    Its batch ends mid-loop (as when a slice ends on a loaded machine), the shutdown arrives
+    while it waits in the run queue, and it then pauses without looking at control: before,
+    the wake-up was cleared when its next step started and it slept for ever.
+    """
+    monkeypatch.setattr("pcpkit.component.SLICE_SECONDS", 0)
+    monkeypatch.setattr("pcpkit.component.GENERATOR_BATCH", batch)
+    clock = Clock()
+    sched = Scheduler(clock)
+    feed = Feed([0, 1])
+    sink = IdleThenPause(idle=2)
+    wire(feed, sink)
+    sink.activate(sched)
+    feed.activate(sched)
+    _runTurns(sched, 1_000)
+    assert sink.finished.called, (sink.got, sink._paused, sink.dataReady("control"))
+    assert sink.got == [0, 1]
