@@ -44,7 +44,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ReactorNotRunning
@@ -53,6 +53,9 @@ from twisted.python.failure import Failure
 from pcpkit._format import formatBytes, formatRate, parseBytes
 from pcpkit._progress import Progress
 from pcpkit._twisted import Interrupted, Stopper, getReactor
+
+if TYPE_CHECKING:  # the torrent modules are imported only by the commands that use them
+    from pcpkit.torrent.transfer import Transfer
 
 __all__ = ["CommandError", "EXIT_INTERRUPTED", "main"]
 
@@ -888,15 +891,7 @@ async def _download(
             name=result.name,
             port=port,
         )
-        out.startBar(f"seeding {result.name}: uploaded", interval=10.0)
-        transfer.onStatus = lambda s: out.status(s, "totalUploaded", "upRate")
-        try:
-            await stopper.wait(Deferred())
-        except Interrupted:
-            pass
-        out.endBar()
-        out.line("stopped seeding", "stopped")
-        return 0
+        return await _seedUntilStopped(out, transfer, stopper, result.name)
     finally:
         out.endBar()
         if transfer is not None:
@@ -935,6 +930,19 @@ def _checkDataPresent(raw: bytes, folder: str, name: str) -> None:
             f"pcpkit seed: the data of {name} is not in {folder} "
             f"(looked for {paths[0]}); use -o DIR to say where it is"
         )
+
+
+async def _seedUntilStopped(out: _Output, transfer: Transfer, stopper: Stopper, name: str) -> int:
+    """Show the upload line until Ctrl-C, then say so: the end of both ``seed`` forms."""
+    out.startBar(f"seeding {name}: uploaded", interval=10.0)
+    transfer.onStatus = lambda s: out.status(s, "totalUploaded", "upRate")
+    try:
+        await stopper.wait(Deferred())
+    except Interrupted:
+        pass
+    out.endBar()
+    out.line("stopped seeding", "stopped")
+    return 0
 
 
 async def _seedPath(args: argparse.Namespace, stopper: Stopper, path: str) -> int:
@@ -1022,15 +1030,7 @@ async def _seeding(args: argparse.Namespace, stopper: Stopper, raw: bytes, folde
             out.line(f"listening on {host}:{port}", "listening")
             out.line(magnet, "magnet")
             out.line("press Ctrl-C to stop", "help")
-        out.startBar(f"seeding {name}: uploaded", interval=10.0)
-        transfer.onStatus = lambda s: out.status(s, "totalUploaded", "upRate")
-        try:
-            await stopper.wait(Deferred())
-        except Interrupted:
-            pass
-        out.endBar()
-        out.line("stopped seeding", "stopped")
-        return 0
+        return await _seedUntilStopped(out, transfer, stopper, name)
     finally:
         out.endBar()
         if transfer is not None:
