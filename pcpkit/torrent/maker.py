@@ -52,7 +52,7 @@ from pcpkit.torrent.ipc import (
 from pcpkit.torrent.session import (
     InvalidTorrent,
     MagnetInfo,
-    _hashKeys,
+    hashKeys,
     parseMagnet,
     parseMetainfo,
 )
@@ -164,7 +164,7 @@ def infohashOf(rawmetainfo: bytes) -> str:
 
     :raises InvalidTorrent: the bytes are not a valid torrent.
     """
-    return _hashKeys(parseMetainfo(rawmetainfo).info_hashes())[0]
+    return hashKeys(parseMetainfo(rawmetainfo).info_hashes())[0]
 
 
 def torrentName(rawmetainfo: bytes) -> str:

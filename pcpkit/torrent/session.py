@@ -357,7 +357,7 @@ def _parseMagnetParams(magnet: object) -> Any:
         raise InvalidTorrent(f"invalid magnet link {shown!r}: {e}") from None
 
 
-def _hashKeys(infoHashes: Any) -> tuple[str, ...]:
+def hashKeys(infoHashes: Any) -> tuple[str, ...]:
     """The hex strings that name a torrent: its v1 and/or v2 info-hash."""
     keys = []
     if infoHashes.has_v1():
@@ -374,7 +374,7 @@ def parseMagnet(magnet: str) -> MagnetInfo:
     :raises InvalidTorrent: not a magnet link, or no valid info-hash in it.
     """
     params = _parseMagnetParams(magnet)
-    keys = _hashKeys(params.info_hashes)
+    keys = hashKeys(params.info_hashes)
     if not keys:
         raise InvalidTorrent(f"invalid magnet link {magnet[:80]!r}: no info-hash in it")
     return MagnetInfo(keys[0], params.name or keys[0], list(params.trackers))
@@ -538,7 +538,7 @@ def _rawStatus(st: Any) -> dict[str, Any]:
     else:
         activity = _ACTIVITY.get(state, state.replace("_", " "))
     return {
-        "keys": _hashKeys(st.info_hashes),
+        "keys": hashKeys(st.info_hashes),
         "fractionDone": float(st.progress),
         "downRate": down,
         "upRate": int(st.upload_payload_rate),
@@ -753,7 +753,7 @@ class TorrentSession:
         except TorrentError as e:
             return fail(e)
         ti = params.ti
-        keys = _hashKeys(ti.info_hashes() if ti is not None else params.info_hashes)
+        keys = hashKeys(ti.info_hashes() if ti is not None else params.info_hashes)
         if not keys:
             return fail(InvalidTorrent("no info-hash: the metainfo names no torrent"))
         for key in keys:
@@ -1088,14 +1088,14 @@ class TorrentSession:
 
     @staticmethod
     def _handleKeys(alert: Any) -> tuple[str, ...]:
-        return _hashKeys(alert.handle.info_hashes())
+        return hashKeys(alert.handle.info_hashes())
 
     # copiers: alert -> closure over plain values (or None to ignore)
 
     def _copyAdd(self, alert: Any) -> Callable[[], None]:
         params = alert.params
         ti = params.ti
-        keys = _hashKeys(ti.info_hashes() if ti is not None else params.info_hashes)
+        keys = hashKeys(ti.info_hashes() if ti is not None else params.info_hashes)
         error = _errorMessage(alert.error)
         handle = alert.handle
         return lambda: self._onAdded(keys, handle, error)
@@ -1126,15 +1126,15 @@ class TorrentSession:
         return lambda: self._onError(keys, message)
 
     def _copyRemoved(self, alert: Any) -> Callable[[], None]:
-        keys = _hashKeys(alert.info_hashes)
+        keys = hashKeys(alert.info_hashes)
         return lambda: self._onRemoved(keys)
 
     def _copyDeleted(self, alert: Any) -> Callable[[], None]:
-        keys = _hashKeys(alert.info_hashes)
+        keys = hashKeys(alert.info_hashes)
         return lambda: self._onDeleted(keys, None)
 
     def _copyDeleteFailed(self, alert: Any) -> Callable[[], None]:
-        keys = _hashKeys(alert.info_hashes)
+        keys = hashKeys(alert.info_hashes)
         message = str(alert.message())
         return lambda: self._onDeleted(keys, message)
 
