@@ -25,9 +25,9 @@ import ipaddress
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import clientFromString, serverFromString
 
-from pcpkit._twisted import clientEndpoint as _rawClient
-from pcpkit._twisted import serverEndpoint as _rawServer
+from pcpkit._twisted import getReactor
 
 __all__ = [
     "EndpointError",
@@ -199,7 +199,9 @@ def serverEndpoint(value: str | int, reactor: Any = None) -> Any:
     """
     description = listenDescription(value)
     try:
-        return _rawServer(description, reactor)
+        return serverFromString(  # type: ignore[no-untyped-call,unused-ignore]
+            getReactor() if reactor is None else reactor, description
+        )
     except Exception as e:
         raise EndpointError(f"bad endpoint {_show(description)}: {reasonLine(e)}") from None
 
@@ -211,7 +213,9 @@ def clientEndpoint(value: str, reactor: Any = None) -> Any:
     """
     description = connectDescription(value)
     try:
-        return _rawClient(description, reactor)
+        return clientFromString(  # type: ignore[no-untyped-call,unused-ignore]
+            getReactor() if reactor is None else reactor, description
+        )
     except Exception as e:
         raise EndpointError(f"bad endpoint {_show(description)}: {reasonLine(e)}") from None
 

@@ -19,8 +19,6 @@ __all__ = [
     "getReactor",
     "currentFailure",
     "inReactorThread",
-    "clientEndpoint",
-    "serverEndpoint",
     "connectProtocol",
     "Interrupted",
     "Stopper",
@@ -48,24 +46,6 @@ def inReactorThread() -> bool:
     from twisted.python import threadable
 
     return bool(threadable.isInIOThread())  # type: ignore[no-untyped-call,unused-ignore]
-
-
-def clientEndpoint(description: str, reactor: Any = None) -> Any:
-    """``clientFromString`` on ``reactor`` (the global one by default)."""
-    from twisted.internet.endpoints import clientFromString
-
-    return clientFromString(  # type: ignore[no-untyped-call,unused-ignore]
-        getReactor() if reactor is None else reactor, description
-    )
-
-
-def serverEndpoint(description: str, reactor: Any = None) -> Any:
-    """``serverFromString`` on ``reactor`` (the global one by default)."""
-    from twisted.internet.endpoints import serverFromString
-
-    return serverFromString(  # type: ignore[no-untyped-call,unused-ignore]
-        getReactor() if reactor is None else reactor, description
-    )
 
 
 def connectProtocol(endpoint: Any, protocol: Any) -> Any:

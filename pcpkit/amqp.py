@@ -36,8 +36,9 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from pcpkit._endpoints import clientEndpoint
 from pcpkit._pause import Pause, Pauser, Watermark
-from pcpkit._twisted import clientEndpoint, connectProtocol, getReactor
+from pcpkit._twisted import connectProtocol, getReactor
 from pcpkit.component import Box, BoxFull, Component
 from pcpkit.ipc import ErrorInformation, ProducerFinished, Shutdown, ShutdownMicroprocess
 

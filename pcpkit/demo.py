@@ -39,13 +39,13 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pcpkit._endpoints import serverEndpoint
 from pcpkit._format import formatBytes, formatRate
 from pcpkit._progress import Progress
 from pcpkit._twisted import (
     Interrupted,
     Stopper,
     getReactor,
-    serverEndpoint,
     whenFired,
     withTimeout,
 )

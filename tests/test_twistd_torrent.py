@@ -885,7 +885,7 @@ async def test_daemon_disk_work_runs_off_the_reactor_thread(
 
         return wrapper
 
-    monkeypatch.setattr(daemonmod, "_atomicWrite", spy("write", daemonmod._atomicWrite))
+    monkeypatch.setattr(daemonmod, "atomicWrite", spy("write", daemonmod.atomicWrite))
     monkeypatch.setattr(daemonmod, "_scanFolder", spy("scan", daemonmod._scanFolder))
     monkeypatch.setattr(daemonmod, "_removeFiles", spy("remove", daemonmod._removeFiles))
     monkeypatch.setattr(

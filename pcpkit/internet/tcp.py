@@ -25,15 +25,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pcpkit._endpoints import clientEndpoint, serverEndpoint
 from pcpkit._fifo import asBytes
 from pcpkit._pause import Pause, Pauser
-from pcpkit._twisted import (
-    clientEndpoint,
-    connectProtocol,
-    currentFailure,
-    getReactor,
-    serverEndpoint,
-)
+from pcpkit._twisted import connectProtocol, currentFailure, getReactor
 from pcpkit.bridge import InboxConsumer, OutboxProducer
 from pcpkit.component import Box, Component, Stopped, linkBoxes
 from pcpkit.ipc import (

@@ -42,7 +42,6 @@ File names inside a torrent are checked by the engine: none can leave the save p
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -86,6 +85,7 @@ from pcpkit.torrent.session import (
     lt,
     parseMagnet,
 )
+from pcpkit.torrent.transfer import atomicWrite
 from pcpkit.torrent.web import MAX_BODY, DaemonSite, makeSite
 
 __all__ = [
@@ -295,22 +295,6 @@ class _Observer(BaseTorrentSessionObserver):
         self.daemon._torrentRemoved(torrentid)
 
 
-def _atomicWrite(path: str, data: bytes) -> None:
-    """
-    Replace ``path`` with ``data``: readers see the old or the new file, never a part. Not
-    synced here (:meth:`_Disk.flush` does, at shutdown); a failed write leaves no ``.tmp``.
-    """
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def _removeFiles(paths: Iterable[str]) -> list[str]:
     """Remove what exists of ``paths``; returns the errors (one line each)."""
     errors = []
@@ -438,10 +422,10 @@ class _Disk:
         return result
 
     def write(self, path: str, data: bytes) -> Deferred[None]:
-        """:func:`_atomicWrite` as a job."""
+        """:func:`~pcpkit.torrent.transfer.atomicWrite` as a job."""
 
         def job() -> None:
-            _atomicWrite(path, data)
+            atomicWrite(path, data)
             self._written.add(path)
 
         return self.run(job)
@@ -1112,9 +1096,9 @@ class TorrentDaemon(MultiService):
 
         def job() -> None:
             if metainfo is not None and not os.path.exists(torrentPath):
-                _atomicWrite(torrentPath, metainfo)
+                atomicWrite(torrentPath, metainfo)
                 disk._written.add(torrentPath)
-            _atomicWrite(statePath, json.dumps(state, indent=1).encode("utf-8"))
+            atomicWrite(statePath, json.dumps(state, indent=1).encode("utf-8"))
             disk._written.add(statePath)
 
         def failed(reason: Failure) -> None:

@@ -329,7 +329,7 @@ class Transfer(Deferred[TransferResult]):
                 self._wantResume = False
                 try:
                     data = await session.saveResumeData(tid)
-                    await deferToThread(_atomicWrite, self.resumeFile, data)
+                    await deferToThread(atomicWrite, self.resumeFile, data)
                 except (TorrentError, OSError) as e:
                     log.warn(
                         "resume data not saved to {path}: {why}",
@@ -385,14 +385,18 @@ def _readResume(path: str) -> bytes | None:
     return data or None
 
 
-def _atomicWrite(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (readers see the old or the new file, never a part)."""
+def atomicWrite(path: str, data: bytes) -> None:
+    """
+    Replace ``path`` with ``data``: readers see the old or the new file, never a part. Not
+    synced (the caller decides when); a failed write leaves no ``.tmp`` behind. Blocking:
+    call it in a thread.
+    """
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:
         # a full disk leaves an empty or partial .tmp: never leave it behind
         _removeFile(tmp)
         raise
