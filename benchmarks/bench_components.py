@@ -27,13 +27,17 @@ interleaved, repeated ``--repeat`` times; the table shows the median:
   source fills the first inbox with all N messages).
 * ``pcpkit-gen``    -- ``pcpkit.chassis.Pipeline`` of generator components, ``setInboxSize
   ("inbox", 64)``, on Twisted's default reactor.
+* ``axon-inbox``, ``pcpkit-inbox`` -- ``axon`` and ``pcpkit-gen`` with the stages and the
+  sink written in Kamaelia's other idiom, ``for msg in self.Inbox("inbox"): self.send(msg)``
+  (Axon's ``Inbox`` is ``while dataReady: yield recv()``; pcpkit's takes in one frame).
 * ``pcpkit-async``  -- the same with ``async def`` components (``messages()`` / ``put()``).
 * ``pcpkit-park``   -- parking bounds (``setInboxSize("inbox", 1, park=True)``), plain
   Kamaelia-style components with no exception handling, and a slow sink (one message per
   step): every stage is held back by parking, never by ``BoxFull``; the row's note gives the
   parks per hop. The cost per hop of parked flow control.
 
-The pass-through logic of ``axon*`` and ``pcpkit-gen`` is the same code (recv, send, hold the
+The pass-through logic of ``axon``/``axon-unbounded`` and ``pcpkit-gen`` is the same code, and
+that of ``axon-inbox`` and ``pcpkit-inbox`` too (recv, send, hold the
 message and pause on ``noSpaceInBox`` / ``BoxFull``, pause when the inbox is empty).
 
 Usage::
@@ -46,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -67,7 +72,9 @@ CONTENDERS: dict[str, str] = {
     "anyio": "anyio memory object streams (64), asyncio backend",
     "axon": "Kamaelia/Axon Pipeline, inboxes setSize(64)",
     "axon-unbounded": "Kamaelia/Axon Pipeline, default unbounded inboxes",
+    "axon-inbox": "the same, for msg in self.Inbox('inbox')",
     "pcpkit-gen": "pcpkit Pipeline, generator components",
+    "pcpkit-inbox": "the same, for msg in self.Inbox('inbox')",
     "pcpkit-async": "pcpkit Pipeline, async def components",
     "pcpkit-park": "pcpkit Pipeline, parking bound 1, slow sink",
 }
@@ -306,7 +313,57 @@ def makeGeneratorComponents(
     return Source, PassThrough, Sink
 
 
-def runAxon(n: int, bounded: bool) -> Result:
+def makeInboxComponents(base: Any, full: type[BaseException]) -> tuple[type, type]:
+    """PassThrough and Sink in Kamaelia's other idiom, ``for msg in self.Inbox("inbox")``."""
+
+    class PassThrough(base):  # type: ignore[misc]
+        def main(self) -> Generator[int, None, None]:
+            held: list[Any] = []
+            while True:
+                if held:
+                    try:
+                        self.send(held[0], "outbox")
+                        held.clear()
+                    except full:
+                        self.pause()
+                        yield 1
+                        continue
+                for msg in self.Inbox("inbox"):
+                    try:
+                        self.send(msg, "outbox")
+                    except full:
+                        held.append(msg)
+                        break
+                if not held and not self.dataReady("inbox") and self.dataReady("control"):
+                    self.send(self.recv("control"), "signal")
+                    return
+                self.pause()
+                yield 1
+
+    class Sink(base):  # type: ignore[misc]
+        def __init__(self, n: int, timer: Timer) -> None:
+            super().__init__()
+            self.n = n
+            self.timer = timer
+            self.got: list[int] = []
+
+        def main(self) -> Generator[int, None, None]:
+            got = self.got
+            while True:
+                for msg in self.Inbox("inbox"):
+                    got.append(msg)
+                if len(got) == self.n:
+                    self.timer.end()
+                if not self.dataReady("inbox") and self.dataReady("control"):
+                    self.recv("control")
+                    return
+                self.pause()
+                yield 1
+
+    return PassThrough, Sink
+
+
+def runAxon(n: int, bounded: bool, inbox: bool = False) -> Result:
     from Axon.AxonExceptions import noSpaceInBox
     from Axon.Component import component
     from Axon.Ipc import producerFinished
@@ -317,6 +374,9 @@ def runAxon(n: int, bounded: bool) -> Result:
     Source, PassThrough, Sink = makeGeneratorComponents(
         component, noSpaceInBox, producerFinished, timer
     )
+    if inbox:
+        PassThrough, InboxSink = makeInboxComponents(component, noSpaceInBox)
+        Sink = functools.partial(InboxSink, timer=timer)
     stages = [PassThrough() for _ in range(STAGES)]
     sink = Sink(n)
     if bounded:
@@ -327,12 +387,15 @@ def runAxon(n: int, bounded: bool) -> Result:
     return Result(n, timer.seconds, sink.got == list(range(n)))
 
 
-def runPcpkitGenerators(n: int) -> Result:
+def runPcpkitGenerators(n: int, inbox: bool = False) -> Result:
     from pcpkit import BoxFull, Component, producerFinished
     from pcpkit.chassis import Pipeline
 
     timer = Timer()
     Source, PassThrough, Sink = makeGeneratorComponents(Component, BoxFull, producerFinished, timer)
+    if inbox:
+        PassThrough, InboxSink = makeInboxComponents(Component, BoxFull)
+        Sink = functools.partial(InboxSink, timer=timer)
     stages = [PassThrough() for _ in range(STAGES)]
     sink = Sink(n)
     for c in [*stages, sink]:
@@ -452,7 +515,9 @@ RUNNERS: dict[str, Callable[[int], Result]] = {
     "anyio": runAnyio,
     "axon": lambda n: runAxon(n, bounded=True),
     "axon-unbounded": lambda n: runAxon(n, bounded=False),
+    "axon-inbox": lambda n: runAxon(n, bounded=True, inbox=True),
     "pcpkit-gen": runPcpkitGenerators,
+    "pcpkit-inbox": lambda n: runPcpkitGenerators(n, inbox=True),
     "pcpkit-async": runPcpkitAsync,
     "pcpkit-park": runPcpkitParking,
 }
@@ -564,12 +629,13 @@ def main(argv: list[str] | None = None) -> int:
     # async def 2x asyncio); the other runtimes are anchors without a goal.
     goals: dict[str, dict[str, float | None]] = {
         "pcpkit-gen": {"asyncio": 3.0, "axon": 20.0, "axon-unbounded": 20.0},
+        "pcpkit-inbox": {"asyncio": 3.0, "axon-inbox": 20.0},
         "pcpkit-async": {"asyncio": 2.0},
     }
     for mine, theirs in goals.items():
         if mine not in rate:
             continue
-        for other in ("asyncio", "uvloop", "trio", "anyio", "axon", "axon-unbounded"):
+        for other in ("asyncio", "uvloop", "trio", "anyio", "axon", "axon-unbounded", "axon-inbox"):
             if other not in rate:
                 continue
             ratio = rate[mine] / rate[other]

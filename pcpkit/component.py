@@ -36,7 +36,7 @@ import inspect
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import Any, ClassVar, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -50,6 +50,7 @@ from pcpkit.ipc import (
     ProducerFinished,
     Shutdown,
     ShutdownMicroprocess,
+    WaitComplete,
 )
 
 __all__ = [
@@ -276,7 +277,9 @@ def _send(sender: Any, message: object, boxname: str = "outbox", box: Box | None
 def _recv(owner: Any, boxname: str = "inbox", box: Box | None = None) -> Any:
     """
     The one take path: :meth:`Component.recv` is this function, and :meth:`Box.take` calls
-    it with the box already resolved.
+    it with the box already resolved. The two per-message loops, :meth:`Component.Inbox` and
+    :meth:`Component.messages`, take with ``popleft`` and then apply this function's rule
+    themselves (waiters run once the box has drained to ``low``), sparing a call per message.
     """
     if box is None:
         try:
@@ -618,6 +621,11 @@ class Component(Runnable):
         self._paused = False
         self._keepPoke = False
         self._gen: Generator[Any, Any, Any] | None = None
+        # the generators suspended by ``yield WaitComplete(g)``, innermost last
+        self._suspended: list[Generator[Any, Any, Any]] = []
+        # raised by a WaitComplete generator, to be raised in its caller on the next step
+        self._thrown: BaseException | None = None
+        self._halted = False
         self._waiter: _Waiter | None = None
         self._coro: Coroutine[Any, Any, Any] | None = None
         self._context: contextvars.Context | None = None
@@ -693,6 +701,29 @@ class Component(Runnable):
         Take the oldest message from inbox ``boxname``; :class:`EmptyBox` if there is none.
         (``box`` is for :meth:`Box.take`, which shares this code.)
         """
+
+    def Inbox(self, boxname: str = "inbox") -> Iterator[Any]:
+        """
+        Iterate over the messages in inbox ``boxname`` until it is empty (Axon's
+        ``for msg in self.Inbox("inbox")``): ``while dataReady: yield recv()`` in one frame.
+
+        Each message is taken as :meth:`recv` takes it: when it is yielded it has left the
+        box, and senders waiting on the box are woken once it has drained to its low
+        watermark. Messages that arrive while the loop runs are yielded too.
+        """
+        try:
+            box = self.inboxes[boxname]
+        except KeyError:
+            box = self._inbox(boxname)
+        q = box.queue
+        take = q.popleft
+        while q:
+            msg = take()
+            # _recv's rule after a take, written here to spare a call per message (this
+            # is the per-message loop of Kamaelia code); keep the two in step.
+            if box.waiters and len(q) <= box.low:
+                box.drained()
+            yield msg
 
     def dataReady(self, boxname: str = "inbox") -> int:
         """How many messages wait in inbox ``boxname``."""
@@ -826,8 +857,43 @@ class Component(Runnable):
         self._wake()
 
     def _isStopped(self) -> bool:
-        """Whether ``main`` has ended (returned or raised): Axon's name, used by parents."""
-        return self._done
+        """
+        Whether ``main`` has ended (returned or raised) or :meth:`stop` was called: Axon's
+        name, used by parents.
+        """
+        return self._done or self._halted
+
+    def stop(self) -> None:
+        """
+        Halt this component for good (Axon's ``stop``): ``main`` is not stepped again (it is
+        closed, so its ``finally`` blocks run) and ``finished`` fires with ``None``. Nothing
+        is sent on ``signal``, as in Axon: tell the components downstream yourself. Called
+        from inside ``main``, it takes effect at the next ``yield`` or ``await``.
+        """
+        if self._done or self._halted:
+            return
+        self._halted = True
+        # parked or asleep: it must run once more to be closed
+        self._parkedOn = None
+        self._paused = False
+        if self._active and not self._queued:
+            self.scheduler.schedule(self)  # type: ignore[union-attr]
+
+    def _halt(self) -> None:
+        """Close ``main`` after :meth:`stop`; ``finished`` fires with ``None``."""
+        self._queued = False
+        gens = [self._gen, *reversed(self._suspended)] if self._gen is not None else []
+        coro, context = self._coro, self._context
+        self._gen, self._suspended, self._coro, self._waiter = None, [], None, None
+        try:
+            for g in gens:
+                g.close()
+            if coro is not None and context is not None:
+                context.run(coro.close)
+        except BaseException:
+            self._fail(currentFailure())
+            return
+        self._finish(None)
 
     def _wake(self) -> None:
         self._paused = False
@@ -850,8 +916,35 @@ class Component(Runnable):
         self._budget = 0
 
     def main(self) -> Any:
-        """Override: a generator, or an ``async def``. The default does nothing."""
+        """
+        Override: a generator, or an ``async def``.
+
+        The default runs Axon's older protocol: :meth:`initialiseComponent` once, then
+        :meth:`mainBody` once per step while it returns a true value, then
+        :meth:`closeDownComponent`. With none of the three overridden, the component ends
+        after its first steps.
+        """
+        result = self.initialiseComponent()
+        if not result:
+            result = 1
+        yield result
+        while result:
+            result = self.mainBody()
+            if result:
+                yield result
+        yield self.closeDownComponent()
+
+    def initialiseComponent(self) -> Any:
+        """Axon's: called once, before the first :meth:`mainBody`. Override it."""
+        return 1
+
+    def mainBody(self) -> Any:
+        """Axon's: one step of the component; a false value ends it. Override it."""
         return None
+
+    def closeDownComponent(self) -> Any:
+        """Axon's: called once, after :meth:`mainBody` returned a false value. Override it."""
+        return 1
 
     def run(self) -> Any:
         """
@@ -885,6 +978,11 @@ class Component(Runnable):
         return outcome[0]
 
     def _run(self) -> None:
+        if self._halted:
+            if not self._done:
+                self._halt()
+            self._queued = False
+            return
         if self._done or self._parkedOn is not None:
             self._queued = False
             return
@@ -932,20 +1030,40 @@ class Component(Runnable):
         if not self._keepPoke:
             self._poked = False
         self._keepPoke = False
+        thrown, self._thrown = self._thrown, None
         for _ in range(GENERATOR_BATCH):
             try:
-                yielded = next(gen)
+                if thrown is None:
+                    yielded = next(gen)
+                else:
+                    exc, thrown = thrown, None
+                    yielded = gen.throw(exc)
             except StopIteration as stop:
+                if self._suspended:
+                    # a WaitComplete generator ended: the one that yielded it goes on
+                    gen = self._gen = self._suspended.pop()
+                    continue
                 self._gen = None
                 self._finish(stop.value)
                 return
-            except BaseException:
+            except BaseException as e:
+                if self._suspended:
+                    # ... or raised: the exception is raised at that yield
+                    gen = self._gen = self._suspended.pop()
+                    thrown = e
+                    continue
                 self._gen = None
                 self._fail(currentFailure())
                 return
             if isinstance(yielded, NewComponent):
                 for c in yielded.components:
                     c.activate(self.scheduler)
+            elif isinstance(yielded, WaitComplete):
+                self._suspended.append(gen)
+                gen = self._gen = yielded.generator
+            if self._halted:
+                self._halt()
+                return
             if self._parkedOn is not None:
                 # It sent into a full parking inbox: not stepped again until that drains.
                 if self._poked:
@@ -962,6 +1080,7 @@ class Component(Runnable):
                 self._queued = False
                 return
         # Still runnable: back of the queue, so others get their turn.
+        self._thrown = thrown
         self._keepPoke = True
         self._queued = False
         self.scheduler.schedule(self)  # type: ignore[union-attr]
@@ -986,7 +1105,7 @@ class Component(Runnable):
                             value = _recv(self, "", b)
                             break
                 self._resume(value)
-            if self._done or self._parkedOn is not None:
+            if self._done or self._parkedOn is not None or self._halted:
                 break
             w = self._waiter
             if w is not None and not w.boxes:
@@ -997,7 +1116,9 @@ class Component(Runnable):
                 break
         self._queued = False
         w = self._waiter
-        if w is not None and w.ready() and not self._done and self._parkedOn is None:
+        if self._halted or (
+            w is not None and w.ready() and not self._done and self._parkedOn is None
+        ):
             self.scheduler.schedule(self)  # type: ignore[union-attr]
 
     def _resume(self, result: Any) -> None:
@@ -1032,7 +1153,7 @@ class Component(Runnable):
                 return
             if isinstance(yielded, _Waiter):
                 self._waiter = yielded
-                if yielded.ready() and self._parkedOn is None:
+                if self._halted or (yielded.ready() and self._parkedOn is None):
                     self.scheduler.schedule(self)  # type: ignore[union-attr]
                 return
             if not isinstance(yielded, Deferred):
@@ -1044,6 +1165,8 @@ class Component(Runnable):
             yielded.addBoth(self._deferredFired, waiting)
             if not waiting:
                 waiting.append(self)  # not fired yet: its callback resumes the coroutine
+                if self._halted:
+                    self.scheduler.schedule(self)  # type: ignore[union-attr]
                 return
             result = waiting[0]  # it had fired already: go on here, not recursively
 
@@ -1169,7 +1292,11 @@ class Component(Runnable):
                     await _Waiter((), take=False)
                     continue
                 self._budget -= 1
-                yield _recv(self, boxname, box)
+                msg = q.popleft()
+                # _recv's rule after a take, as in Inbox: a call per message spared
+                if box.waiters and len(q) <= box.low:
+                    box.drained()
+                yield msg
                 continue
             if ending is not None:
                 self.shutdownMessage = ending

@@ -22,6 +22,7 @@ __all__ = [
     "SocketShutdown",
     "ErrorInformation",
     "NewComponent",
+    "WaitComplete",
     "shutdown",
     "shutdownMicroprocess",
     "producerFinished",
@@ -134,6 +135,30 @@ class NewComponent:
 
     def __repr__(self) -> str:
         return f"NewComponent{self.components!r}"
+
+
+class WaitComplete:
+    """
+    Axon's ``WaitComplete(generator)``: a generator ``main`` may ``yield
+    WaitComplete(subgenerator)`` to run ``subgenerator`` in its place until it ends; then
+    ``main`` goes on after its ``yield``. An exception in ``subgenerator`` is raised in
+    ``main`` at that ``yield``. ``self.pause()`` in ``subgenerator`` pauses the component,
+    as it does in ``main``. (Axon's ``tag`` keyword is accepted and ignored.)
+    """
+
+    def __init__(self, *args: Any, **argd: Any) -> None:
+        if not args:
+            raise TypeError("WaitComplete(generator): the generator to run is missing")
+        self.args = args
+        self.argd = argd
+
+    @property
+    def generator(self) -> Any:
+        """The generator to run."""
+        return self.args[0]
+
+    def __repr__(self) -> str:
+        return f"WaitComplete({self.args[0]!r})"
 
 
 shutdown = Shutdown

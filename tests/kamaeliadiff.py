@@ -50,6 +50,7 @@ MAPPING: dict[str, dict[str, str]] = {
         "shutdownMicroprocess": "pcpkit.ipc:shutdownMicroprocess",
         "shutdown": "pcpkit.ipc:shutdown",
         "newComponent": "pcpkit.ipc:newComponent",
+        "WaitComplete": "pcpkit.ipc:WaitComplete",
     },
     "Kamaelia.Chassis.Pipeline": {"Pipeline": "pcpkit.chassis:Pipeline"},
     "Kamaelia.Chassis.Graphline": {"Graphline": "pcpkit.chassis:Graphline"},

@@ -271,8 +271,9 @@ class TorrentMaker(Component):
         async for request in self.messages("inbox"):
             if not isinstance(request, TIPCMakeTorrent):
                 self._forceSend(
-                    ErrorInformation(self, message=f"TorrentMaker takes TIPCMakeTorrent, "
-                                     f"not {request!r}"),
+                    ErrorInformation(
+                        self, message=f"TorrentMaker takes TIPCMakeTorrent, not {request!r}"
+                    ),
                     "signal",
                 )
                 continue
@@ -295,7 +296,9 @@ class TorrentMaker(Component):
             except Exception as e:
                 self._forceSend(
                     ErrorInformation(
-                        self, e, f"cannot make a torrent of {request.srcfile}: {e}",
+                        self,
+                        e,
+                        f"cannot make a torrent of {request.srcfile}: {e}",
                         failure=currentFailure(),
                     ),
                     "signal",
