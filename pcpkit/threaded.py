@@ -135,6 +135,20 @@ class ThreadedComponent(Component):
         if self._outq:
             self._flush()
 
+    def main(self) -> Any:
+        """
+        Override: an ordinary function, run in the component's thread (it may block).
+
+        The default runs Axon's older protocol, as Axon's ``threadedcomponent`` does:
+        ``initialiseComponent()``, then ``mainBody()`` until it returns a false value, then
+        ``closeDownComponent()``.
+        """
+        self.initialiseComponent()
+        while self.mainBody():
+            pass
+        self.closeDownComponent()
+        return None
+
     # -- mailbox, thread side ------------------------------------------------------------------
 
     # Component.send also takes the ``box`` Box.deliver passes it; a thread never gets one.

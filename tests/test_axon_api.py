@@ -8,18 +8,23 @@ programs run on real Axon in ``tests/test_kamaelia_differential.py``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator
 from typing import Any
 
 import pytest
+import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from pcpkit import Component, producerFinished
+from pcpkit.chassis import Pipeline
 from pcpkit.component import BoxFull, Scheduler, Stopped, UnknownBox
 from pcpkit.ipc import WaitComplete
+from pcpkit.testing import runComponent
+from pcpkit.threaded import ThreadedComponent
 from tests.componentutil import Collector, Source
 
 
@@ -451,3 +456,27 @@ def test_an_uncaught_exception_in_a_waitcomplete_generator_fails_the_component()
 def test_waitcomplete_needs_a_generator() -> None:
     with pytest.raises(TypeError, match="generator"):
         WaitComplete()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_threaded_component_runs_the_mainbody_protocol_in_its_thread() -> None:
+    class Counter(ThreadedComponent):
+        def initialiseComponent(self) -> int:
+            self.threads = {threading.current_thread().name}
+            self.left = 5
+            return 1
+
+        def mainBody(self) -> int:
+            self.threads.add(threading.current_thread().name)
+            self.send(self.left, "outbox")
+            self.left -= 1
+            return self.left
+
+        def closeDownComponent(self) -> int:
+            self.send(producerFinished(self), "signal")
+            return 1
+
+    counter, sink = Counter(), Collector()
+    await runComponent(Pipeline(counter, sink), timeout=20)
+    assert sink.got == [5, 4, 3, 2, 1]
+    assert counter.threads == {f"pcpkit-{counter}"}
