@@ -39,6 +39,7 @@ __all__ = [
     "resolveHostPort",
     "boundPort",
     "describeAddress",
+    "listenInterface",
     "reasonLine",
 ]
 
@@ -166,6 +167,18 @@ def listenDescription(value: str | int) -> str:
     if isinstance(value, int) or _isNumber(value):
         return f"tcp:{_port(str(value), str(value), 0)}:interface=127.0.0.1"
     return _description(value, server=True)
+
+
+def listenInterface(description: str) -> str | None:
+    """
+    The interface a ``tcp``/``tcp6``/``ssl`` server endpoint string binds (an address or a
+    name, as written); ``None`` when it binds every interface or is another kind.
+    """
+    fields = _split(description)
+    if fields[0].lower() not in _PORT_TYPES:
+        return None
+    keywords = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+    return keywords.get("interface") or None
 
 
 def connectDescription(value: str) -> str:
