@@ -41,7 +41,8 @@ def requireChromium() -> None:
         )
 
 
-def headlessChromium(profile: Path) -> Any:
+def headlessChromium(profile: Path, *extra: str) -> Any:
+    """A headless Chromium driven by chromedriver; ``extra``: more command-line switches."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -51,7 +52,7 @@ def headlessChromium(profile: Path) -> Any:
     for arg in (
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--window-size=1280,800", f"--user-data-dir={profile}",
+        "--no-first-run", "--window-size=1280,800", f"--user-data-dir={profile}", *extra,
     ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

@@ -300,6 +300,46 @@ async def test_bad_peer_and_http_are_usage_errors(daemons: Daemons, tmp_path: Pa
         assert "Traceback" not in runner.text()
 
 
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_bad_allowed_host_is_a_usage_error(daemons: Daemons, tmp_path: Path) -> None:
+    for value, expected in (
+        ("", "--allowed-host: the host name is empty (give a name, or '*' for any)"),
+        ("media.lan:8080", "--allowed-host: 'media.lan:8080' is not a host name"),
+    ):
+        runner = ProcessRunner(
+            twistdArgv("torrent", "--save-path", str(tmp_path / "save"), "--allowed-host", value)
+        )
+        code = await withTimeout(runner.ended, 30)
+        text = runner.text()
+        assert code != 0, text
+        lines = [line for line in text.splitlines() if "--allowed-host:" in line]
+        assert len(lines) == 1 and expected in lines[0], text
+        assert "Traceback" not in text
+    assert not (tmp_path / "save").exists()  # refused before anything was made
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_allowed_host_option(daemons: Daemons, tmp_path: Path) -> None:
+    """twistd takes --allowed-host: that name is answered, another one is refused (421)."""
+    daemon = await daemons(
+        tmp_path / "save", extra=["--allowed-host", "media.lan", "--allowed-host", "nas"]
+    ).start()
+    for host in (f"media.lan:{daemon.port}", "nas", f"127.0.0.1:{daemon.port}", "localhost"):
+        code, _, body = await daemon.request("/status.json", {"Host": host})
+        assert code == 200 and json.loads(body) == [], (host, body)
+    evil = f"evil.example:{daemon.port}"
+    for path in ("/status.json", "/api/torrents", "/"):
+        code, head, body = await daemon.request(path, {"Host": evil})
+        assert code == 421 and head["content-type"] == "application/json", body
+        assert json.loads(body)["error"].startswith(f"Host {evil!r} is not a name of this")
+    # logged once for that name, however often it comes back
+    await daemon.waitForLog(f"refused HTTP requests: Host {evil!r}")
+    assert daemon.text().count(f"refused HTTP requests: Host {evil!r}") == 1
+    assertCleanStop(await daemon.stop(), daemon.text())
+
+
 # -- the daemon ----------------------------------------------------------------------------
 
 
