@@ -21,6 +21,7 @@ from pcpkit.torrent.api import TOKEN_HEADER
 from pcpkit.torrent.daemon import TorrentDaemon
 from pcpkit.torrent.hosts import ANY_HOST, AllowedHosts, checkHostName, hostName
 from pcpkit.torrent.maker import infohashOf, makeTorrent
+from pcpkit.torrent.remote import RemoteDaemon
 from pcpkit.torrent.web import MISDIRECTED
 from tests.test_api import (  # noqa: F401 - the "stopAfter" fixture
     makeDaemon,
@@ -177,10 +178,10 @@ async def test_a_foreign_host_gets_nothing_on_any_path(
     # a foreign Host is refused before the token is looked at
     code, _, body = await ask(daemon, "POST", f"/api/torrents/{infohash}/pause", [evil])
     assert code == 421
-    code, _, body = await ask(
-        daemon, "POST", f"/api/torrents/{infohash}/pause", [f"localhost:{port}"], token
-    )
-    assert code == 200 and json.loads(body)["done"] == "pause"
+    # pcpkit remote's client, by name: it sends Host: localhost:PORT
+    remote = RemoteDaemon(f"http://localhost:{port}", daemon.apiToken)
+    assert [t["infohash"] for t in await remote.torrents()] == [infohash]
+    assert (await remote.action(infohash, "pause"))["done"] == "pause"
 
 
 @pytest.mark.timeout(60)

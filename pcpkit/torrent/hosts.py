@@ -26,7 +26,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-__all__ = ["ANY_HOST", "OPTION", "AllowedHosts", "hostName", "checkHostName"]
+__all__ = ["ANY_HOST", "DEFAULT_NAMES", "OPTION", "AllowedHosts", "hostName", "checkHostName"]
 
 #: the name that allows every ``Host``
 ANY_HOST = "*"
