@@ -642,7 +642,7 @@ async def test_a_client_that_goes_away_stops_its_stream(sessions: Sessions, tmp_
         client = await _connect(port.getHost().port)
         assert client.transport is not None
         client.transport.write(
-            f"GET /stream/{added.infohash}/0 HTTP/1.1\r\nHost: x\r\n"
+            f"GET /stream/{added.infohash}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Range: bytes=300000-\r\n\r\n".encode()
         )
         await waitUntil(lambda: len(site.streams.producers) == 1, 5, "the stream to start")
@@ -696,7 +696,7 @@ async def test_daemon_in_process_saves_resume_data_and_stops_clean(tmp_path: Pat
         # an idle keep-alive HTTP connection does not hold the stop up
         idle = await _connect(daemon.httpPort.getHost().port)
         assert idle.transport is not None
-        idle.transport.write(b"GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle.transport.write(b"GET /status.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await waitUntil(lambda: b"doc.pdf" in idle.received, 5, "the status")
     finally:
         await withTimeout(daemon.stopService(), 20)
