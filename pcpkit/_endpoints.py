@@ -39,6 +39,7 @@ __all__ = [
     "resolveHostPort",
     "boundPort",
     "describeAddress",
+    "isIPAddress",
     "listenInterface",
     "reasonLine",
 ]
@@ -245,7 +246,8 @@ def parseHostPort(value: str) -> tuple[str, int]:
     return host, _port(text, value, 1)
 
 
-def _isIPAddress(host: str) -> bool:
+def isIPAddress(host: str) -> bool:
+    """Whether ``host`` is a literal IPv4 or IPv6 address (no brackets, no lookup)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -259,7 +261,7 @@ def resolveHostPort(reactor: Any, host: str, port: int) -> Deferred[tuple[str, i
     reactor's name resolver (a thread; the reactor never blocks). Fails with
     :class:`EndpointError` when the name does not resolve.
     """
-    if _isIPAddress(host):
+    if isIPAddress(host):
         return succeed((host, port))
     d: Deferred[tuple[str, int]] = Deferred()
     resolver = getattr(reactor, "nameResolver", None)

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.threads import deferToThread
 
+from pcpkit._endpoints import isIPAddress
 from pcpkit.torrent.api import TOKEN_HEADER
 from pcpkit.torrent.daemon import TorrentDaemon
 from pcpkit.torrent.hosts import ANY_HOST, AllowedHosts, checkHostName, hostName
@@ -291,16 +292,6 @@ def test_a_name_matches_in_any_spelling_and_nothing_else_does(
     spelled = (name.upper() if upper else name) + ("." if dot else "")
     header = (spelled if port is None else f"{spelled}:{port}").encode()
     assert rule.allows([header])
-    assert not AllowedHosts().allows([header]) or name == "localhost" or _isAddress(name)
-    if other not in (name, "localhost") and not _isAddress(other):
+    assert not AllowedHosts().allows([header]) or name == "localhost" or isIPAddress(name)
+    if other not in (name, "localhost") and not isIPAddress(other):
         assert not rule.allows([other.encode()])
-
-
-def _isAddress(text: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

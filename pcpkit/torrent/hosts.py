@@ -22,9 +22,10 @@ headers, or one that is not ``NAME[:PORT]`` / ``[IPV6][:PORT]``, are refused.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Sequence
+
+from pcpkit._endpoints import isIPAddress
 
 __all__ = ["ANY_HOST", "DEFAULT_NAMES", "OPTION", "AllowedHosts", "hostName", "checkHostName"]
 
@@ -41,14 +42,6 @@ _NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 _PORT = re.compile(r"[0-9]{0,5}")
 
 
-def _isAddress(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def hostName(header: bytes | str) -> str | None:
     """
     The name in a ``Host`` header, lower-case, without its port, final dot or IPv6
@@ -62,7 +55,7 @@ def hostName(header: bytes | str) -> str | None:
     text = text.strip(" \t").lower()
     if text.startswith("["):
         address, bracket, port = text[1:].partition("]")
-        if not bracket or not _isAddress(address) or ":" not in address:
+        if not bracket or not isIPAddress(address) or ":" not in address:
             return None
         if port and not (port.startswith(":") and _PORT.fullmatch(port[1:])):
             return None
@@ -92,7 +85,7 @@ def checkHostName(value: str) -> str:
     name = text.lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    if _isAddress(name):
+    if isIPAddress(name):
         return name
     if name.endswith("."):
         name = name[:-1]
@@ -131,7 +124,7 @@ class AllowedHosts:
         if self.anyHost:
             return True
         name = hostName(headers[0])
-        return name is not None and (name in self.names or _isAddress(name))
+        return name is not None and (name in self.names or isIPAddress(name))
 
     def refusal(self, headers: Sequence[bytes]) -> str:
         """The one line telling why a request with these ``Host`` headers is refused."""
