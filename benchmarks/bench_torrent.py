@@ -498,7 +498,7 @@ def _memoryClients(job: dict[str, Any]) -> None:
 
     sel = selectors.DefaultSelector()
     request = (
-        f"GET /stream/{job['infohash']}/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        f"GET /stream/{job['infohash']}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     ).encode()
     counts: dict[int, int] = {}
     for _ in range(job["streams"]):

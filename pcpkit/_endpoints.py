@@ -39,6 +39,8 @@ __all__ = [
     "resolveHostPort",
     "boundPort",
     "describeAddress",
+    "isIPAddress",
+    "listenInterface",
     "reasonLine",
 ]
 
@@ -168,6 +170,18 @@ def listenDescription(value: str | int) -> str:
     return _description(value, server=True)
 
 
+def listenInterface(description: str) -> str | None:
+    """
+    The interface a ``tcp``/``tcp6``/``ssl`` server endpoint string binds (an address or a
+    name, as written); ``None`` when it binds every interface or is another kind.
+    """
+    fields = _split(description)
+    if fields[0].lower() not in _PORT_TYPES:
+        return None
+    keywords = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+    return keywords.get("interface") or None
+
+
 def connectDescription(value: str) -> str:
     """
     The client endpoint string for a connecting address: ``HOST:PORT`` and ``[V6]:PORT``
@@ -232,7 +246,8 @@ def parseHostPort(value: str) -> tuple[str, int]:
     return host, _port(text, value, 1)
 
 
-def _isIPAddress(host: str) -> bool:
+def isIPAddress(host: str) -> bool:
+    """Whether ``host`` is a literal IPv4 or IPv6 address (no brackets, no lookup)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -246,7 +261,7 @@ def resolveHostPort(reactor: Any, host: str, port: int) -> Deferred[tuple[str, i
     reactor's name resolver (a thread; the reactor never blocks). Fails with
     :class:`EndpointError` when the name does not resolve.
     """
-    if _isIPAddress(host):
+    if isIPAddress(host):
         return succeed((host, port))
     d: Deferred[tuple[str, int]] = Deferred()
     resolver = getattr(reactor, "nameResolver", None)

@@ -83,14 +83,17 @@ class RelayOptions(usage.Options):
 class TorrentOptions(usage.Options):
     synopsis = (
         "--save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT] "
-        "[--listen-interfaces IFACES] [--peer HOST:PORT ...] [--http-max-body BYTES]"
+        "[--listen-interfaces IFACES] [--peer HOST:PORT ...] [--http-max-body BYTES] "
+        "[--allowed-host NAME ...]"
     )
     longdesc = (
         "Run a torrent daemon: .torrent and .magnet files dropped into --watch are added "
         "(removing the file stops the torrent); resume data is kept in --state-dir; --http "
         "serves a web UI, /status.json, /stream/<infohash>/<fileIndex> with Range, and a "
         "JSON control API under /api whose state-changing requests need the token of "
-        "STATE_DIR/api-token (made at the first start, mode 0600) in an X-Pcpkit-Token header."
+        "STATE_DIR/api-token (made at the first start, mode 0600) in an X-Pcpkit-Token header. "
+        "HTTP requests are answered only when their Host is localhost, an IP address, the "
+        "--http interface or an --allowed-host name (421 otherwise: no DNS rebinding)."
     )
     optParameters = [
         ["save-path", "s", None, "where downloads are saved"],
@@ -111,10 +114,20 @@ class TorrentOptions(usage.Options):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self["peer"] = []
+        self["allowed-host"] = []
 
     def opt_peer(self, value: str) -> None:
         """HOST:PORT of a peer to connect every torrent to (repeatable)."""
         self["peer"].append(_hostPort(value))
+
+    def opt_allowed_host(self, value: str) -> None:
+        """a Host name HTTP answers besides localhost, IPs (repeatable; '*': any name)"""
+        from pcpkit.torrent.hosts import OPTION, checkHostName
+
+        try:
+            self["allowed-host"].append(checkHostName(value))
+        except ValueError as e:
+            raise usage.UsageError(f"{OPTION}: {e}") from None
 
     def postOptions(self) -> None:
         if not self["save-path"]:
@@ -266,6 +279,7 @@ def _makeService(options: Options) -> Any:
             peers=tuple(sub["peer"]),
             tickInterval=sub["tick"],
             httpMaxBody=sub["http-max-body"],
+            allowedHosts=tuple(sub["allowed-host"]),
         )
 
         def explain(e: Exception) -> str | None:

@@ -16,6 +16,7 @@ from pcpkit._endpoints import (
     connectDescription,
     describeAddress,
     listenDescription,
+    listenInterface,
     parseHostPort,
     resolveHostPort,
     serverEndpoint,
@@ -101,6 +102,22 @@ def test_anyTextIsAnEndpointOrOneLineError(text: str) -> None:
 )
 def test_parseHostPort(given_: str, expected: tuple[str, int]) -> None:
     assert parseHostPort(given_) == expected
+
+
+@pytest.mark.parametrize(
+    ("description", "interface"),
+    [
+        (listenDescription(8080), "127.0.0.1"),
+        (listenDescription("[::1]:80"), "::1"),
+        (listenDescription("box.lan:80"), "box.lan"),
+        ("tcp6:port=80:interface=\\:\\:", "::"),
+        ("TCP:80", None),
+        ("tcp:80:interface=", None),
+        ("unix:/run/x.sock", None),
+    ],
+)
+def test_listenInterface(description: str, interface: str | None) -> None:
+    assert listenInterface(description) == interface
 
 
 @pytest.mark.parametrize("bad", ["::1:3", "x", "a:0", "a:b", ":80", "a:65536", "a:" + "9" * 5000])

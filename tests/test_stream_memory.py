@@ -145,7 +145,8 @@ async def test_fifty_streams_hold_their_window_and_leave_nothing(
         )
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
         request = (
-            f"GET /stream/{added.infohash}/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            f"GET /stream/{added.infohash}/0 HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
         ).encode()
         for i, client in enumerate(kinds):
             await connectProtocol(endpoint, client)

@@ -300,6 +300,46 @@ async def test_bad_peer_and_http_are_usage_errors(daemons: Daemons, tmp_path: Pa
         assert "Traceback" not in runner.text()
 
 
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_bad_allowed_host_is_a_usage_error(daemons: Daemons, tmp_path: Path) -> None:
+    for value, expected in (
+        ("", "--allowed-host: the host name is empty (give a name, or '*' for any)"),
+        ("media.lan:8080", "--allowed-host: 'media.lan:8080' is not a host name"),
+    ):
+        runner = ProcessRunner(
+            twistdArgv("torrent", "--save-path", str(tmp_path / "save"), "--allowed-host", value)
+        )
+        code = await withTimeout(runner.ended, 30)
+        text = runner.text()
+        assert code != 0, text
+        lines = [line for line in text.splitlines() if "--allowed-host:" in line]
+        assert len(lines) == 1 and expected in lines[0], text
+        assert "Traceback" not in text
+    assert not (tmp_path / "save").exists()  # refused before anything was made
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_allowed_host_option(daemons: Daemons, tmp_path: Path) -> None:
+    """twistd takes --allowed-host: that name is answered, another one is refused (421)."""
+    daemon = await daemons(
+        tmp_path / "save", extra=["--allowed-host", "media.lan", "--allowed-host", "nas"]
+    ).start()
+    for host in (f"media.lan:{daemon.port}", "nas", f"127.0.0.1:{daemon.port}", "localhost"):
+        code, _, body = await daemon.request("/status.json", {"Host": host})
+        assert code == 200 and json.loads(body) == [], (host, body)
+    evil = f"evil.example:{daemon.port}"
+    for path in ("/status.json", "/api/torrents", "/"):
+        code, head, body = await daemon.request(path, {"Host": evil})
+        assert code == 421 and head["content-type"] == "application/json", body
+        assert json.loads(body)["error"].startswith(f"Host {evil!r} is not a name of this")
+    # logged once for that name, however often it comes back
+    await daemon.waitForLog(f"refused HTTP requests: Host {evil!r}")
+    assert daemon.text().count(f"refused HTTP requests: Host {evil!r}") == 1
+    assertCleanStop(await daemon.stop(), daemon.text())
+
+
 # -- the daemon ----------------------------------------------------------------------------
 
 
@@ -602,7 +642,7 @@ async def test_a_client_that_goes_away_stops_its_stream(sessions: Sessions, tmp_
         client = await _connect(port.getHost().port)
         assert client.transport is not None
         client.transport.write(
-            f"GET /stream/{added.infohash}/0 HTTP/1.1\r\nHost: x\r\n"
+            f"GET /stream/{added.infohash}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Range: bytes=300000-\r\n\r\n".encode()
         )
         await waitUntil(lambda: len(site.streams.producers) == 1, 5, "the stream to start")
@@ -656,7 +696,7 @@ async def test_daemon_in_process_saves_resume_data_and_stops_clean(tmp_path: Pat
         # an idle keep-alive HTTP connection does not hold the stop up
         idle = await _connect(daemon.httpPort.getHost().port)
         assert idle.transport is not None
-        idle.transport.write(b"GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle.transport.write(b"GET /status.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await waitUntil(lambda: b"doc.pdf" in idle.received, 5, "the status")
     finally:
         await withTimeout(daemon.stopService(), 20)

@@ -193,3 +193,86 @@ async def test_web_ui_in_headless_chromium(
     assert (tmp_path / "save" / "show" / "episode.mkv").read_bytes() == a
     code, _, body = await daemon.request("/status.json")
     assert code == 200 and json.loads(body) == []
+
+
+_FETCH = """
+const done = arguments[arguments.length - 1];
+Promise.all(arguments[0].map(path => fetch(path).then(async response => {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const hex = Array.from(bytes, b => b.toString(16).padStart(2, "0")).join("");
+    return [path, response.status, hex];
+}).catch(error => [path, 0, String(error)]))).then(done);
+"""
+
+
+def rebind(port: int, paths: list[str], profile: Path) -> dict[str, Any]:
+    """
+    In a thread: a browser in which ``evil.example`` and ``media.lan`` resolve to 127.0.0.1
+    (as after DNS rebinding) opens the daemon under each name, and fetches ``paths`` as
+    same-origin requests from there. Returns what each page could read.
+    """
+    from selenium.webdriver.common.by import By
+
+    rules = "MAP evil.example 127.0.0.1, MAP media.lan 127.0.0.1"
+    driver = headlessChromium(profile, f"--host-resolver-rules={rules}")
+    driver.set_script_timeout(30)
+    seen: dict[str, Any] = {}
+    try:
+        for name in ("evil.example", "media.lan"):
+            driver.get(f"http://{name}:{port}/")
+            seen[name] = {
+                "title": driver.title,
+                "text": driver.find_element(By.TAG_NAME, "body").text,
+                "origin": driver.execute_script("return location.origin;"),
+                "fetched": {
+                    path: (code, bytes.fromhex(hexData) if code else hexData)
+                    for path, code, hexData in driver.execute_async_script(_FETCH, paths)
+                },
+            }
+        return seen
+    finally:
+        driver.quit()
+
+
+@pytest.mark.timeout(120)
+@pytest_twisted.ensureDeferred
+async def test_a_rebound_name_reads_nothing_in_chromium(daemons: Daemons, tmp_path: Path) -> None:
+    """
+    DNS rebinding in a real browser: a page whose name now resolves to 127.0.0.1 is
+    same-origin with the daemon, yet every read of it is refused (421); the name given with
+    ``--allowed-host`` reads everything.
+    """
+    from tests.test_twistd_torrent import drop
+
+    requireChromium()
+    data = writePayload(tmp_path / "save", "home-video.mp4", 3 * PIECE + 5, seed=8)
+    raw = makeTorrent(tmp_path / "save" / "home-video.mp4", pieceSize=PIECE)
+    infohash = infohashOf(raw)
+    watch = tmp_path / "watch"
+    daemon = await daemons(
+        tmp_path / "save", watchDir=watch, extra=["--allowed-host", "media.lan"]
+    ).start()
+    drop(watch, "home-video.torrent", raw)
+    await daemon.waitFor(infohash, lambda t: t["fractionDone"] == 1.0, 30, "the file checked")
+    paths = ["/status.json", "/api/torrents", f"/api/torrents/{infohash}/peers"]
+    paths += [f"/stream/{infohash}/0", "/status.js"]
+
+    seen = await deferToThread(rebind, daemon.port, paths, tmp_path / "chromium-profile")
+
+    evil = seen["evil.example"]
+    assert evil["origin"] == f"http://evil.example:{daemon.port}"  # the browser was fooled
+    assert f"Host 'evil.example:{daemon.port}' is not a name of this" in evil["text"]
+    assert "--allowed-host evil.example" in evil["text"]
+    for path in paths:
+        code, body = evil["fetched"][path]
+        assert code == 421, (path, code, body)
+        assert infohash.encode() not in body and data[:64] not in body, path
+        assert json.loads(body)["error"].startswith(f"Host 'evil.example:{daemon.port}'")
+
+    allowed = seen["media.lan"]
+    assert allowed["title"] == "pcpkit torrents" and evil["title"] != allowed["title"]
+    assert "home-video.mp4" in allowed["text"]
+    fetched = allowed["fetched"]
+    assert fetched["/status.json"][0] == 200
+    assert json.loads(fetched["/status.json"][1])[0]["infohash"] == infohash
+    assert fetched[f"/stream/{infohash}/0"] == (200, data)

@@ -4,7 +4,8 @@ The torrent daemon's JSON control API (``/api/...``), as a twisted.web resource.
 Every answer is JSON; an error is ``{"error": "one line"}`` with its status: ``400`` bad
 input, ``401`` no or wrong token, ``404`` unknown torrent or path, ``405`` method not
 allowed, ``409`` duplicate torrent (or one still being added), ``413`` request body too large
-(:class:`~pcpkit.torrent.web.DaemonSite` enforces the size), ``503`` daemon not running.
+and ``421`` a ``Host`` that is not the daemon's (:class:`~pcpkit.torrent.web.DaemonSite`
+checks both before this resource sees the request), ``503`` daemon not running.
 
 ``GET /api/torrents?offset=N&limit=M``
     ``{"total", "offset", "limit", "torrents": [...]}``: a page of torrents, oldest first
@@ -32,8 +33,11 @@ allowed, ``409`` duplicate torrent (or one still being added), ``413`` request b
 Security: every request but ``GET`` and ``HEAD`` needs the daemon's token in the
 ``X-Pcpkit-Token`` header. A web page of another origin cannot send that header without a
 CORS preflight, which gets no permissive answer (no ``Access-Control-*`` header is ever
-sent), and it cannot read the token: it is not in any page the daemon serves (see
-docs/daemon-api.rst for the reasoning).
+sent), and it cannot read the token: it is not in any page the daemon serves. A page that
+makes itself same-origin with the daemon by DNS rebinding sends its own name as ``Host``,
+and every request of it, ``GET`` included, is answered ``421`` by the site before reaching
+the API (:mod:`pcpkit.torrent.hosts`; ``--allowed-host`` adds names). See
+docs/daemon-api.rst for the reasoning.
 """
 
 from __future__ import annotations

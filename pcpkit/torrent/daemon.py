@@ -35,7 +35,9 @@
   ``/api/...`` of :mod:`pcpkit.torrent.api` (add, remove, pause, resume, recheck, file
   priorities, sequential and first/last-piece modes, rate limits, trackers, peers).
   State-changing requests need the token of ``STATE_DIR/api-token``, made at the first
-  start (mode 0600) and logged that once.
+  start (mode 0600) and logged that once. Only requests whose ``Host`` names the daemon
+  (``localhost``, an IP address, its listening name, ``allowedHosts``) are answered: a
+  DNS-rebinding page cannot read it (:mod:`pcpkit.torrent.hosts`).
 
 File names inside a torrent are checked by the engine: none can leave the save path.
 """
@@ -66,10 +68,17 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pcpkit._endpoints import EndpointError, listenDescription, resolveHostPort, serverEndpoint
+from pcpkit._endpoints import (
+    EndpointError,
+    listenDescription,
+    listenInterface,
+    resolveHostPort,
+    serverEndpoint,
+)
 from pcpkit._twisted import getReactor
 from pcpkit.torrent import control
 from pcpkit.torrent.api import makeApi
+from pcpkit.torrent.hosts import AllowedHosts
 from pcpkit.torrent.maker import infohashOf
 from pcpkit.torrent.session import (
     AddedTorrent,
@@ -483,8 +492,12 @@ class TorrentDaemon(MultiService):
         are off unless these turn them on.
     :param httpMaxBody: the largest HTTP request body (a ``.torrent`` upload to the
         control API) in bytes; larger ones are answered ``413``.
+    :param allowedHosts: ``Host`` names the HTTP side answers besides ``localhost``, IP
+        addresses and the name ``httpEndpoint`` listens on; ``"*"``: any name (behind a
+        reverse proxy). Any other ``Host`` is answered ``421`` (:mod:`pcpkit.torrent.hosts`,
+        the guard against DNS rebinding).
     :param reactor: the reactor (the global one by default).
-    :raises ValueError: a bad ``httpEndpoint`` or interval.
+    :raises ValueError: a bad ``httpEndpoint``, interval or allowed host name.
     """
 
     def __init__(
@@ -502,6 +515,7 @@ class TorrentDaemon(MultiService):
         peerInterval: float = 10.0,
         settings: dict[str, Any] | None = None,
         httpMaxBody: int = MAX_BODY,
+        allowedHosts: Sequence[str] = (),
         reactor: Any = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
@@ -528,6 +542,13 @@ class TorrentDaemon(MultiService):
                 raise ValueError(f"bad HTTP endpoint: {e}") from None
         self.httpEndpoint = httpEndpoint
         self.httpMaxBody = httpMaxBody
+        #: the Host names the HTTP side answers
+        try:
+            self.allowedHosts = AllowedHosts(
+                allowedHosts, listenInterface(httpEndpoint) if httpEndpoint else None
+            )
+        except ValueError as e:
+            raise ValueError(f"bad allowed host: {e}") from None
         self.peers = tuple((str(h), int(p)) for h, p in peers)
         self.tickInterval = tickInterval
         self.pollInterval = pollInterval
@@ -919,7 +940,9 @@ class TorrentDaemon(MultiService):
         """Listen for HTTP. :raises DaemonStartError: when that failed at once (port taken)."""
         if self._httpServerEndpoint is None or self._listening is not None:
             return
-        self.site = makeSite(self, api=makeApi(self), maxBody=self.httpMaxBody)
+        self.site = makeSite(
+            self, api=makeApi(self), maxBody=self.httpMaxBody, allowedHosts=self.allowedHosts
+        )
         d: Deferred[Any] = self._httpServerEndpoint.listen(self.site)
         self._listening = d
 

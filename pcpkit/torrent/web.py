@@ -27,6 +27,17 @@ gets ``400``; an info-hash that is not in the session, or an index that is not a
 the torrent, ``404``. The HTTP request is the producer's consumer: the client's socket
 paces the stream (a slow client pauses it, and a paused stream holds at most its window of
 pieces), and a client that disconnects stops it.
+
+Security: :class:`DaemonSite` answers a request only when its ``Host`` header names the
+daemon: ``localhost``, any literal IP address (``127.0.0.1``, ``[::1]``), the name it
+listens on, or a name given with ``--allowed-host`` (``*``: any name, behind a reverse
+proxy); see :mod:`pcpkit.torrent.hosts`. Any other request, whatever its path (the page,
+``status.json``, ``/api``, ``/stream``, the static files) and method, is answered
+``421 Misdirected Request`` with ``{"error": "Host '...' is not a name of this torrent
+daemon ...; ... --allowed-host NAME ..."}`` before a resource sees it, and its body is
+dropped. So a page that has its own name re-resolved to 127.0.0.1 (DNS rebinding) and so
+reads the daemon as same-origin gets nothing: not the torrent list, the files, the peers nor
+the streamed data.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from pcpkit.torrent.control import fileStorage, priorityName
+from pcpkit.torrent.hosts import AllowedHosts
 from pcpkit.torrent.ipc import formatBytes, formatRate
 from pcpkit.torrent.session import TorrentError, TorrentSession, UnknownTorrent, lt
 from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer, releaseFreedMemory
@@ -58,6 +70,7 @@ from pcpkit.torrent.stream import StreamStopped, TorrentFileProducer, releaseFre
 __all__ = [
     "INFOHASH",
     "MAX_BODY",
+    "MISDIRECTED",
     "DaemonSite",
     "RangeNotSatisfiable",
     "StatusPage",
@@ -83,6 +96,8 @@ INFOHASH = _INFOHASH
 _INDEX = re.compile(r"[0-9]{1,9}")
 #: the largest request body the daemon reads (a ``.torrent`` upload): larger gets 413
 MAX_BODY = 16 * 1024 * 1024
+#: the status of a request whose ``Host`` is not the daemon's (RFC 9110 Misdirected Request)
+MISDIRECTED = 421
 #: torrents per page of the web UI, and of ``status.json`` when only ``offset`` is given
 PAGE = 100
 _RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.IGNORECASE)
@@ -693,26 +708,41 @@ class _TrackedChannel(HTTPChannel):
         super().connectionLost(reason)  # type: ignore[no-untyped-call,unused-ignore]
 
 
-class _LimitedRequest(Request):
+class _DaemonRequest(Request):
     """
-    A request whose body is kept in memory up to its site's ``maxBody``; a larger one is
-    read and dropped as it comes (memory stays bounded) and answered ``413``, closing the
-    connection.
+    A request to a :class:`DaemonSite`, checked before any resource sees it: one whose
+    ``Host`` the site does not answer (:mod:`pcpkit.torrent.hosts`) is answered ``421``, and
+    a body over the site's ``maxBody`` ``413`` (closing the connection). The body of either
+    is read and dropped as it comes (memory stays bounded); a body within the limit is kept
+    in memory.
     """
 
     tooLarge = False
+    #: why the request is refused for its ``Host`` (``None``: it is not)
+    misdirected: str | None = None
     _received = 0
 
+    def _site(self) -> DaemonSite | None:
+        site = getattr(self.channel, "site", None)
+        return site if isinstance(site, DaemonSite) else None
+
     def _limit(self) -> int:
-        return int(getattr(getattr(self.channel, "site", None), "maxBody", MAX_BODY))
+        site = self._site()
+        return MAX_BODY if site is None else site.maxBody
 
     def gotLength(self, length: int | None) -> None:
+        # the headers are all in: the one place every request's Host is checked
+        site = self._site()
+        hosts = self.requestHeaders.getRawHeaders(b"host") or []
+        if site is not None and not site.allowedHosts.allows(hosts):
+            self.misdirected = site.allowedHosts.refusal(hosts)
+            site.refused(hosts)
         self.content = io.BytesIO()
         if length is not None and length > self._limit():
             self.tooLarge = True
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self.tooLarge:
+        if self.tooLarge or self.misdirected is not None:
             return
         self._received += len(data)
         if self._received > self._limit():
@@ -723,43 +753,74 @@ class _LimitedRequest(Request):
         content.write(data)
 
     def process(self) -> None:
-        if not self.tooLarge:
+        if self.misdirected is not None:
+            # RFC 9110 15.5.20: this server does not answer for the name the request is for
+            self._refuse(MISDIRECTED, b"Misdirected Request", self.misdirected, close=False)
+        elif self.tooLarge:
+            limit = self._limit()
+            message = f"the request body is over the limit of {limit} bytes"
+            self._refuse(http.REQUEST_ENTITY_TOO_LARGE, None, message, close=True)
+        else:
             super().process()  # type: ignore[no-untyped-call,unused-ignore]
-            return
+
+    def _refuse(self, code: int, phrase: bytes | None, message: str, close: bool) -> None:
+        """Answer ``{"error": message}`` without a resource seeing the request."""
         request: Any = self  # Request's methods are untyped
-        request.site = getattr(self.channel, "site", None)
-        limit = self._limit()
-        body = json.dumps({"error": f"the request body is over the limit of {limit} bytes"})
-        request.setResponseCode(http.REQUEST_ENTITY_TOO_LARGE)
+        request.site = self._site()
+        body = json.dumps({"error": message}).encode()
+        request.setResponseCode(code, phrase)
         request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"connection", b"close")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        if close:
+            request.setHeader(b"connection", b"close")
         request.setHeader(b"content-length", b"%d" % len(body))
-        request.write(body.encode())
+        request.write(body)
         request.finish()
 
 
 class DaemonSite(Site):
     """
-    The daemon's :class:`~twisted.web.server.Site`: no tracebacks shown, request bodies
-    limited to ``maxBody`` bytes (``413`` beyond), and it can close its connections (idle
-    keep-alive ones included) when the daemon stops.
+    The daemon's :class:`~twisted.web.server.Site`: it answers only requests whose ``Host``
+    ``allowedHosts`` allows (``421`` otherwise, for every path: the guard against DNS
+    rebinding of :mod:`pcpkit.torrent.hosts`), shows no tracebacks, limits request bodies to
+    ``maxBody`` bytes (``413`` beyond), and can close its connections (idle keep-alive ones
+    included) when the daemon stops.
     """
 
     protocol = _TrackedChannel  # type: ignore[assignment]
-    requestFactory = _LimitedRequest
+    requestFactory = _DaemonRequest
     displayTracebacks = False
     noisy = False
 
     #: requests not written to the access log: the status page asks for these every
     #: few seconds for as long as it is open
     quietPaths = frozenset({b"/status.json", b"/status.js", b"/ui.css"})
+    #: the most refused Host names logged (each once): a page retrying cannot flood the log
+    loggedRefusals = 64
 
-    def __init__(self, root: Resource, streams: StreamResource, maxBody: int = MAX_BODY) -> None:
+    def __init__(
+        self,
+        root: Resource,
+        streams: StreamResource,
+        maxBody: int = MAX_BODY,
+        allowedHosts: AllowedHosts | None = None,
+    ) -> None:
         super().__init__(root)  # type: ignore[no-untyped-call,unused-ignore]
         self.streams = streams
         self.maxBody = maxBody
+        self.allowedHosts = AllowedHosts() if allowedHosts is None else allowedHosts
         #: the HTTP connections open now
         self.channels: set[HTTPChannel] = set()
+        self._refusedHosts: set[bytes] = set()
+
+    def refused(self, hosts: Sequence[bytes]) -> None:
+        """Log a request refused for its ``Host`` headers (the first of each Host only)."""
+        key = b"\n".join(hosts)
+        if key in self._refusedHosts or len(self._refusedHosts) >= self.loggedRefusals:
+            return
+        self._refusedHosts.add(key)
+        log.warn("refused HTTP requests: {why}", why=self.allowedHosts.refusal(hosts))
 
     def log(self, request: Any) -> None:
         """Write the access log line, except for the status page's own refreshes."""
@@ -801,9 +862,13 @@ def makeSite(
     window: int | None = None,
     api: Resource | None = None,
     maxBody: int = MAX_BODY,
+    allowedHosts: AllowedHosts | None = None,
 ) -> DaemonSite:
-    """A :class:`DaemonSite` serving :func:`makeRoot` for ``source``."""
+    """
+    A :class:`DaemonSite` serving :func:`makeRoot` for ``source``, answering the ``Host``
+    names ``allowedHosts`` allows (default: ``localhost`` and IP addresses).
+    """
     root = makeRoot(source, window, api)
     streams = root.children[b"stream"]
     assert isinstance(streams, StreamResource)
-    return DaemonSite(root, streams, maxBody)
+    return DaemonSite(root, streams, maxBody, allowedHosts)
