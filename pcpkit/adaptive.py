@@ -24,10 +24,11 @@ Deleting a box takes it out of every link first, so nothing is delivered into a 
 
 ``addInbox(name)`` returns ``name`` when no box of that kind has it, as Axon's does, and
 otherwise a variant with a number appended. A deleted box's name is used again only when the
-deletion found and removed every link that referred to the box; a link made by a third
+deletion found and removed every ``Linkage`` that referred to the box. A link made by a third
 component (a ``Graphline`` linking two of its children) is removed too, but its ``Linkage``
-stays in that component's ``postoffice``, so such a name is retired for good rather than let a
-new box be taken for the one the old link named.
+stays in that component's ``postoffice`` (where :mod:`pcpkit.inspect` reads links, naming boxes
+by owner and name), so the names of both its boxes are retired for good rather than let a new
+box be taken for one the old ``Linkage`` names.
 
 Resource tracking is plain bookkeeping, as in Axon: deleting an inbox does not forget the
 resource tracked for it (``ceaseTrackingResource`` does, for bundles).
@@ -69,6 +70,8 @@ class AdaptiveCommsComponent(Component):
         # names of deleted boxes that a link we could not remove may still name
         self._retiredInboxes: set[str] = set()
         self._retiredOutboxes: set[str] = set()
+        # live boxes of ours that such a link names at its other end
+        self._staleNamed: set[Box] = set()
 
     # -- boxes ------------------------------------------------------------------------------
 
@@ -126,10 +129,11 @@ class AdaptiveCommsComponent(Component):
 
     def _retire(self, box: Box) -> bool:
         """
-        Take deleted ``box`` out of every link, empty it and wake its waiters. True when every
-        ``Linkage`` that named it was found and removed (so its name may be used again).
+        Take deleted ``box`` out of every link, empty it and wake its waiters. True when no
+        ``Linkage`` left anywhere names it (so its name may be used again).
         """
-        clean = True
+        clean = box not in self._staleNamed
+        self._staleNamed.discard(box)
         links = [(src, box) for src in list(box.sources)]
         if box.target is not None:
             links.append((box, box.target))
@@ -139,6 +143,10 @@ class AdaptiveCommsComponent(Component):
                 # Made by a component we cannot see: unlink the boxes all the same.
                 clean = False
                 lk = Linkage(src, dst, 0, None)
+                other = src if dst is box else dst
+                if isinstance(other.owner, AdaptiveCommsComponent):
+                    # the Linkage left behind names that box too, should it be deleted
+                    other.owner._staleNamed.add(other)
             unlinkBoxes(lk)
         dropped = len(box)
         while len(box):

@@ -23,7 +23,6 @@ from pcpkit.component import (
     Component,
     Scheduler,
     UnknownBox,
-    linkBoxes,
 )
 from pcpkit.ipc import producerFinished
 from pcpkit.threaded import (
@@ -120,6 +119,19 @@ def test_a_name_a_third_components_link_still_names_is_retired() -> None:
     graph.unlink(thelinkage=lk)  # harmless: it no longer links anything
     assert graph.postoffice == []
     assert a.inboxes[again].sources == []
+
+
+def test_the_other_end_of_a_third_components_link_is_retired_too() -> None:
+    a, b = AdaptiveCommsComponent(), AdaptiveCommsComponent()
+    graph = Component()
+    name = a.addInbox("conn")
+    out = b.addOutbox("fan")
+    lk = graph.link((b, out), (a, name))
+    a.deleteInbox(name)
+    assert b.outboxes[out].target is None
+    b.deleteOutbox(out)  # lk, left in graph's postoffice, still names it
+    assert lk in graph.postoffice
+    assert b.addOutbox("fan") != "fan"
 
 
 # -- resources --------------------------------------------------------------------------------
@@ -398,7 +410,7 @@ def test_random_operations_keep_the_invariants(steps: list[tuple[str, int, int, 
     dead: dict[int, tuple[Any, int]] = {}  # id -> (box, putCount at deletion)
     sent = 0
     dropped = 0
-    names = ["a", "b"]
+    names = ["inbox", "control", "outbox", "signal", "a"]
 
     def pick(boxes: dict[str, Any], i: int) -> str | None:
         keys = sorted(boxes)
@@ -409,7 +421,7 @@ def test_random_operations_keep_the_invariants(steps: list[tuple[str, int, int, 
         if op == "addIn" or op == "addOut":
             boxes = c.inboxes if op == "addIn" else c.outboxes
             before = set(boxes)
-            requested = names[i % 2]
+            requested = names[i % len(names)]
             # names a Linkage anywhere still refers to, for a deleted box of c
             stale = {
                 b.name
