@@ -49,9 +49,16 @@ def headlessChromium(profile: Path) -> Any:
     options = Options()
     options.binary_location = CHROMIUM
     for arg in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--window-size=1280,800", f"--user-data-dir={profile}",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,800",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -80,14 +87,16 @@ def browse(
         dropTorrent()
 
         row = f'#torrents tr[data-infohash="{infohash}"]'
-        wait = WebDriverWait(driver, 45, poll_frequency=0.1,
-                             ignored_exceptions=(StaleElementReferenceException,))
+        wait = WebDriverWait(
+            driver, 45, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+        )
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
         values: list[float] = []
 
         def progressed(d: Any) -> bool:
-            value = float(d.find_element(By.CSS_SELECTOR, f"{row} progress")
-                          .get_attribute("value") or 0)
+            value = float(
+                d.find_element(By.CSS_SELECTOR, f"{row} progress").get_attribute("value") or 0
+            )
             values.append(value)
             return value >= 1.0
 
@@ -121,15 +130,17 @@ async def test_status_page_in_headless_chromium(
     )
     infohash = infohashOf(raw)
     watch = tmp_path / "watch"
-    daemon = await daemons(
-        tmp_path / "save", watch, peers=[("127.0.0.1", seed.listenPort)]
-    ).start()
+    daemon = await daemons(tmp_path / "save", watch, peers=[("127.0.0.1", seed.listenPort)]).start()
     url = f"http://127.0.0.1:{daemon.port}/"
     screenshot = tmp_path / "status-page.png"
 
     seen = await deferToThread(
-        browse, url, infohash, lambda: drop(watch, "lecture.torrent", raw),
-        tmp_path / "chromium-profile", screenshot,
+        browse,
+        url,
+        infohash,
+        lambda: drop(watch, "lecture.torrent", raw),
+        tmp_path / "chromium-profile",
+        screenshot,
     )
 
     assert seen["title"] == "pcpkit torrents"
