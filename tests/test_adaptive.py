@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 
 from pcpkit.adaptive import AdaptiveCommsComponent
 from pcpkit.component import (
@@ -386,6 +386,58 @@ async def test_threaded_variant_adds_and_deletes_boxes_from_its_thread() -> None
     assert op.feeder.outboxes["outbox"].final is op.feeder.outboxes["outbox"]
     sink.inboxes["control"].deliver(producerFinished())
     await sink.finished.addTimeout(20, reactor)
+
+
+class Burst(ThreadedAdaptiveCommsComponent):
+    def main(self) -> None:
+        for i in range(5):
+            self.send(i, "o")
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleting_an_outbox_drops_what_the_thread_could_not_deliver_yet() -> None:
+    hub = Burst()
+    sink = Component()  # never runs: its inbox stays full
+    sink.setInboxSize("inbox", 2)
+    out = hub.addOutbox("o")  # (on the reactor thread: done at once)
+    assert out == "o"
+    hub.link((hub, out), (sink, "inbox"))
+    hub.activate()
+    for _ in range(2000):  # the thread has returned with 3 messages still to deliver
+        if hub._thread is not None and not hub._thread.is_alive() and sink.dataReady() == 2:
+            break
+        await deferLater(reactor, 0.005)
+    assert not hub.finished.called  # it waits for its messages to go out ...
+    hub.deleteOutbox(out)
+    await hub.finished.addTimeout(20, reactor)  # ... and ends once they are dropped
+    assert list(sink.inboxes["inbox"].queue) == [0, 1]
+
+
+class TwoWay(ThreadedAdaptiveCommsComponent):
+    def main(self) -> None:
+        for box in ("a", "a", "o", "o"):
+            self.send(f"{box} msg", box)
+
+
+@pytest_twisted.ensureDeferred
+async def test_undelivered_thread_messages_never_reach_a_new_box_of_the_same_name() -> None:
+    hub = TwoWay()
+    slow, other = Component(), Component()
+    slow.setInboxSize("inbox", 1)
+    hub.link((hub, hub.addOutbox("a")), (slow, "inbox"))
+    hub.addOutbox("o")  # not linked
+    hub.activate()
+    for _ in range(2000):  # the thread is done; "a"'s second message holds up the queue
+        if hub._thread is not None and not hub._thread.is_alive() and slow.dataReady() == 1:
+            break
+        await deferLater(reactor, 0.005)
+    hub.deleteOutbox("o")
+    assert hub.addOutbox("o") == "o"  # no link named the old one: the name is free again
+    hub.link((hub, "o"), (other, "inbox"))
+    assert slow.recv("inbox") == "a msg"  # room again: the rest goes out
+    await hub.finished.addTimeout(20, reactor)
+    assert slow.recv("inbox") == "a msg"
+    assert other.dataReady("inbox") == 0  # what was sent into the old "o" was dropped
 
 
 # -- invariants under random operations ---------------------------------------------------------
