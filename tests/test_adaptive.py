@@ -29,7 +29,8 @@ from pcpkit.threaded import (
     ThreadedAdaptiveCommsComponent,
     threadedadaptivecommscomponent,
 )
-from tests.componentutil import Collector
+from tests.componentutil import Collector, Source
+from tests.test_parking import Feed, Putter
 
 
 def settle(clock: Clock, turns: int = 50) -> None:
@@ -235,58 +236,12 @@ def test_messages_in_a_deleted_box_are_dropped_with_it() -> None:
 # -- senders waiting on a deleted inbox are woken ----------------------------------------------
 
 
-class Flood(Component):
-    """Sends ``n`` messages, one per step, then ``producerFinished``."""
-
-    def __init__(self, n: int, **argd: Any) -> None:
-        super().__init__(**argd)
-        self.n = n
-        self.sent = 0
-
-    def main(self) -> Generator[int, None, None]:
-        for i in range(self.n):
-            self.send(i, "outbox")
-            self.sent += 1
-            yield 1
-        self.send(producerFinished(self), "signal")
-
-
-class Retrier(Component):
-    """Axon's retry loop: on ``BoxFull`` pause until woken and send again."""
-
-    def __init__(self, n: int, **argd: Any) -> None:
-        super().__init__(**argd)
-        self.n = n
-        self.fulls = 0
-
-    def main(self) -> Generator[int, None, None]:
-        for i in range(self.n):
-            while True:
-                try:
-                    self.send(i, "outbox")
-                    break
-                except BoxFull:
-                    self.fulls += 1
-                    self.pause()
-                    yield 1
-            yield 1
-
-
-class Putter(Component):
-    def __init__(self, n: int, **argd: Any) -> None:
-        super().__init__(**argd)
-        self.n = n
-
-    async def main(self) -> None:
-        for i in range(self.n):
-            await self.put(i, "outbox")
-
-
 def waitingSender(kind: str) -> Component:
+    # (the senders of the parking tests: a plain send per step, Axon's retry loop, put)
     if kind == "parked":
-        return Flood(10)
+        return Feed(list(range(10)))
     if kind == "boxfull":
-        return Retrier(10)
+        return Source(range(10))
     return Putter(10)
 
 
