@@ -13,22 +13,39 @@ the usual mailbox methods; they are safe to call from it:
   a thread (a message into an unlinked outbox is accepted, as a plain ``send`` is);
 * ``pause(timeout)`` blocks the thread until a message arrives (or ``timeout`` passes).
 
-When the reactor shuts down, blocked ``send`` and ``pause`` calls raise :class:`ThreadStopped`
-so the thread can end; ``self.stopping`` tells a polling loop the same.
+``link`` and ``unlink`` called from the thread are done on the reactor thread, which the
+thread waits for (as Axon's ``_do_threadsafe``).
+
+When the reactor shuts down, blocked ``send``, ``pause``, ``link`` and ``unlink`` calls raise
+:class:`ThreadStopped` so the thread can end; ``self.stopping`` tells a polling loop the same.
+
+:class:`ThreadedAdaptiveCommsComponent` (Axon's ``threadedadaptivecommscomponent``) is a
+threaded :class:`~pcpkit.adaptive.AdaptiveCommsComponent`: its thread may add and delete
+boxes too.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from twisted.logger import Logger
 
 from pcpkit._twisted import currentFailure, getReactor, inReactorThread
-from pcpkit.component import Box, Component, Scheduler, UndeliveredMessages
+from pcpkit.adaptive import AdaptiveCommsComponent
+from pcpkit.component import Box, Component, Linkage, Scheduler, UndeliveredMessages
 
-__all__ = ["ThreadedComponent", "ThreadStopped", "threadedcomponent"]
+__all__ = [
+    "ThreadedComponent",
+    "ThreadStopped",
+    "threadedcomponent",
+    "ThreadedAdaptiveCommsComponent",
+    "threadedadaptivecommscomponent",
+]
+
+T = TypeVar("T")
 
 _log = Logger()
 
@@ -180,6 +197,49 @@ class ThreadedComponent(Component):
             raise ThreadStopped(f"{self}: the reactor is shutting down")
         self._event.wait(timeout)
 
+    def link(
+        self,
+        source: tuple[Component, str],
+        sink: tuple[Component, str],
+        passthrough: int = 0,
+    ) -> Linkage:
+        """``Component.link``, done on the reactor thread when called from the thread."""
+        return self.onReactor(Component.link, self, source, sink, passthrough)
+
+    def unlink(
+        self, thecomponent: Component | None = None, thelinkage: Linkage | None = None
+    ) -> None:
+        """``Component.unlink``, done on the reactor thread when called from the thread."""
+        self.onReactor(Component.unlink, self, thecomponent, thelinkage)
+
+    def onReactor(self, f: Callable[..., T], *args: Any) -> T:
+        """
+        Call ``f(*args)`` and return its result (or raise its exception); called from this
+        component's thread, on the reactor thread, waiting for it: for what changes boxes and
+        links, which only the reactor thread may touch. Raises :class:`ThreadStopped` when the
+        reactor shuts down meanwhile.
+        """
+        if threading.current_thread() is not self._thread:
+            return f(*args)
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def call() -> None:
+            try:
+                outcome.append((True, f(*args)))
+            except BaseException as e:
+                outcome.append((False, e))
+            done.set()
+
+        getReactor().callFromThread(call)
+        while not done.wait(0.5):
+            if self.stopping:
+                raise ThreadStopped(f"{self}: the reactor is shutting down")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
     # -- delivery, reactor side -------------------------------------------------------------------
 
     def _flush(self) -> None:
@@ -189,7 +249,13 @@ class ThreadedComponent(Component):
         delivered = 0
         while outq:
             boxname, message = outq[0]
-            dest = self.outboxes[boxname].final
+            box = self.outboxes.get(boxname)
+            if box is None:
+                # deleted (ThreadedAdaptiveCommsComponent) after the thread sent into it
+                outq.popleft()
+                delivered += 1
+                continue
+            dest = box.final
             if dest.isInbox and dest.isFull():
                 # Either kind of bound holds the thread back: resume when it has drained.
                 dest.addWaiter(self._wake)
@@ -215,3 +281,53 @@ class ThreadedComponent(Component):
 
 
 threadedcomponent = ThreadedComponent
+
+
+class ThreadedAdaptiveCommsComponent(AdaptiveCommsComponent, ThreadedComponent):
+    """
+    A :class:`ThreadedComponent` that adds and deletes boxes as an
+    :class:`~pcpkit.adaptive.AdaptiveCommsComponent` does (Axon's
+    ``threadedadaptivecommscomponent``).
+
+    ``addInbox``, ``addOutbox``, ``deleteInbox`` and ``deleteOutbox`` may be called from the
+    thread: they are done on the reactor thread, which the thread waits for, so the box
+    exists (or is gone) when the call returns. The box dicts are replaced, never changed in
+    place, so the thread can look at them meanwhile. Messages the thread sent into an outbox
+    and that were not delivered yet (their destination was full) are dropped when the
+    outbox is deleted, as Axon drops its outbox queue. The resource-tracking methods are
+    for the thread alone, as in Axon.
+    """
+
+    def newBox(self, name: str, isInbox: bool) -> Box:
+        return _ThreadInbox(self, name, True) if isInbox else Box(self, name, False)
+
+    def addInbox(self, name: str = "inbox") -> str:
+        return str(self.onReactor(self._changeBoxes, AdaptiveCommsComponent.addInbox, name))
+
+    def addOutbox(self, name: str = "outbox") -> str:
+        return str(self.onReactor(self._changeBoxes, AdaptiveCommsComponent.addOutbox, name))
+
+    def deleteInbox(self, name: str) -> None:
+        self.onReactor(self._changeBoxes, AdaptiveCommsComponent.deleteInbox, name)
+
+    def deleteOutbox(self, name: str) -> None:
+        self.onReactor(self._deleteOutbox, name)
+
+    def _changeBoxes(self, f: Callable[[AdaptiveCommsComponent, str], T], name: str) -> T:
+        # copy on write: the thread may be iterating over the old dicts
+        self.inboxes = dict(self.inboxes)
+        self.outboxes = dict(self.outboxes)
+        return f(self, name)
+
+    def _deleteOutbox(self, name: str) -> None:
+        self._changeBoxes(AdaptiveCommsComponent.deleteOutbox, name)
+        with self._outCond:
+            kept = [(b, m) for b, m in self._outq if b != name]
+            if len(kept) < len(self._outq):
+                self._outq.clear()
+                self._outq.extend(kept)
+                self._outCond.notify_all()
+        self._flush()  # (a pending end may have waited for those)
+
+
+threadedadaptivecommscomponent = ThreadedAdaptiveCommsComponent

@@ -45,7 +45,8 @@ def _dirt(
     if newSel:
         problems.append(f"readers/writers left on the reactor: {sorted(map(repr, newSel))}")
     newThreads = [
-        t for t in threads - before[2]
+        t
+        for t in threads - before[2]
         # the reactor's own thread pool is Twisted's to manage
         if not t.name.startswith("PoolThread-twisted.internet.reactor")
     ]

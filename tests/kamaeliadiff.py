@@ -43,7 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Kamaelia module -> {name in it: "pcpkit.module:name"} for the pcpkit run.
 MAPPING: dict[str, dict[str, str]] = {
     "Axon.Component": {"component": "pcpkit.component:Component"},
-    "Axon.ThreadedComponent": {"threadedcomponent": "pcpkit.threaded:ThreadedComponent"},
+    "Axon.ThreadedComponent": {
+        "threadedcomponent": "pcpkit.threaded:ThreadedComponent",
+        "threadedadaptivecommscomponent": "pcpkit.threaded:ThreadedAdaptiveCommsComponent",
+    },
+    "Axon.AdaptiveCommsComponent": {
+        "AdaptiveCommsComponent": "pcpkit.adaptive:AdaptiveCommsComponent"
+    },
     "Axon.AxonExceptions": {"noSpaceInBox": "pcpkit.component:BoxFull"},
     "Axon.Ipc": {
         "producerFinished": "pcpkit.ipc:producerFinished",

@@ -446,9 +446,9 @@ async def test_busy_component_does_not_starve_timers_or_tcp() -> None:
             Factory.forProtocol(EchoP)
         )
         try:
-            client = await TCP4ClientEndpoint(
-                reactor, "127.0.0.1", port.getHost().port
-            ).connect(Factory.forProtocol(Client))
+            client = await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+                Factory.forProtocol(Client)
+            )
             assert await withTimeout(client.done, 10) == b"ping" * 1000
             client.transport.loseConnection()
         finally:

@@ -110,8 +110,10 @@ async def test_kamaelia_example_as_written(tmp_path: Path) -> None:
     try:
         async with server(Recorder) as (port, factory):
             start = reactor.seconds()
-            p = Pipeline(RateControlledFileReader("myfile", rate=100000),
-                         ThreadedTCPClient("127.0.0.1", port)).activate()
+            p = Pipeline(
+                RateControlledFileReader("myfile", rate=100000),
+                ThreadedTCPClient("127.0.0.1", port),
+            ).activate()
             received = await factory.done.addTimeout(60, reactor)
             elapsed = reactor.seconds() - start
             await p.finished.addTimeout(30, reactor)

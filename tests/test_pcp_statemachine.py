@@ -260,9 +260,7 @@ class ProxyChain(RuleBasedStateMachine):
     @precondition(lambda self: self.upstream is None and not self.finished)
     @rule(streaming=st.booleans(), script=st.lists(chunks, max_size=30))
     def register(self, streaming: bool, script: list[bytes]) -> None:
-        self.upstream = (
-            PushUpstream(self.head) if streaming else PullUpstream(self, script)
-        )
+        self.upstream = PushUpstream(self.head) if streaming else PullUpstream(self, script)
         self.head.registerProducer(self.upstream, streaming)
 
     # unregister and finish end a phase: make them rarer than the other rules.
@@ -300,9 +298,7 @@ class ProxyChain(RuleBasedStateMachine):
 
     @invariant()
     def nothingLostReorderedOrDuplicated(self) -> None:
-        held = b"".join(
-            b"".join(proxy._buffer) for proxy in reversed(getattr(self, "proxies", []))
-        )
+        held = b"".join(b"".join(proxy._buffer) for proxy in reversed(getattr(self, "proxies", [])))
         assert bytes(self.final.data) + held == bytes(self.written)
         for proxy in getattr(self, "proxies", []):
             assert proxy.bufferedBytes == sum(len(c) for c in proxy._buffer)

@@ -89,7 +89,10 @@ async def test_collector_records_a_pipeline_and_ends_on_its_shutdown() -> None:
     assert sink.shutdownMessage is shutdownMsg
     assert sink.finished.called and sink.finished.result is sink.messages
     assert sink.history == [
-        ("inbox", "A"), ("inbox", "B"), ("inbox", "C"), ("control", shutdownMsg)
+        ("inbox", "A"),
+        ("inbox", "B"),
+        ("inbox", "C"),
+        ("control", shutdownMsg),
     ]
 
 

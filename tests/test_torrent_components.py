@@ -77,8 +77,7 @@ async def test_hashing_does_not_block_the_reactor(tmp_path: Path) -> None:
 
     maker = TorrentMaker()
     sink = MessageCollector()
-    p = Pipeline(Requests(TIPCMakeTorrent("", 18, "", "", str(tmp_path / "big.bin"))),
-                 maker, sink)
+    p = Pipeline(Requests(TIPCMakeTorrent("", 18, "", "", str(tmp_path / "big.bin"))), maker, sink)
     loop = LoopingCall(tick)
     loop.start(0.005, now=False)
     try:
@@ -95,8 +94,9 @@ async def test_made_torrent_seeds_through_a_patron_and_is_explained(tmp_path: Pa
     writePayload(tmp_path, "c.bin", 200_000, seed=3)
     made = MessageCollector()
     await runComponent(
-        Pipeline(Requests(TIPCMakeTorrent("", 16, "", "", str(tmp_path / "c.bin"))),
-                 TorrentMaker(), made),
+        Pipeline(
+            Requests(TIPCMakeTorrent("", 16, "", "", str(tmp_path / "c.bin"))), TorrentMaker(), made
+        ),
         timeout=30,
     )
     patron = TorrentPatron(tickInterval=0.3, savePath=str(tmp_path))

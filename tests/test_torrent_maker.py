@@ -44,7 +44,8 @@ def test_make_a_v1_torrent_of_a_file(tmp_path: Path) -> None:
     assert meta[b"comment"] == b"hello" and meta[b"created by"] == b"pcpkit"
     assert meta[b"announce"] == b"http://127.0.0.1:1/announce"
     assert meta[b"announce-list"] == [
-        [b"http://127.0.0.1:1/announce"], [b"http://a/announce", b"http://b/announce"]
+        [b"http://127.0.0.1:1/announce"],
+        [b"http://a/announce", b"http://b/announce"],
     ]
     assert len(infohashOf(raw)) == 40 and torrentName(raw) == "data.bin"
 
@@ -108,8 +109,15 @@ def test_parse_magnet() -> None:
 def test_messages_have_kamaelia_fields_and_readable_lines() -> None:
     status = ipc.TIPCTorrentStatusUpdate(
         3,
-        {"fractionDone": 0.42, "downRate": 1_234_567, "upRate": 0, "numPeers": 3,
-         "name": "movie.mkv", "activity": "downloading", "timeEst": 75.0},
+        {
+            "fractionDone": 0.42,
+            "downRate": 1_234_567,
+            "upRate": 0,
+            "numPeers": 3,
+            "name": "movie.mkv",
+            "activity": "downloading",
+            "timeEst": 75.0,
+        },
     )
     assert str(status) == (
         "torrent 3 (movie.mkv): 42.0% done, 1.2 MB/s down, 0 B/s up, 3 peers, downloading"
@@ -123,7 +131,11 @@ def test_messages_have_kamaelia_fields_and_readable_lines() -> None:
     assert "delete" in str(ipc.TIPCCloseTorrent(4, deleteFiles=True))
     make = ipc.TIPCMakeTorrent("http://t/announce", 18, "title", "comment", "/src")
     assert (make.trackerurl, make.log2piecesizebytes, make.title, make.comment, make.srcfile) == (
-        "http://t/announce", 18, "title", "comment", "/src"
+        "http://t/announce",
+        18,
+        "title",
+        "comment",
+        "/src",
     )
     assert "262.1 kB" in str(make)
     assert str(ipc.TIPCNewTorrentCreated(1, "/d")) == "torrent 1 started, saving into /d"
@@ -149,10 +161,20 @@ def test_explainer() -> None:
     assert explain(ipc.TIPCTorrentStartFail("x")) == "Torrent failed to start: x"
     assert "already downloading" in explain(ipc.TIPCTorrentAlreadyDownloading(2))
     assert explain(ipc.TIPCTorrentFinished(3)) == "Torrent 3 has finished downloading"
-    line = explain(ipc.TIPCTorrentStatusUpdate(
-        4, {"fractionDone": 0.5, "downRate": 2_000_000, "upRate": 1000, "numPeers": 2,
-            "name": "n", "timeEst": 125.0, "activity": "downloading"}
-    ))
+    line = explain(
+        ipc.TIPCTorrentStatusUpdate(
+            4,
+            {
+                "fractionDone": 0.5,
+                "downRate": 2_000_000,
+                "upRate": 1000,
+                "numPeers": 2,
+                "name": "n",
+                "timeEst": 125.0,
+                "activity": "downloading",
+            },
+        )
+    )
     assert line == (
         "Torrent 4 (n): 50.0% done, 2.0 MB/s down, 1.0 kB/s up, 2 peers, 2m05s left [downloading]"
     )

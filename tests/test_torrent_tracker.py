@@ -101,9 +101,7 @@ async def test_pcpkit_downloads_what_aria2c_seeds(
         downloader = sessions()
         recorder = Recorder()
         downloader.addObserver(recorder)
-        added = await withTimeout(
-            downloader.addTorrent(raw, savefolder=str(tmp_path / "dl")), 10
-        )
+        added = await withTimeout(downloader.addTorrent(raw, savefolder=str(tmp_path / "dl")), 10)
         await recorder.finished(added.torrentid, timeout=60)
         assert process.running, f"aria2c ended early:\n{process.text()}"
     finally:
