@@ -15,7 +15,6 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import deferLater
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -29,7 +28,7 @@ from pcpkit import (
 )
 from pcpkit.internet.tcp import SimpleServer, TCPClient
 from pcpkit.internet.threadedtcp import ThreadedTCPClient
-from tests.tcputil import EchoServerProtocol, Recorder, ResetAfter, Streamer, freePort, server
+from tests.tcputil import EchoServerProtocol, ResetAfter, Streamer, freePort, server
 
 CHUNK = bytes(range(256)) * 256  # 64 KiB
 
