@@ -647,8 +647,9 @@ INSPECTOR_LINE = "pcpkit inspector on http://127.0.0.1:"
 @pytest.mark.timeout(60)
 @pytest_twisted.ensureDeferred
 async def test_twistd_relay_with_inspect_serves_its_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.procutil import ProcessRunner
     from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
-    from tests.torrentutil import ProcessRunner, waitUntil
+    from tests.torrentutil import waitUntil
 
     pluginEnvironment(monkeypatch)
     runner = ProcessRunner(
@@ -674,8 +675,9 @@ async def test_twistd_relay_with_inspect_serves_its_graph(monkeypatch: pytest.Mo
 async def test_twistd_inspect_port_busy_or_bad_exits_naming_the_option(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from tests.procutil import ProcessRunner
     from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
-    from tests.torrentutil import ProcessRunner, withTimeout
+    from tests.torrentutil import withTimeout
 
     pluginEnvironment(monkeypatch)
     busy = socket.create_server(("127.0.0.1", 0))

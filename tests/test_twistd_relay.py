@@ -15,8 +15,9 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from pcpkit.internet._splice import spliceAvailable
+from tests.procutil import ProcessRunner
 from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
-from tests.torrentutil import ProcessRunner, waitUntil, withTimeout
+from tests.torrentutil import waitUntil, withTimeout
 
 
 @pytest.fixture(autouse=True)

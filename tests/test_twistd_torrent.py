@@ -36,9 +36,9 @@ from pcpkit.torrent.daemon import TorrentDaemon
 from pcpkit.torrent.maker import infohashOf, makeTorrent
 from pcpkit.torrent.session import AddedTorrent, TorrentSession
 from pcpkit.torrent.web import RangeNotSatisfiable, makeSite, parseRange, renderStatusPage
+from tests.procutil import ProcessRunner
 from tests.torrentutil import (
     MiB,
-    ProcessRunner,
     Sessions,
     payload,
     reactor,
