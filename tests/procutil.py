@@ -111,3 +111,15 @@ class ProcessRunner(protocol.ProcessProtocol):
     def _killIfRunning(self) -> None:
         if self.running:
             self._process.signalProcess("KILL")
+
+
+async def exitCode(runner: ProcessRunner, timeout: float) -> int:
+    """
+    The exit code of a process that should end by itself within ``timeout`` seconds; if it
+    does not (or the wait fails), it is killed and waited for before the failure goes on.
+    """
+    try:
+        code: int = await runner.ended.addTimeout(timeout, reactor)
+        return code
+    finally:
+        await runner.kill()

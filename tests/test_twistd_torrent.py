@@ -36,7 +36,7 @@ from pcpkit.torrent.daemon import TorrentDaemon
 from pcpkit.torrent.maker import infohashOf, makeTorrent
 from pcpkit.torrent.session import AddedTorrent, TorrentSession
 from pcpkit.torrent.web import RangeNotSatisfiable, makeSite, parseRange, renderStatusPage
-from tests.procutil import ProcessRunner
+from tests.procutil import ProcessRunner, exitCode
 from tests.torrentutil import (
     MiB,
     Sessions,
@@ -280,7 +280,7 @@ def assertCleanStop(code: int, log: str) -> None:
 @pytest_twisted.ensureDeferred
 async def test_missing_save_path_is_a_usage_error(daemons: Daemons, tmp_path: Path) -> None:
     runner = ProcessRunner(twistdArgv("torrent", "--watch", str(tmp_path)))
-    code = await withTimeout(runner.ended, 30)
+    code = await exitCode(runner, 30)
     assert code != 0
     assert "--save-path is required" in runner.text(), runner.text()
     assert "Traceback" not in runner.text()
@@ -294,7 +294,7 @@ async def test_bad_peer_and_http_are_usage_errors(daemons: Daemons, tmp_path: Pa
         (["--http", "tcp:notaport"], "--http"),
     ):
         runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(tmp_path), *args))
-        code = await withTimeout(runner.ended, 30)
+        code = await exitCode(runner, 30)
         assert code != 0, runner.text()
         assert expected in runner.text(), runner.text()
         assert "Traceback" not in runner.text()
@@ -768,7 +768,7 @@ async def test_a_daemon_that_cannot_work_exits_naming_the_option(
                 "192.0.2.1:0: Cannot assign requested address"
             )
         runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(savePath), *args))
-        code = await withTimeout(runner.ended, 60)
+        code = await exitCode(runner, 60)
     finally:
         busy.close()
     text = runner.text()
@@ -790,7 +790,7 @@ async def test_bad_listen_interfaces_are_usage_errors(daemons: Daemons, tmp_path
         runner = ProcessRunner(
             twistdArgv("torrent", "--save-path", str(tmp_path), "--listen-interfaces", value)
         )
-        code = await withTimeout(runner.ended, 30)
+        code = await exitCode(runner, 30)
         assert code != 0, runner.text()
         assert expected in runner.text(), runner.text()
         assert "Traceback" not in runner.text()
