@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from typing import Any
 
+from twisted.internet.task import Clock
+
 from pcpkit import BoxFull, Component, producerFinished, shutdownMicroprocess
 
 
@@ -103,3 +105,17 @@ class Stopper(Component):
     def main(self) -> Generator[int, None, None]:
         self.send(shutdownMicroprocess(self), "outbox")
         yield 1
+
+
+def settle(clock: Clock, turns: int = 10_000) -> None:
+    """
+    Advance ``clock`` (by zero seconds) until nothing on it is due: the components on a
+    ``Scheduler(clock)`` have done all they can until something happens from outside or a
+    later call comes due (``clock.getDelayedCalls()`` then says which).
+    """
+    for _ in range(turns):
+        now = clock.seconds()
+        if not any(c.getTime() <= now for c in clock.getDelayedCalls()):
+            return
+        clock.advance(0)
+    raise AssertionError(f"still busy after {turns} turns: {clock.getDelayedCalls()}")
