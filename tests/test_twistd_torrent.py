@@ -412,7 +412,11 @@ async def test_watch_download_stream_stop_resume_and_remove(
     await daemon.waitForLog(f"skipping {watch / 'escape.torrent'}: unsafe file name")
     await daemon.waitForLog(f"skipping {watch / 'garbage.torrent'}: not a .torrent")
     await daemon.waitForLog(f"skipping {watch / 'nonsense.magnet'}: invalid magnet link")
-    await sleep(2.5)  # two more looks at the folder
+    # two more looks at the folder: each reports a marker dropped after the one before
+    for n in (1, 2):
+        marker = drop(watch, f"marker{n}.torrent", b"not a torrent")
+        await daemon.waitForLog(f"skipping {marker}: not a .torrent")
+        marker.unlink()
     assert daemon.text().count(f"skipping {watch / 'garbage.torrent'}") == 1
     assert daemon.text().count(f"skipping {watch / 'nonsense.magnet'}") == 1
     assert daemon.text().count(f"skipping {watch / 'escape.torrent'}") == 1
@@ -692,12 +696,28 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
 
             await waitUntil(check, 10, what)
 
+        markers = 0
+
+        async def scanned() -> None:
+            # A scan that began after now: it lists a marker file created now (and with it
+            # every change made before), then another scan sees the marker gone.
+            nonlocal markers
+            markers += 1
+            marker = drop(watch, f"marker{markers}.torrent", b"not a torrent")
+
+            def listed() -> bool:
+                return any(name == marker.name for name, _ in daemon.skippedFiles())
+
+            await waitUntil(listed, 10, f"a scan to list {marker.name}")
+            marker.unlink()
+            await waitUntil(lambda: not listed(), 10, f"a scan to see {marker.name} gone")
+
         # two files naming one torrent: it runs once, and until both are gone
         drop(watch, "a.torrent", raw)
         drop(watch, "b.torrent", raw)
         await running([infohash], "the torrent to run")
         (watch / "a.torrent").unlink()
-        await sleep(0.3)
+        await scanned()
         await running([infohash], "the torrent to keep running")
         # b now holds garbage: the torrent stops, b is listed as skipped
         (watch / "b.torrent").write_bytes(b"d4:infoi3ee")
@@ -710,9 +730,9 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
         assert daemon.skippedFiles() == []
         # a magnet naming the same torrent shares it too
         drop(watch, "c.magnet", f"magnet:?xt=urn:btih:{infohash}".encode())
-        await sleep(0.3)
+        await scanned()
         (watch / "b.torrent").unlink()
-        await sleep(0.3)
+        await scanned()
         await running([infohash], "the torrent to stay for c.magnet")
         (watch / "c.magnet").unlink()
         await running([], "the torrent to stop with its last file")
