@@ -5,16 +5,29 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from typing import Any
 
+from twisted.internet.task import Clock
+
 from pcpkit import BoxFull, Component, producerFinished, shutdownMicroprocess
 
 
 class Source(Component):
-    """Sends each item, holding one back while the next inbox is full; then producerFinished."""
+    """
+    Sends each item, Axon style (on ``BoxFull`` it pauses, counting it in ``fullCount``, and
+    retries when woken), then ``producerFinished`` on ``signal``; ``sent`` counts what went
+    out. A message on ``control`` stops it early (passed on along ``signal``). (Not ``await
+    put``: a ``put`` woken while another sender has refilled the box is not re-registered as
+    a waiter, see the report on component.put.)
+    """
+
+    #: Messages sent in one step at most (with a parking bound the inbox it feeds may hold
+    #: this many more than its size: "size + one step's sends").
+    step = 32
 
     def __init__(self, items: Iterable[Any], **argd: Any) -> None:
         super().__init__(**argd)
         self.items = list(items)
         self.fullCount = 0
+        self.sent = 0
 
     def main(self) -> Generator[int, None, None]:
         for item in self.items:
@@ -26,9 +39,12 @@ class Source(Component):
                     self.fullCount += 1
                     self.pause()
                     yield 1
+            self.sent += 1
             if self.dataReady("control"):
                 self.send(self.recv("control"), "signal")
                 return
+            if self.sent % self.step == 0:
+                yield 1
         self.send(producerFinished(self), "signal")
         yield 1
 
@@ -89,3 +105,17 @@ class Stopper(Component):
     def main(self) -> Generator[int, None, None]:
         self.send(shutdownMicroprocess(self), "outbox")
         yield 1
+
+
+def settle(clock: Clock, turns: int = 10_000) -> None:
+    """
+    Advance ``clock`` (by zero seconds) until nothing on it is due: the components on a
+    ``Scheduler(clock)`` have done all they can until something happens from outside or a
+    later call comes due (``clock.getDelayedCalls()`` then says which).
+    """
+    for _ in range(turns):
+        now = clock.seconds()
+        if not any(c.getTime() <= now for c in clock.getDelayedCalls()):
+            return
+        clock.advance(0)
+    raise AssertionError(f"still busy after {turns} turns: {clock.getDelayedCalls()}")

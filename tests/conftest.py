@@ -4,6 +4,9 @@ Shared fixtures: every test must leave a clean reactor, as trial demands.
 After each test we give the reactor a short grace (a few turns, at most one second) for
 connections that are already closing, then fail the test if it left behind a pending
 ``DelayedCall``, a reader or writer, or a non-daemon thread that was not there before.
+
+A child process (a :class:`tests.procutil.ProcessRunner`) still running after a test, even
+one that failed or timed out, is killed and waited for first; a test that passed fails for it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pytest_twisted
 from twisted.internet import reactor as _reactor
 from twisted.internet.task import deferLater
 
+from tests.procutil import ProcessRunner
 from tests.rabbitutil import rabbitFixture  # noqa: F401  (one "rabbit" broker per session)
 
 reactor = _reactor
@@ -69,3 +73,15 @@ def cleanReactor(request: pytest.FixtureRequest) -> Iterator[None]:
     problems = _dirt(before)
     if problems:
         pytest.fail("test left the reactor dirty: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def noLeftoverProcesses() -> Iterator[None]:
+    # set up after cleanReactor, so torn down before it: the processes go before the check
+    yield
+    leftover = sorted(ProcessRunner.live, key=id)
+    for runner in leftover:
+        pytest_twisted.blockon(runner.kill().addTimeout(30, reactor))
+    if leftover:
+        names = [" ".join(r.argv[:4]) for r in leftover]
+        pytest.fail(f"test left child processes running (killed): {names}", pytrace=False)

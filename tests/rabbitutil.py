@@ -144,6 +144,14 @@ class RabbitNode:
                 return int(parts[1]), int(parts[2])
         raise AssertionError(f"no queue {queue!r} on the broker")
 
+    def consumers(self, queue: str) -> int:
+        """How many consumers ``queue`` has."""
+        for line in self.ctl("list_queues", "name", "consumers").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == queue:
+                return int(parts[1])
+        raise AssertionError(f"no queue {queue!r} on the broker")
+
     def declare(self, queue: str, durable: bool = True) -> None:
         """Declare ``queue`` (purged if it existed), with a blocking pika connection."""
         import pika

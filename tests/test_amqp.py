@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import deferLater
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import globalLogPublisher
 
 from pcpkit.amqp import (
@@ -37,6 +36,7 @@ from pcpkit.amqp import (
 from pcpkit.component import Component
 from pcpkit.ipc import ErrorInformation, ProducerFinished, ShutdownMicroprocess
 from pcpkit.testing import MessageCollector, runComponent
+from tests.procutil import ProcessRunner
 from tests.rabbitutil import (
     RabbitNode,
     consumerCommand,
@@ -109,20 +109,24 @@ def started(comp: Component) -> MessageCollector:
     return signals
 
 
-def consumer(url: str, queue: str, *options: str) -> Deferred[tuple[bytes, bytes, int]]:
-    """Run a consumer process (tests/rabbitutil.py); (stdout, stderr, exit code)."""
+def consumer(url: str, queue: str, *options: str) -> ProcessRunner:
+    """Start a consumer process (tests/rabbitutil.py); a test kills it in a ``finally``."""
     argv = consumerCommand(url, queue, *options)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    d: Deferred[tuple[bytes, bytes, int]] = getProcessOutputAndValue(
-        argv[0], argv[1:], env=env, path=str(ROOT)
-    )
-    return d
+    return ProcessRunner(argv, cwd=str(ROOT), env=env)
 
 
-def result(out: tuple[bytes, bytes, int]) -> dict[str, Any]:
-    stdout, stderr, code = out
-    assert code == 0, stderr.decode(errors="replace")[-3000:]
-    return parseConsumerOutput(stdout)
+async def result(process: ProcessRunner, timeout: float = 60) -> dict[str, Any]:
+    """What the consumer process printed, once it has ended by itself (exit code 0)."""
+    code = await process.ended.addTimeout(timeout, reactor)
+    assert code == 0, process.outputs[2].decode(errors="replace")[-3000:]
+    return parseConsumerOutput(bytes(process.outputs[1]))
+
+
+async def killed(*processes: ProcessRunner) -> None:
+    """Kill, and wait for, those of ``processes`` still running (a test's ``finally``)."""
+    for process in processes:
+        await process.kill().addTimeout(30, reactor)
 
 
 async def waitUntil(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -192,10 +196,13 @@ async def test_separate_consumer_process_exactly_once_in_order(rabbit: RabbitNod
     consuming = consumer(
         rabbit.url, "once", "--count", str(n), "--delay", "0.0005", "--inbox", str(prefetch)
     )
-    await publish(rabbit.url, "once", [body(i, size) for i in range(n)], window=128)
-    got = result(await consuming)
-    sampler.running = False
-    await sampler.done
+    try:
+        await publish(rabbit.url, "once", [body(i, size) for i in range(n)], window=128)
+        got = await result(consuming)
+    finally:
+        sampler.running = False
+        await sampler.done
+        await killed(consuming)
 
     assert got["ids"] == list(range(n))
     assert got["redelivered"] == [] and got["errors"] == []
@@ -230,9 +237,12 @@ async def test_sink_window_holds_and_senders_wait(rabbit: RabbitNode) -> None:
 @pytest_twisted.ensureDeferred
 async def test_sink_stops_while_broker_blocks_publishers(rabbit: RabbitNode) -> None:
     """Connection.Blocked (a memory alarm) stops the sink; Unblocked resumes it, all arrive."""
-    n = 200
+    n = 2000
     rabbit.declare("blocked")
-    feeder, sink, signals = publisher(rabbit.url, "blocked", [body(i) for i in range(n)], window=16)
+    # a window as large as the stream: only the block can hold the sink back
+    feeder, sink, signals = publisher(
+        rabbit.url, "blocked", [body(i) for i in range(n)], window=n, inboxSize=16
+    )
     await threads.deferToThread(rabbit.ctl, "set_vm_memory_high_watermark", "absolute", "1")
     try:
         for c in (signals, sink, feeder):
@@ -241,13 +251,20 @@ async def test_sink_stops_while_broker_blocks_publishers(rabbit: RabbitNode) -> 
         await waitUntil(
             lambda: sink.blocked and inbox.isFull(), 20, "Connection.Blocked, the inbox full"
         )
-        stuck = feeder.sent
-        await deferLater(reactor, 0.3, lambda: None)
-        assert feeder.sent == stuck < n  # nothing taken from the inbox while blocked
-        assert sink.unconfirmed <= 16
+        stuck, published = feeder.sent, sink.published
+        # An ErrorInformation on the sink's control is passed on along its signal in the
+        # step that would also publish: once it reaches the collector, the sink has run a
+        # step while blocked, and it took nothing from its inbox.
+        probe = ErrorInformation(feeder, message="probe")
+        sink.inboxes["control"].deliver(probe)
+        await signals.waitFor(1, "control", timeout=20)
+        assert sink.blocked and inbox.isFull()
+        assert sink.published == published < n and feeder.sent == stuck < n
+        assert sink.unconfirmed < sink.window  # not the window: the block
     finally:
         await threads.deferToThread(rabbit.ctl, "set_vm_memory_high_watermark", "0.4")
     await runComponent(signals, timeout=30)
+    assert [m for m in signals.controlMessages if isinstance(m, ErrorInformation)] == [probe]
     assert not sink.blocked
     assert sink.confirmed == n
     assert rabbit.queueCounts("blocked") == (n, 0)
@@ -278,19 +295,22 @@ async def test_broker_killed_and_restarted_mid_stream(rabbit: RabbitNode) -> Non
         return None
 
     feeder.afterEach = gate
-    for c in (signals, sink, feeder):
-        c.activate()
-    for _ in range(200):
-        _, unacked = await threads.deferToThread(rabbit.queueCounts, "crash")
-        if unacked:
-            break
-    assert unacked, "the consumer process never started consuming"
-    consumerUp.callback(None)
-    await crashed
-    await threads.deferToThread(rabbit.kill)
-    await threads.deferToThread(rabbit.start)
-    await runComponent(signals, timeout=60)
-    got = result(await consuming)
+    try:
+        for c in (signals, sink, feeder):
+            c.activate()
+        for _ in range(200):
+            _, unacked = await threads.deferToThread(rabbit.queueCounts, "crash")
+            if unacked:
+                break
+        assert unacked, "the consumer process never started consuming"
+        consumerUp.callback(None)
+        await crashed
+        await threads.deferToThread(rabbit.kill)
+        await threads.deferToThread(rabbit.start)
+        await runComponent(signals, timeout=60)
+        got = await result(consuming)
+    finally:
+        await killed(consuming)
 
     assert set(got["ids"]) == set(range(n))
     copies = Counter(got["ids"])
@@ -313,13 +333,21 @@ async def test_three_consumer_processes_slowest_gets_fewest(rabbit: RabbitNode) 
     """3,000 messages, three consumer processes of different speeds on one queue."""
     n = 3000
     rabbit.declare("shared")
-    await publish(rabbit.url, "shared", [body(i) for i in range(n)] + [b"END"] * 3, window=256)
     runs = [
         consumer(rabbit.url, "shared", "--delay", delay, "--inbox", "8")
         for delay in ("0", "0.002", "0.02")
     ]
-    outs = await DeferredList(runs, fireOnOneErrback=True, consumeErrors=True)
-    fast, medium, slow = (result(out) for _, out in outs)
+    try:
+        # all three consume before anything is published: none gets a head start
+        for _ in range(200):
+            if await threads.deferToThread(rabbit.consumers, "shared") == 3:
+                break
+        else:
+            raise AssertionError("the three consumer processes did not all start consuming")
+        await publish(rabbit.url, "shared", [body(i) for i in range(n)] + [b"END"] * 3, window=256)
+        fast, medium, slow = [await result(run) for run in runs]
+    finally:
+        await killed(*runs)
     everything = sorted(fast["ids"] + medium["ids"] + slow["ids"])
     assert everything == list(range(n))
     assert len(slow["ids"]) < len(medium["ids"]) < len(fast["ids"])

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 
 from pcpkit import (
     BoxAlreadyLinked,
@@ -25,8 +27,28 @@ from pcpkit import (
     producerFinished,
 )
 from pcpkit.chassis import Graphline, Pipeline
+from pcpkit.component import Scheduler
 from pcpkit.threaded import ThreadedComponent
-from tests.componentutil import Collector, PassThrough, Source, Upper
+from tests.componentutil import Collector, PassThrough, Source, Upper, settle
+
+
+def waitingInSend(thread: threading.Thread) -> bool:
+    """Whether ``thread`` waits (on a Condition) inside ``ThreadedComponent.send``."""
+    codes = set()
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        codes.add(frame.f_code)
+        frame = frame.f_back
+    return {ThreadedComponent.send.__code__, threading.Condition.wait.__code__} <= codes
+
+
+async def until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    """Poll ``condition`` on the reactor until it holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await deferLater(reactor, 0.005, lambda: None)
 
 
 def withTimeout(d: Deferred[Any], seconds: float = 20) -> Deferred[Any]:
@@ -134,14 +156,21 @@ async def test_get_and_put_helpers_and_return_value() -> None:
     adder = Adder()
     sink = Collector()
     adder.link((adder, "outbox"), (sink, "inbox"))
-    adder.activate()
-    sink.activate()
-    await deferLater(reactor, 0.01, lambda: None)
-    assert not adder.finished.called  # it is waiting, not spinning
+    clock = Clock()
+    sched = Scheduler(clock)
+    adder.activate(sched)
+    sink.activate(sched)
+    settle(clock)
+    # it is waiting, not spinning: nothing is left to run until a message comes
+    assert not adder.finished.called and clock.getDelayedCalls() == []
     adder.inboxes["inbox"].deliver(2)
+    settle(clock)
+    assert not adder.finished.called and clock.getDelayedCalls() == []
     adder.inboxes["inbox"].deliver(40)
+    settle(clock)
     assert await withTimeout(adder.finished) == 42
     sink.inboxes["control"].deliver(producerFinished())
+    settle(clock)
     assert await withTimeout(sink.finished) == [42]
 
 
@@ -308,19 +337,31 @@ async def test_pipeline_with_a_failing_child_fails_and_stops_the_rest() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_shutdown_mid_stream() -> None:
-    sink = Collector()
     items = list(range(100_000))
+
+    class StopsMidStream(Collector):
+        """Tells the pipeline to stop when it takes its 1,000th message."""
+
+        taken = 0
+
+        def recv(self, boxname: str = "inbox") -> Any:
+            msg = super().recv(boxname)
+            if boxname == "inbox":
+                self.taken += 1
+                if self.taken == 1000:
+                    p.inboxes["control"].final.deliver(ShutdownMicroprocess())
+            return msg
+
+    sink = StopsMidStream()
     source = Source(items)
     p = Pipeline(source, PassThrough(), sink)
     for c in p.childComponents()[1:]:
         c.setInboxSize("inbox", 16)
     p.activate()
-    await deferLater(reactor, 0.01, lambda: None)
-    p.inboxes["control"].final.deliver(ShutdownMicroprocess())
     await withTimeout(p.finished)
     assert isinstance(sink.control[0], ShutdownMicroprocess)
     assert sink.got == items[: len(sink.got)]  # a prefix: nothing lost or reordered
-    assert len(sink.got) < len(items)
+    assert 1000 <= len(sink.got) < len(items)
 
 
 @pytest_twisted.ensureDeferred
@@ -391,10 +432,14 @@ async def test_threaded_send_blocks_while_destination_is_full() -> None:
     gate = Gate()
     gate.setInboxSize("inbox", 5)
     Pipeline(prod, gate).activate()
-    await deferLater(reactor, 0.3, lambda: None)
-    # 5 in the inbox, 4 in the thread's queue, and the thread blocked on the next send
-    assert gate.dataReady("inbox") == 5
-    assert len(sent) <= 5 + 4 + 1
+    (thread,) = [t for t in threading.enumerate() if t.name == f"pcpkit-{prod}"]
+    # 5 messages in the inbox, 4 in the thread's queue: sends 0 to 8 returned, and the
+    # thread waits inside send 9 (seen in its stack) for room
+    await until(
+        lambda: len(sent) == 9 and gate.dataReady("inbox") == 5 and waitingInSend(thread),
+        "the thread to wait in its tenth send",
+    )
+    assert sent == list(range(9))
     release.set()
     gate.unpause()
     assert await withTimeout(gate.finished) == list(range(50))
@@ -461,19 +506,23 @@ async def test_busy_component_does_not_starve_timers_or_tcp() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_idle_components_use_no_cpu() -> None:
-    import resource
-
+    # Paused components leave nothing on the scheduler or the reactor (a Clock here): no
+    # poll, no timer, so an idle program costs no CPU until a message comes.
+    clock = Clock()
+    sched = Scheduler(clock)
     comps = [Collector() for _ in range(20)] + [Upper() for _ in range(20)]
     for c in comps:
-        c.activate()
-    await deferLater(reactor, 0.05, lambda: None)
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    await deferLater(reactor, 1.0, lambda: None)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    assert cpu < 0.05, f"{cpu:.3f} s of CPU in 1 s with every component paused"
+        c.activate(sched)
+    settle(clock)
+    assert clock.getDelayedCalls() == [] and not sched.runQueue and sched.pending is None
+    comps[0].inboxes["inbox"].deliver("x")
+    comps[20].inboxes["inbox"].deliver("y")
+    settle(clock)
+    assert comps[0].got == ["x"] and comps[20].outboxes["outbox"].queue[0] == "Y"
+    assert clock.getDelayedCalls() == [] and not sched.runQueue and sched.pending is None
     for c in comps:
         c.inboxes["control"].deliver(producerFinished())
+    settle(clock)
     for c in comps:
         await withTimeout(c.finished)
 

@@ -647,8 +647,9 @@ INSPECTOR_LINE = "pcpkit inspector on http://127.0.0.1:"
 @pytest.mark.timeout(60)
 @pytest_twisted.ensureDeferred
 async def test_twistd_relay_with_inspect_serves_its_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.procutil import ProcessRunner
     from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
-    from tests.torrentutil import ProcessRunner, waitUntil
+    from tests.torrentutil import waitUntil
 
     pluginEnvironment(monkeypatch)
     runner = ProcessRunner(
@@ -674,8 +675,8 @@ async def test_twistd_relay_with_inspect_serves_its_graph(monkeypatch: pytest.Mo
 async def test_twistd_inspect_port_busy_or_bad_exits_naming_the_option(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from tests.procutil import ProcessRunner, exitCode
     from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
-    from tests.torrentutil import ProcessRunner, withTimeout
 
     pluginEnvironment(monkeypatch)
     busy = socket.create_server(("127.0.0.1", 0))
@@ -684,7 +685,7 @@ async def test_twistd_inspect_port_busy_or_bad_exits_naming_the_option(
         runner = ProcessRunner(
             twistdArgv("relay", "--listen", "0", "--connect", "127.0.0.1:9", "--inspect", str(port))
         )
-        code = await withTimeout(runner.ended, 30)
+        code = await exitCode(runner, 30)
     finally:
         busy.close()
     text = runner.text()
@@ -692,7 +693,7 @@ async def test_twistd_inspect_port_busy_or_bad_exits_naming_the_option(
     assert f"twistd pcpkit relay: --inspect tcp:{port}:interface=127.0.0.1: Couldn't listen" in text
     assert "Traceback" not in text
     runner = ProcessRunner(twistdArgv("demo", "--inspect", "tcp:99999"))
-    code = await withTimeout(runner.ended, 30)
+    code = await exitCode(runner, 30)
     assert code != 0 and "--inspect: bad endpoint 'tcp:99999'" in runner.text(), runner.text()
 
 

@@ -12,8 +12,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import deferLater
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from pcpkit import (
     Component,
@@ -25,7 +28,7 @@ from pcpkit import (
 )
 from pcpkit.internet.tcp import SimpleServer, TCPClient
 from pcpkit.internet.threadedtcp import ThreadedTCPClient
-from tests.tcputil import EchoServerProtocol, Recorder, ResetAfter, Streamer, freePort, server
+from tests.tcputil import EchoServerProtocol, ResetAfter, Streamer, freePort, server
 
 CHUNK = bytes(range(256)) * 256  # 64 KiB
 
@@ -174,12 +177,12 @@ async def test_reset_mid_transfer_signals_error_then_shutdown(makeClient: Any) -
 async def test_shutdownMicroprocess_closes_at_once(makeClient: Any) -> None:
     async with server(EchoServerProtocol) as (port, _):
         client = makeClient(port)
-        sink = ByteSink()
+        sink = ByteSink(expect=5)
         wire(client, sink)
         sink.activate()
         client.activate()
         client.inboxes["inbox"].deliver(b"hello")
-        await deferLater(reactor, 0.2, lambda: None)
+        await sink.reached.addTimeout(30, reactor)  # the echo came back
         client.inboxes["control"].deliver(ShutdownMicroprocess())
         await sink.finished.addTimeout(30, reactor)
         await client.finished.addTimeout(30, reactor)
@@ -306,13 +309,16 @@ async def test_simpleserver_echo_100_concurrent_clients() -> None:
         client.inboxes["inbox"].deliver(payload)
         clients.append((client, sink, payload))
     await DeferredList([s.reached for _, s, _ in clients]).addTimeout(60, reactor)
+    handlers = list(srv.connections)
+    assert len(handlers) == 100
     for client, _, _ in clients:
         client.inboxes["control"].deliver(producerFinished())
     await DeferredList([s.finished for _, s, _ in clients]).addTimeout(60, reactor)
     for _, sink, payload in clients:
         assert sink.sha.digest() == hashlib.sha256(payload).digest()
     # every per-connection component ended when its peer went
-    await deferLater(reactor, 0.1, lambda: None)
+    await DeferredList([h.lost for h in handlers]).addTimeout(30, reactor)
+    await DeferredList([h.component.finished for h in handlers]).addTimeout(30, reactor)
     assert not srv.connections
     srv.inboxes["control"].deliver(producerFinished())
     await srv.finished.addTimeout(10, reactor)
@@ -462,83 +468,132 @@ async def test_tcpclient_connect_timeout_gives_up() -> None:
     assert "no connection within 0.5 s" in str(sink.signals[0])
 
 
+@implementer(IStreamClientEndpoint)
+class NoticedEndpoint:
+    """A real TCP client endpoint whose ``attempted`` fires once a connection attempt began."""
+
+    def __init__(self, port: int) -> None:
+        self.inner = HostnameEndpoint(reactor, "127.0.0.1", port)
+        self.attempted: Deferred[None] = Deferred()
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        d: Deferred[Any] = self.inner.connect(factory)
+        self.attempted.callback(None)
+        return d
+
+
 @pytest_twisted.ensureDeferred
 async def test_tcpclient_shutdownmicroprocess_while_connecting_gives_up_at_once() -> None:
     with nonAnsweringListener() as port:
-        client = TCPClient("127.0.0.1", port, 0, 60)
+        endpoint = NoticedEndpoint(port)
+        verifyObject(IStreamClientEndpoint, endpoint)
+        client = TCPClient(endpoint=endpoint, connect_timeout=60)
         sink = ByteSink()
         wire(client, sink)
         sink.activate()
         client.activate()
-        await deferLater(reactor, 0.05)
-        assert not client.finished.called  # still connecting
+        # the attempt is under way, and only its 60 s timeout could end it (no SYN is answered)
+        await endpoint.attempted.addTimeout(5, reactor)
         client.inboxes["control"].deliver(ShutdownMicroprocess())
         await client.finished.addTimeout(5, reactor)
         await sink.finished.addTimeout(5, reactor)
     assert kinds(sink.signals) == ["SocketShutdown"]
 
 
-class ReplyLater(Protocol):
-    """Answers the first data with ``b"reply"`` a little later, then closes; records whether
-    the client was still there to get it."""
+class AnswerOnCue(Protocol):
+    """
+    Keeps what it receives and fires ``factory.heard`` with itself once ``factory.expect``
+    bytes came; writes only when told (``answer``); fires ``factory.done`` with (what it
+    received, whether it closed the connection itself) when the connection ends.
+    """
 
     def connectionMade(self) -> None:
-        self.call: Any = None
+        self.chunks: list[bytes] = []
+        self.closedHere = False
         self.factory.connected.append(self)  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
-        if self.call is None:
-            self.call = reactor.callLater(0.2, self.reply)
+        self.chunks.append(data)
+        heard = self.factory.heard  # type: ignore[attr-defined]
+        if len(b"".join(self.chunks)) >= len(self.factory.expect) and not heard.called:  # type: ignore[attr-defined]
+            heard.callback(self)
 
-    def reply(self) -> None:
-        self.transport.write(b"reply")  # type: ignore[union-attr]
+    def answer(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        self.closedHere = True
         self.transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: object = None) -> None:
-        replied = self.call is not None and not self.call.active()
-        if self.call is not None and self.call.active():
-            self.call.cancel()
-        if not self.factory.done.called:  # type: ignore[attr-defined]
-            self.factory.done.callback(replied)  # type: ignore[attr-defined]
+        self.factory.done.callback((b"".join(self.chunks), self.closedHere))  # type: ignore[attr-defined]
+
+
+def actedOn(client: Component, message: object) -> Deferred[None]:
+    """
+    Deliver ``message`` to ``client``'s control inbox; the Deferred fires on the reactor turn
+    after the client took it. TCPClient acts on a control message in the step that takes it
+    (it closes, or starts waiting for the server, with no wait in between), so by then it has.
+    """
+    taken: Deferred[None] = Deferred()
+    control = client.inboxes["control"]
+    control.deliver(message)
+    control.addWaiter(lambda: reactor.callLater(0, taken.callback, None))
+    return taken
 
 
 @pytest.mark.parametrize("wait", [True, False])
 @pytest_twisted.ensureDeferred
 async def test_tcpclient_wait_for_serverclose(wait: bool) -> None:
-    async with server(ReplyLater) as (port, factory):
+    async with server(AnswerOnCue, heard=Deferred(), expect=b"request") as (port, factory):
         client = TCPClient("127.0.0.1", port, wait_for_serverclose=wait)
-        sink = ByteSink()
+        sink = ByteSink(expect=len(b"reply"))
         wire(client, sink)
         sink.activate()
         client.activate()
         client.inboxes["inbox"].deliver(b"request")
-        client.inboxes["control"].deliver(producerFinished())
+        taken = actedOn(client, producerFinished())
+        peer = await factory.heard.addTimeout(30, reactor)
+        await taken.addTimeout(30, reactor)
+        if wait:
+            # after the ProducerFinished, the client still reads: the answer gets through
+            peer.answer(b"reply")
+            await sink.reached.addTimeout(30, reactor)
+            assert not client.finished.called
+            peer.close()
+        received, serverClosed = await factory.done.addTimeout(30, reactor)
         await client.finished.addTimeout(30, reactor)
         await sink.finished.addTimeout(5, reactor)
-        replied = await factory.done.addTimeout(5, reactor)
+    assert received == b"request"
     assert kinds(sink.signals) == ["SocketShutdown"]
     if wait:
-        # the connection stayed open until the server had answered and closed it
-        assert replied and sink.count == len(b"reply")
+        # the connection stayed open until the server closed it
+        assert serverClosed and sink.count == len(b"reply")
     else:
-        # closed after sending, as before: the server never got to answer
-        assert not replied and sink.count == 0
+        # closed after sending, as before, without being told by the server
+        assert not serverClosed and sink.count == 0
 
 
 @pytest_twisted.ensureDeferred
 async def test_tcpclient_waiting_for_serverclose_still_aborts_on_shutdownmicroprocess() -> None:
-    async with server(Recorder) as (port, factory):
+    async with server(AnswerOnCue, heard=Deferred(), expect=b"all of it") as (port, factory):
         client = TCPClient("127.0.0.1", port, 0, 60, True)
-        sink = ByteSink()
+        sink = ByteSink(expect=len(b"ping"))
         wire(client, sink)
         sink.activate()
         client.activate()
         client.inboxes["inbox"].deliver(b"all of it")
-        client.inboxes["control"].deliver(producerFinished())
-        heard = factory.done
-        await deferLater(reactor, 0.2)
-        assert not client.finished.called  # waiting for a server that never closes
+        taken = actedOn(client, producerFinished())
+        peer = await factory.heard.addTimeout(30, reactor)
+        await taken.addTimeout(30, reactor)
+        # waiting for a server that never closes: still connected and reading ...
+        peer.answer(b"ping")
+        await sink.reached.addTimeout(30, reactor)
+        # ... until told to stop
         client.inboxes["control"].deliver(ShutdownMicroprocess())
         await client.finished.addTimeout(5, reactor)
-        assert await heard.addTimeout(5, reactor) == b"all of it"
+        received, serverClosed = await factory.done.addTimeout(5, reactor)
+        await sink.finished.addTimeout(5, reactor)
+    assert received == b"all of it" and not serverClosed
+    assert sink.count == len(b"ping")
     assert kinds(sink.signals) == ["SocketShutdown"]

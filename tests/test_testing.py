@@ -24,6 +24,7 @@ from pcpkit import (
 from pcpkit._twisted import getReactor
 from pcpkit.bridge import InboxConsumer, OutboxProducer
 from pcpkit.chassis import Pipeline
+from pcpkit.component import Scheduler
 from pcpkit.pcp import ProducerConsumerProxy
 from pcpkit.testing import (
     MessageCollector,
@@ -32,7 +33,7 @@ from pcpkit.testing import (
     RecordingProducer,
     runComponent,
 )
-from tests.componentutil import Source, Upper
+from tests.componentutil import Source, Upper, settle
 
 
 def pendingCalls() -> list[Any]:
@@ -529,18 +530,22 @@ async def test_OutboxProducer_into_a_consumer_that_pauses_after_n_bytes() -> Non
     chunks = [bytes([65 + i]) * 10 for i in range(20)]
     source = ByteSource(chunks)
     consumer = RecordingConsumer(pauseAfter=30)
+    clock = Clock()
+    # on a clock: run until nothing is left to run, then look
+    source.activate(Scheduler(clock))
     producer = OutboxProducer(source, "outbox", consumer, bufferSize=4)
     assert consumer.calls == ["registerProducer"] and consumer.producer is producer
-    ran = runComponent(source, timeout=10)
-    assert await consumer.waitFor(30, timeout=10) == b"".join(chunks[:3])
+    settle(clock)
+    assert consumer.data == b"".join(chunks[:3])
     assert producer.paused and consumer.producerPaused
-    await deferLater(reactor, 0.05, lambda: None)
+    assert clock.getDelayedCalls() == []  # all done until the consumer resumes:
     assert consumer.size == 30  # a paused producer writes nothing more ...
-    assert not ran.called  # ... and the source is held back by the full sink
+    assert not source.finished.called  # ... and the source is held back by the full sink
     assert producer.buffered == 4
     consumer.pauseAfter = None
     consumer.resumeProducer()
-    assert await ran == 20
+    settle(clock)
+    assert await source.finished == 20
     await producer.whenDrained()
     assert consumer.data == b"".join(chunks)
     producer.stop()

@@ -35,6 +35,7 @@ from tests.torrentutil import (
     reactor,
     sessionsFixture,  # noqa: F401 - the "sessions" fixture
     sleep,
+    waitUntil,
     withTimeout,
     writePayload,
 )
@@ -229,7 +230,7 @@ async def test_stream_errors(sessions: Sessions, tmp_path: Path) -> None:
     # removal while a stream waits for pieces that never come (no peer connected)
     waiting = SlowConsumer()
     d = streamFile(downloader, added.torrentid, 0, waiting)
-    await sleep(0.1)
+    await waitUntil(lambda: downloader._pieceListeners == 1, 10, "the stream to wait for pieces")
     await withTimeout(downloader.removeTorrent(added.torrentid), 10)
     with pytest.raises(TorrentRemoved):
         await d
@@ -240,7 +241,7 @@ async def test_stream_errors(sessions: Sessions, tmp_path: Path) -> None:
     again = await withTimeout(downloader.addTorrent(raw, savefolder=str(tmp_path / "dl2")), 10)
     stopping = SlowConsumer()
     d = streamFile(downloader, again.torrentid, 0, stopping)
-    await sleep(0.1)
+    await waitUntil(lambda: downloader._pieceListeners == 1, 10, "the stream to wait for pieces")
     await downloader.stop()
     with pytest.raises(SessionStopped):
         await d

@@ -15,8 +15,9 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from pcpkit.internet._splice import spliceAvailable
+from tests.procutil import ProcessRunner, exitCode
 from tests.test_twistd_torrent import pluginEnvironment, twistdArgv
-from tests.torrentutil import ProcessRunner, waitUntil, withTimeout
+from tests.torrentutil import waitUntil, withTimeout
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +82,7 @@ async def test_listen_port_busy_exits_naming_the_option() -> None:
         runner = ProcessRunner(
             twistdArgv("relay", "--listen", str(port), "--connect", "127.0.0.1:9")
         )
-        code = await withTimeout(runner.ended, 30)
+        code = await exitCode(runner, 30)
     finally:
         busy.close()
     text = runner.text()
@@ -107,7 +108,7 @@ async def test_bad_endpoints_are_usage_errors() -> None:
         ),
     ):
         runner = ProcessRunner(twistdArgv("relay", *args))
-        code = await withTimeout(runner.ended, 30)
+        code = await exitCode(runner, 30)
         assert code != 0, runner.text()
         assert expected in runner.text(), runner.text()
         assert "Traceback" not in runner.text()
@@ -116,14 +117,18 @@ async def test_bad_endpoints_are_usage_errors() -> None:
 async def runRelay(argv: list[str]) -> tuple[ProcessRunner, int]:
     """Start a twistd relay; wait for its listening line; return it and its port."""
     runner = ProcessRunner(argv)
-    await waitUntil(
-        lambda: "relay listening on" in runner.text() or not runner.running,
-        30,
-        "the relay to listen",
-    )
-    assert runner.running, runner.text()
-    line = runner.text().split("relay listening on", 1)[1]
-    port = int(line.split("port=", 1)[1].split(")", 1)[0])
+    try:
+        await waitUntil(
+            lambda: "relay listening on" in runner.text() or not runner.running,
+            30,
+            "the relay to listen",
+        )
+        assert runner.running, runner.text()
+        line = runner.text().split("relay listening on", 1)[1]
+        port = int(line.split("port=", 1)[1].split(")", 1)[0])
+    except BaseException:
+        await runner.kill()
+        raise
     return runner, port
 
 

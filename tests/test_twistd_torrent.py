@@ -36,9 +36,9 @@ from pcpkit.torrent.daemon import TorrentDaemon
 from pcpkit.torrent.maker import infohashOf, makeTorrent
 from pcpkit.torrent.session import AddedTorrent, TorrentSession
 from pcpkit.torrent.web import RangeNotSatisfiable, makeSite, parseRange, renderStatusPage
+from tests.procutil import ProcessRunner, exitCode
 from tests.torrentutil import (
     MiB,
-    ProcessRunner,
     Sessions,
     payload,
     reactor,
@@ -280,7 +280,7 @@ def assertCleanStop(code: int, log: str) -> None:
 @pytest_twisted.ensureDeferred
 async def test_missing_save_path_is_a_usage_error(daemons: Daemons, tmp_path: Path) -> None:
     runner = ProcessRunner(twistdArgv("torrent", "--watch", str(tmp_path)))
-    code = await withTimeout(runner.ended, 30)
+    code = await exitCode(runner, 30)
     assert code != 0
     assert "--save-path is required" in runner.text(), runner.text()
     assert "Traceback" not in runner.text()
@@ -294,7 +294,7 @@ async def test_bad_peer_and_http_are_usage_errors(daemons: Daemons, tmp_path: Pa
         (["--http", "tcp:notaport"], "--http"),
     ):
         runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(tmp_path), *args))
-        code = await withTimeout(runner.ended, 30)
+        code = await exitCode(runner, 30)
         assert code != 0, runner.text()
         assert expected in runner.text(), runner.text()
         assert "Traceback" not in runner.text()
@@ -452,7 +452,11 @@ async def test_watch_download_stream_stop_resume_and_remove(
     await daemon.waitForLog(f"skipping {watch / 'escape.torrent'}: unsafe file name")
     await daemon.waitForLog(f"skipping {watch / 'garbage.torrent'}: not a .torrent")
     await daemon.waitForLog(f"skipping {watch / 'nonsense.magnet'}: invalid magnet link")
-    await sleep(2.5)  # two more looks at the folder
+    # two more looks at the folder: each reports a marker dropped after the one before
+    for n in (1, 2):
+        marker = drop(watch, f"marker{n}.torrent", b"not a torrent")
+        await daemon.waitForLog(f"skipping {marker}: not a .torrent")
+        marker.unlink()
     assert daemon.text().count(f"skipping {watch / 'garbage.torrent'}") == 1
     assert daemon.text().count(f"skipping {watch / 'nonsense.magnet'}") == 1
     assert daemon.text().count(f"skipping {watch / 'escape.torrent'}") == 1
@@ -732,12 +736,28 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
 
             await waitUntil(check, 10, what)
 
+        markers = 0
+
+        async def scanned() -> None:
+            # A scan that began after now: it lists a marker file created now (and with it
+            # every change made before), then another scan sees the marker gone.
+            nonlocal markers
+            markers += 1
+            marker = drop(watch, f"marker{markers}.torrent", b"not a torrent")
+
+            def listed() -> bool:
+                return any(name == marker.name for name, _ in daemon.skippedFiles())
+
+            await waitUntil(listed, 10, f"a scan to list {marker.name}")
+            marker.unlink()
+            await waitUntil(lambda: not listed(), 10, f"a scan to see {marker.name} gone")
+
         # two files naming one torrent: it runs once, and until both are gone
         drop(watch, "a.torrent", raw)
         drop(watch, "b.torrent", raw)
         await running([infohash], "the torrent to run")
         (watch / "a.torrent").unlink()
-        await sleep(0.3)
+        await scanned()
         await running([infohash], "the torrent to keep running")
         # b now holds garbage: the torrent stops, b is listed as skipped
         (watch / "b.torrent").write_bytes(b"d4:infoi3ee")
@@ -750,9 +770,9 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
         assert daemon.skippedFiles() == []
         # a magnet naming the same torrent shares it too
         drop(watch, "c.magnet", f"magnet:?xt=urn:btih:{infohash}".encode())
-        await sleep(0.3)
+        await scanned()
         (watch / "b.torrent").unlink()
-        await sleep(0.3)
+        await scanned()
         await running([infohash], "the torrent to stay for c.magnet")
         (watch / "c.magnet").unlink()
         await running([], "the torrent to stop with its last file")
@@ -808,7 +828,7 @@ async def test_a_daemon_that_cannot_work_exits_naming_the_option(
                 "192.0.2.1:0: Cannot assign requested address"
             )
         runner = ProcessRunner(twistdArgv("torrent", "--save-path", str(savePath), *args))
-        code = await withTimeout(runner.ended, 60)
+        code = await exitCode(runner, 60)
     finally:
         busy.close()
     text = runner.text()
@@ -830,7 +850,7 @@ async def test_bad_listen_interfaces_are_usage_errors(daemons: Daemons, tmp_path
         runner = ProcessRunner(
             twistdArgv("torrent", "--save-path", str(tmp_path), "--listen-interfaces", value)
         )
-        code = await withTimeout(runner.ended, 30)
+        code = await exitCode(runner, 30)
         assert code != 0, runner.text()
         assert expected in runner.text(), runner.text()
         assert "Traceback" not in runner.text()

@@ -24,8 +24,8 @@ from pcpkit.util import (
     PublishTo,
     SubscribeTo,
 )
+from tests.componentutil import Source
 from tests.test_util_fanout import Gate, waitUntil
-from tests.utilutil import Feeder
 
 
 async def _stop(backplane: Backplane) -> None:
@@ -99,7 +99,7 @@ async def test_pause_policy_holds_publishers_and_loses_nothing() -> None:
     for s in subs:
         s.activate()
     await waitUntil(lambda: len(bp.splitter.outlets) == 2)
-    feeders = [Feeder(range(i * 1000, i * 1000 + 200)) for i in range(2)]
+    feeders = [Source(range(i * 1000, i * 1000 + 200)) for i in range(2)]
     pubs = [Pipeline(f, PublishTo("paced")) for f in feeders]
     for p in pubs:
         p.activate()
@@ -127,7 +127,7 @@ async def test_drop_policy_subscriber_is_bounded_and_counted() -> None:
     lossy = SubscribeTo("lossy", policy="drop", size=10)
     subStuck = Pipeline(lossy, stuck).activate()
     await waitUntil(lambda: len(bp.splitter.outlets) == 2)
-    pub = Pipeline(Feeder(range(300)), PublishTo("lossy"))
+    pub = Pipeline(Source(range(300)), PublishTo("lossy"))
     await runComponent(pub, 10)
     await fast.waitFor(300, timeout=10)
     assert fast.messages == list(range(300))

@@ -16,8 +16,8 @@ from pcpkit.chassis import Pipeline
 from pcpkit.testing import MessageCollector, runComponent
 from pcpkit.util import ConsoleEchoer, ConsoleReader
 from pcpkit.util import console as consolemodule
+from tests.componentutil import Source
 from tests.test_util_fanout import Gate, waitUntil
-from tests.utilutil import Feeder
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ async def test_echoer_writes_everything_and_holds_senders_while_stdout_is_full(
     inR, inW, outR, outW = pipes
     block = b"y" * 4096
     count = 1000  # 4 MB: far more than the pipe and the transport's buffer hold
-    feeder = Feeder([block] * count + ["text", 42])
+    feeder = Source([block] * count + ["text", 42])
     echoer = ConsoleEchoer(tag="", stdin=inR, stdout=outW)
     p = Pipeline(feeder, echoer)
     p.activate()

@@ -32,7 +32,8 @@ from pcpkit.util import (
     removesink,
 )
 from pcpkit.util.sequencing import MessageRateLimit
-from tests.utilutil import Feeder, Paced, clockScheduler, runUntil
+from tests.componentutil import Source
+from tests.utilutil import Paced, clockScheduler, runUntil
 
 
 def waitUntil(condition: Callable[[], bool], timeout: float = 10) -> Deferred[None]:
@@ -124,7 +125,7 @@ async def test_splitter_sinks_join_and_leave_at_run_time() -> None:
 async def test_a_full_branch_pauses_the_source_until_it_drains() -> None:
     fast = MessageCollector()
     slow = Gate(bound=4)
-    feeder = Feeder(range(500))
+    feeder = Source(range(500))
     fan = fanOut(fast, slow)
     p = Pipeline(feeder, fan)
     p.activate()
@@ -136,7 +137,7 @@ async def test_a_full_branch_pauses_the_source_until_it_drains() -> None:
     assert slow.dataReady("inbox") == 4
     # 4 in the slow inbox, one held for it, the splitter's inbox full (+ one step of the
     # feeder's sends, with a parking bound)
-    assert feeder.sent <= 4 + 1 + fan.inboxSize + Feeder.step
+    assert feeder.sent <= 4 + 1 + fan.inboxSize + Source.step
     assert len(fast.messages) == 5
     slow.open()
     await runComponent(p, 10)
@@ -152,7 +153,7 @@ async def test_a_full_branch_pauses_the_source_until_it_drains() -> None:
 async def test_counted_pauses_resume_when_the_last_full_branch_drains() -> None:
     slow1, slow2 = Gate(bound=3), Gate(bound=3)
     fan = fanOut(slow1, slow2)
-    p = Pipeline(Feeder(range(100)), fan)
+    p = Pipeline(Source(range(100)), fan)
     p.activate()
     await waitUntil(lambda: fan.outlets.pauser.count == 2)
     # the first drained branch does not resume the source: the other still holds its pause
@@ -175,7 +176,7 @@ async def test_drop_branch_never_stalls_the_others_and_counts() -> None:
         fast = MessageCollector()
         dead = Gate(bound=4)
         fan = fanOut(fast, dead, drop=[dead])
-        feeder = Feeder(range(500))
+        feeder = Source(range(500))
         p = Pipeline(feeder, fan)
         p.activate()
         await fast.waitFor(500, timeout=10)
@@ -201,7 +202,7 @@ async def test_a_branch_that_finished_is_removed_instead_of_stalling() -> None:
     quitter = Gate(bound=2)
     fan = fanOut(fast, quitter)
     quitterOutlet = fan.outlets.find((quitter, "inbox"))
-    p = Pipeline(Feeder(range(200)), fan)
+    p = Pipeline(Source(range(200)), fan)
     p.activate()
     await waitUntil(lambda: fan.outlets.paused)
     quitter.inboxes["control"].deliver(ProducerFinished())
@@ -215,7 +216,7 @@ async def test_a_branch_that_finished_is_removed_instead_of_stalling() -> None:
 async def test_plugsplitter_and_plugs_fan_out_data_and_control() -> None:
     a, b = MessageCollector(), MessageCollector()
     b.setInboxSize("inbox", 2)
-    splitter = PlugSplitter(Feeder(range(300)))
+    splitter = PlugSplitter(Source(range(300)))
     plugA, plugB = Plug(splitter, a), Plug(splitter, b)
     plugA.activate()
     plugB.activate()
@@ -233,7 +234,7 @@ async def test_two_way_splitter() -> None:
     one, two = MessageCollector(), MessageCollector()
     two.setInboxSize("inbox", 3)
     split = TwoWaySplitter()
-    feeder = Feeder(range(100))
+    feeder = Source(range(100))
     split.link((feeder, "outbox"), (split, "inbox"))
     split.link((feeder, "signal"), (split, "control"))
     split.link((split, "outbox"), (one, "inbox"))
@@ -284,7 +285,7 @@ def test_fanout_random_branch_speeds_lose_duplicate_reorder_nothing(
         drop = [s for s, b in zip(sinks, branches, strict=True) if b[3]]
         fan = fanOut(*sinks, size=size, drop=drop)
         outlets = {o.key[0]: o for o in fan.outlets if o.key is not None}  # type: ignore[index]
-        p = Pipeline(Feeder(range(count)), fan)
+        p = Pipeline(Source(range(count)), fan)
         activate(p)
 
         def bounded() -> None:
@@ -377,7 +378,7 @@ async def test_two_way_splitter_differential() -> None:
     ).run()
     ours1, ours2 = MessageCollector(), MessageCollector()
     split = TwoWaySplitter()
-    feeder = Feeder(items)
+    feeder = Source(items)
     for src, dst in (
         ((feeder, "outbox"), (split, "inbox")),
         ((feeder, "signal"), (split, "control")),
@@ -413,7 +414,7 @@ class Breaks(Component):
 async def test_a_failed_destination_fails_the_fanout_and_the_others_get_everything() -> None:
     good = MessageCollector()
     fan = fanOut(good, Breaks(after=10))
-    p = Pipeline(Feeder(range(300)), fan)
+    p = Pipeline(Source(range(300)), fan)
     with pytest.raises(OSError, match="No space left"):
         await runComponent(p, 10)
     assert good.messages == list(range(300))

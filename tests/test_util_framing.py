@@ -33,9 +33,9 @@ from pcpkit.util.framing import (
     NetstringDeframer,
     NetstringFramer,
 )
+from tests.componentutil import Source
 from tests.kamaeliautil import runKamaelia
 from tests.test_util_fanout import waitUntil
-from tests.utilutil import Feeder
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -194,13 +194,13 @@ async def test_components_round_trip_through_a_rechunker(
 ) -> None:
     messages = [b"message %d " % i + b"z" * (i % 50) for i in range(500)]
     out = MessageCollector()
-    p = Pipeline(Feeder(messages), framer(), Rechunk(7), deframer(), out)
+    p = Pipeline(Source(messages), framer(), Rechunk(7), deframer(), out)
     await runComponent(p, 10)
     assert out.messages == messages
     assert isinstance(out.controlMessages[-1], ProducerFinished)
 
 
-class Rechunk(Feeder):
+class Rechunk(Source):
     """Joins everything it gets and sends it on in pieces of ``size`` bytes."""
 
     def __init__(self, size: int) -> None:
@@ -229,7 +229,7 @@ async def test_garbage_gives_error_information_and_a_clean_stop() -> None:
     out = MessageCollector()
     deframer = NetstringDeframer()
     stream = [b"3:abc,", b"2:de,xx:garbage", b"more garbage", b"and more"]
-    p = Pipeline(Feeder(stream), deframer, out)
+    p = Pipeline(Source(stream), deframer, out)
     await runComponent(p, 5)  # ends: nothing left waiting
     assert out.messages == [b"abc", b"de"]
     error, end = out.controlMessages
@@ -245,7 +245,7 @@ async def test_too_long_line_component_does_not_buffer_it() -> None:
     out = MessageCollector()
     deframer = LineDeframer(maxLength=1000)
     chunks = [b"ok\r\n"] + [b"x" * 500] * 100
-    p = Pipeline(Feeder(chunks), deframer, out)
+    p = Pipeline(Source(chunks), deframer, out)
     await runComponent(p, 5)
     assert out.messages == [b"ok"]
     assert isinstance(out.controlMessages[0], ErrorInformation)
@@ -256,7 +256,7 @@ async def test_too_long_line_component_does_not_buffer_it() -> None:
 @pytest_twisted.ensureDeferred
 async def test_str_into_a_deframer_is_refused() -> None:
     out = MessageCollector()
-    p = Pipeline(Feeder(["text"]), LineDeframer(), out)
+    p = Pipeline(Source(["text"]), LineDeframer(), out)
     await runComponent(p, 5)
     assert "str" in str(out.controlMessages[0].message)
 
@@ -339,9 +339,9 @@ async def test_bad_input_to_demarshaller_stops_cleanly() -> None:
 
 
 async def runOurs(items: list[Any], component: Any, control: bool = False) -> list[Any]:
-    """Run Feeder(items) -> component -> collector; the collector's inbox (and control)."""
+    """Run Source(items) -> component -> collector; the collector's inbox (and control)."""
     out = MessageCollector()
-    p = Pipeline(Feeder(items), component, out)
+    p = Pipeline(Source(items), component, out)
     await runComponent(p, 10)
     if control:
         return out.messages + out.controlMessages

@@ -19,9 +19,9 @@ from pcpkit.util import (
     Seq,
     TriggeredOneShot,
 )
+from tests.componentutil import Source
 from tests.kamaeliautil import runKamaelia
 from tests.test_util_fanout import Gate, waitUntil
-from tests.utilutil import Feeder
 
 
 def double(x: Any) -> Any:
@@ -34,7 +34,7 @@ async def test_pure_transformer_differential() -> None:
 
     items = list(range(50))
     out = MessageCollector()
-    await runComponent(Pipeline(Feeder(items), PureTransformer(double), out), 5)
+    await runComponent(Pipeline(Source(items), PureTransformer(double), out), 5)
     assert out.messages == runKamaelia(items, KPure(double))
     assert isinstance(out.controlMessages[-1], ProducerFinished)
 
@@ -46,12 +46,12 @@ async def test_pure_transformer_subclass_and_back_pressure() -> None:
             return msg.upper()
 
     slow = Gate(bound=3)
-    feeder = Feeder([b"m%d" % i for i in range(200)])
+    feeder = Source([b"m%d" % i for i in range(200)])
     upper = Upper()
     p = Pipeline(feeder, upper, slow)
     p.activate()
     await waitUntil(lambda: upper.out.paused and feeder.sent >= upper.inboxSize)
-    assert feeder.sent <= upper.inboxSize + 3 + 1 + Feeder.step
+    assert feeder.sent <= upper.inboxSize + 3 + 1 + Source.step
     slow.open()
     await runComponent(p, 10)
     assert slow.got == [b"M%d" % i for i in range(200)]
@@ -60,7 +60,7 @@ async def test_pure_transformer_subclass_and_back_pressure() -> None:
 @pytest_twisted.ensureDeferred
 async def test_pure_transformer_value_error_is_reported() -> None:
     out = MessageCollector()
-    p = Pipeline(Feeder(["1", "x", "3"]), PureTransformer(int), out)
+    p = Pipeline(Source(["1", "x", "3"]), PureTransformer(int), out)
     await runComponent(p, 5)
     assert out.messages == [1]
     assert isinstance(out.controlMessages[0], ErrorInformation)

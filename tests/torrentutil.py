@@ -21,15 +21,14 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol
+from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
 
 from pcpkit.torrent.session import BaseTorrentSessionObserver, TorrentSession, TorrentStatus
 from pcpkit.torrent.tracker import LocalTracker, TrackerFailed
+from tests.procutil import ProcessRunner
 
 reactor: Any = _reactor
 
@@ -173,73 +172,6 @@ def sessionsFixture(tmp_path: Path) -> Iterator[Sessions]:
     made = Sessions(tmp_path)
     yield made
     pytest_twisted.blockon(made.stopAll())
-
-
-# -- processes -----------------------------------------------------------------------------
-
-
-class ProcessRunner(protocol.ProcessProtocol):
-    """A child process on the reactor: output kept (bounded), ``ended`` fires with rc."""
-
-    MAX_OUTPUT = 256 * 1024
-
-    def __init__(self, argv: Sequence[str], cwd: str | None = None) -> None:
-        self.argv = list(argv)
-        self.output = bytearray()
-        self.ended: Deferred[int] = Deferred()
-        self.running = False
-        self._process: Any = reactor.spawnProcess(
-            self,
-            self.argv[0],
-            self.argv,
-            env=os.environ.copy(),
-            path=cwd,
-            childFDs={0: "w", 1: "r", 2: "r"},
-        )
-        self.running = True
-
-    def connectionMade(self) -> None:
-        self.transport.closeStdin()  # type: ignore[union-attr]
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if len(self.output) < self.MAX_OUTPUT:
-            self.output += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.running = False
-        if reason.check(ProcessDone):
-            code = 0
-        elif reason.check(ProcessTerminated):
-            value: Any = reason.value
-            code = value.exitCode if value.exitCode is not None else -(value.signal or 1)
-        else:  # pragma: no cover
-            code = -1
-        self.ended.callback(code)
-
-    def text(self) -> str:
-        return self.output.decode("utf-8", "replace")
-
-    def stop(self, timeout: float = 5) -> Deferred[int]:
-        """SIGTERM (then SIGKILL) the process if it runs; fires with its exit code."""
-        if self.running:
-            self._process.signalProcess("TERM")
-            self._kill = reactor.callLater(timeout, self._killIfRunning)
-        d: Deferred[int] = Deferred()
-
-        def ended(code: int) -> int:
-            if self._kill is not None and self._kill.active():
-                self._kill.cancel()
-            d.callback(code)
-            return code
-
-        self.ended.addCallback(ended)
-        return d
-
-    _kill: Any = None
-
-    def _killIfRunning(self) -> None:
-        if self.running:
-            self._process.signalProcess("KILL")
 
 
 # -- opentracker ---------------------------------------------------------------------------

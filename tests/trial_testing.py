@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks
 from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -23,6 +22,7 @@ from pcpkit import Component, ProducerFinished, ShutdownMicroprocess, producerFi
 from pcpkit._twisted import getReactor
 from pcpkit.bridge import InboxConsumer, OutboxProducer
 from pcpkit.chassis import Pipeline
+from pcpkit.component import Scheduler
 from pcpkit.testing import (
     MessageCollector,
     MissingMessages,
@@ -30,7 +30,7 @@ from pcpkit.testing import (
     RecordingProducer,
     runComponent,
 )
-from tests.componentutil import Source, Upper
+from tests.componentutil import Source, Upper, settle
 
 
 class Failing(Component):
@@ -220,16 +220,19 @@ class RecordingFakesTests(unittest.TestCase):
         chunks = [b"x" * 10] * 10
         source = ByteSource(chunks)
         consumer = RecordingConsumer(pauseAfter=20)
+        clock = Clock()
+        source.activate(Scheduler(clock))  # runs only when the clock is advanced
         producer = OutboxProducer(source, "outbox", consumer, bufferSize=2)
-        ran = runComponent(source, timeout=10)
-        await consumer.waitFor(20, timeout=10)
+        settle(clock)
         self.assertTrue(producer.paused)
-        await deferLater(reactor, 0.05, lambda: None)
+        # nothing is left to run until the consumer resumes: nothing more was written
+        self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual(consumer.size, 20)
-        self.assertFalse(ran.called)
+        self.assertFalse(source.finished.called)
         consumer.pauseAfter = None
         consumer.resumeProducer()
-        self.assertEqual(await ran, 10)
+        settle(clock)
+        self.assertEqual(await source.finished, 10)
         await producer.whenDrained()
         self.assertEqual(consumer.data, b"".join(chunks))
         producer.stop()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from twisted.internet.task import Clock
 
-from pcpkit import BoxFull, Component, producerFinished
+from pcpkit import Component
 
 
 @contextmanager
@@ -55,38 +55,6 @@ def runUntil(
         clock.advance(step)
         check()
     raise AssertionError("stalled: the components did not finish")
-
-
-class Feeder(Component):
-    """
-    Sends each item, Axon style (on ``BoxFull`` it pauses and retries when woken), then
-    ``producerFinished``; ``sent`` counts what went out. (Not ``await put``: a ``put`` woken
-    while another sender has refilled the box is not re-registered as a waiter, see the
-    report on component.put.)
-    """
-
-    #: Messages sent in one step at most (with a parking bound the inbox it feeds may hold
-    #: this many more than its size: "size + one step's sends").
-    step = 32
-
-    def __init__(self, items: Iterable[Any], **argd: Any) -> None:
-        super().__init__(**argd)
-        self.items = list(items)
-        self.sent = 0
-
-    def main(self) -> Generator[int, None, None]:
-        for item in self.items:
-            while True:
-                try:
-                    self.send(item, "outbox")
-                    break
-                except BoxFull:
-                    self.pause()
-                    yield 1
-            self.sent += 1
-            if self.sent % self.step == 0:
-                yield 1
-        self.send(producerFinished(self), "signal")
 
 
 class Paced(Component):
