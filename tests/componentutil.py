@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from pcpkit import BoxFull, Component, producerFinished, shutdownMicroprocess
@@ -119,3 +120,26 @@ def settle(clock: Clock, turns: int = 10_000) -> None:
             return
         clock.advance(0)
     raise AssertionError(f"still busy after {turns} turns: {clock.getDelayedCalls()}")
+
+
+def drive(clock: Any, *components: Component, limit: int = 100_000, step: float = 1.0) -> None:
+    """Advance ``clock`` (a ``task.Clock``) until every component has finished."""
+    for _ in range(limit):
+        if all(c.finished.called for c in components):
+            return
+        clock.advance(step)
+    raise AssertionError(f"not finished: {[c for c in components if not c.finished.called]}")
+
+
+def wire(src: Component, dst: Component) -> None:
+    """Link ``src``'s outbox and signal to ``dst``'s inbox and control, as Pipeline does."""
+    src.link((src, "outbox"), (dst, "inbox"))
+    src.link((src, "signal"), (dst, "control"))
+
+
+def outcome(d: Deferred[Any]) -> Any:
+    """What the fired Deferred ``d`` carries (a result or a Failure); fails if it has not fired."""
+    out: list[Any] = []
+    d.addBoth(out.append)
+    assert out, "not fired"
+    return out[0]

@@ -16,23 +16,9 @@ from twisted.internet.task import Clock, deferLater
 
 from pcpkit.component import Component, Scheduler, Stopped
 from pcpkit.ipc import ShutdownMicroprocess
+from tests.componentutil import drive, outcome
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
-
-
-def drive(clock: Clock, *components: Component, limit: int = 10_000) -> None:
-    for _ in range(limit):
-        if all(c.finished.called for c in components):
-            return
-        clock.advance(1)
-    raise AssertionError(f"not finished: {[c for c in components if not c.finished.called]}")
-
-
-def result(d: Deferred[Any]) -> Any:
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "not fired"
-    return out[0]
 
 
 def test_deferreds_fired_later_already_fired_and_failed() -> None:
@@ -55,7 +41,7 @@ def test_deferreds_fired_later_already_fired_and_failed() -> None:
     c.activate(Scheduler(clock))
     drive(clock, c)
     assert seen == ["later", "now", "boom", "msg"]
-    assert result(c.finished) == "done"
+    assert outcome(c.finished) == "done"
     assert not clock.getDelayedCalls()
 
 
@@ -71,7 +57,7 @@ def test_many_already_fired_deferreds_do_not_recurse() -> None:
 
     c = C().activate(Scheduler(clock))
     drive(clock, c)
-    assert result(c.finished) == sum(range(5000))
+    assert outcome(c.finished) == sum(range(5000))
 
 
 def test_coroutines_inlinecallbacks_and_bare_yields() -> None:
@@ -97,7 +83,7 @@ def test_coroutines_inlinecallbacks_and_bare_yields() -> None:
 
     c = C().activate(Scheduler(clock))
     drive(clock, c)
-    assert result(c.finished) == [4, 5, "not a Deferred"]
+    assert outcome(c.finished) == [4, 5, "not a Deferred"]
 
 
 def test_an_exception_after_a_deferred_fails_finished_and_signals() -> None:
@@ -118,9 +104,9 @@ def test_an_exception_after_a_deferred_fails_finished_and_signals() -> None:
     listener.activate(sched)
     c.activate(sched)
     drive(clock, c, listener)
-    failure = result(c.finished)
+    failure = outcome(c.finished)
     assert failure.check(KeyError)
-    kinds = [type(m).__name__ for m in result(listener.finished)]
+    kinds = [type(m).__name__ for m in outcome(listener.finished)]
     assert kinds == ["ErrorInformation", "ProducerFinished"]
 
 
@@ -136,7 +122,7 @@ def test_a_deferred_failing_later_is_thrown_into_main() -> None:
     clock.advance(1)
     assert not c.finished.called
     d.errback(RuntimeError("later failure"))
-    assert result(c.finished).check(RuntimeError)
+    assert outcome(c.finished).check(RuntimeError)
 
 
 def test_stopped_while_waiting_ends_normally() -> None:
@@ -156,7 +142,7 @@ def test_stopped_while_waiting_ends_normally() -> None:
     c.inboxes["control"].deliver(ShutdownMicroprocess())
     drive(clock, c)
     assert after == ["stopped"]
-    assert result(c.finished) is None
+    assert outcome(c.finished) is None
 
 
 def test_each_main_runs_in_its_own_context() -> None:

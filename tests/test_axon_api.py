@@ -25,27 +25,7 @@ from pcpkit.component import BoxFull, Scheduler, Stopped, UnknownBox
 from pcpkit.ipc import WaitComplete
 from pcpkit.testing import runComponent
 from pcpkit.threaded import ThreadedComponent
-from tests.componentutil import Collector, Source
-
-
-def drive(clock: Clock, *components: Component, limit: int = 10_000) -> None:
-    for _ in range(limit):
-        if all(c.finished.called for c in components):
-            return
-        clock.advance(1)
-    raise AssertionError(f"not finished: {[c for c in components if not c.finished.called]}")
-
-
-def wire(src: Component, dst: Component) -> None:
-    src.link((src, "outbox"), (dst, "inbox"))
-    src.link((src, "signal"), (dst, "control"))
-
-
-def result(c: Component) -> Any:
-    out: list[Any] = []
-    c.finished.addBoth(out.append)
-    assert out, f"{c!r} has not finished"
-    return out[0]
+from tests.componentutil import Collector, Source, drive, outcome, wire
 
 
 class InboxEcho(Component):
@@ -257,7 +237,7 @@ def test_a_component_that_overrides_nothing_ends() -> None:
     clock = Clock()
     c = Component().activate(Scheduler(clock))
     drive(clock, c)
-    assert result(c) is None
+    assert outcome(c.finished) is None
 
 
 # -- stop() -----------------------------------------------------------------------------------
@@ -282,7 +262,7 @@ def test_stop_from_outside_closes_main_and_fires_finished() -> None:
     c.stop()
     assert c._isStopped()  # at once, as in Axon
     drive(clock, c)
-    assert result(c) is None and closed == [True]
+    assert outcome(c.finished) is None and closed == [True]
     assert not c.outboxes["signal"].queue  # Axon's stop sends nothing
 
 
@@ -300,7 +280,7 @@ def test_stop_from_inside_main_takes_effect_at_the_next_yield() -> None:
 
     c = Quitter().activate(Scheduler(clock))
     drive(clock, c)
-    assert steps == [0, 1, 2] and result(c) is None
+    assert steps == [0, 1, 2] and outcome(c.finished) is None
 
 
 def test_stop_before_activate_never_runs_main() -> None:
@@ -316,7 +296,7 @@ def test_stop_before_activate_never_runs_main() -> None:
     c.stop()
     c.activate(Scheduler(clock))
     drive(clock, c)
-    assert ran == [] and result(c) is None
+    assert ran == [] and outcome(c.finished) is None
 
 
 def test_stop_ends_a_parked_sender() -> None:
@@ -340,7 +320,7 @@ def test_stop_ends_a_parked_sender() -> None:
     assert flood._parkedOn is idle.inboxes["inbox"]
     flood.stop()
     drive(clock, flood)
-    assert result(flood) is None
+    assert outcome(flood.finished) is None
 
 
 @pytest.mark.parametrize("waitsOn", ["get", "deferred"])
@@ -364,7 +344,7 @@ def test_stop_ends_an_async_main_waiting(waitsOn: str) -> None:
     assert not c.finished.called
     c.stop()
     drive(clock, c)
-    assert result(c) is None and closed == [True]
+    assert outcome(c.finished) is None and closed == [True]
     never.callback(None)  # the coroutine is closed: nothing is resumed
     assert closed == [True]
 
@@ -411,7 +391,7 @@ def test_waitcomplete_runs_each_generator_in_turn_and_sleeps_in_them() -> None:
         box.deliver(i)
     drive(clock, c)
     assert c.log == [(0, 1), (2,), (3, 4, 5)]
-    assert result(c) == "done"
+    assert outcome(c.finished) == "done"
 
 
 def test_an_exception_in_a_waitcomplete_generator_is_raised_at_its_yield() -> None:
@@ -431,7 +411,7 @@ def test_an_exception_in_a_waitcomplete_generator_is_raised_at_its_yield() -> No
 
     c = Catches().activate(Scheduler(clock))
     drive(clock, c)
-    assert result(c) == "caught bad header"
+    assert outcome(c.finished) == "caught bad header"
 
 
 def test_an_uncaught_exception_in_a_waitcomplete_generator_fails_the_component() -> None:
@@ -447,7 +427,7 @@ def test_an_uncaught_exception_in_a_waitcomplete_generator_fails_the_component()
 
     c = Fails().activate(Scheduler(clock))
     drive(clock, c)
-    failure = result(c)
+    failure = outcome(c.finished)
     assert failure.check(Stopped)
     kinds = [type(m).__name__ for m in c.outboxes["signal"].queue]
     assert kinds == ["ErrorInformation", "ProducerFinished"]

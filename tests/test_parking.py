@@ -38,6 +38,7 @@ from pcpkit.component import (
 from pcpkit.internet.tcp import TCPClient
 from pcpkit.ipc import ProducerFinished, ShutdownMicroprocess
 from pcpkit.threaded import ThreadedComponent
+from tests.componentutil import drive, wire
 from tests.tcputil import Recorder, server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,19 +87,6 @@ class Slow(Component):
             self.clock.callLater(self.delay, self.unpause)
             self.pause()
             yield 1
-
-
-def drive(clock: Clock, *components: Component, limit: int = 100_000, step: float = 1.0) -> None:
-    for _ in range(limit):
-        if all(c.finished.called for c in components):
-            return
-        clock.advance(step)
-    raise AssertionError(f"not finished: {[c for c in components if not c.finished.called]}")
-
-
-def wire(src: Component, dst: Component) -> None:
-    src.link((src, "outbox"), (dst, "inbox"))
-    src.link((src, "signal"), (dst, "control"))
 
 
 # -- parking bounds -----------------------------------------------------------------------------
