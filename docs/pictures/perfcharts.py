@@ -1,6 +1,6 @@
 """
-The performance tables of docs/performance.md as charts: docs/_static/perf-p1.svg, -p2, -p7,
--p8.
+The performance tables of docs/performance.md as charts: docs/_static/perf-p1.svg, -p2, -p3,
+-p7, -p8.
 
     python docs/pictures/perfcharts.py         # needs matplotlib: pip install -e '.[bench]'
 
@@ -150,6 +150,26 @@ def p2(plt: Any) -> None:
     save(fig, "perf-p2.svg")
 
 
+def p3(plt: Any) -> None:
+    # the latest throughput table (the connection-rate tables start with "contender" too)
+    found = [t for t in tables("P3") if "MB/s (median)" in t[0]]
+    if not found:
+        sys.exit("perfcharts: no P3 table with an 'MB/s (median)' column")
+    header, rows = found[-1]
+    rate, cpu = column(header, "MB/s (median)"), column(header, "relay CPU s/GiB")
+    relays = [r for r in rows if r[0] != "direct"]  # no relay: nothing to compare on CPU
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    names = [r[0] for r in relays]
+    colours = ["#1f5fa8" if n.startswith("pcpkit") else "#9e9e9e" for n in names]
+    left.barh(names, [number(r[rate]) for r in relays], color=colours)
+    left.set_xlabel("MB/s through the relay (higher is better)")
+    right.barh(names, [number(r[cpu]) for r in relays], color=colours)
+    right.set_xlabel("relay CPU seconds per GiB (lower is better)")
+    left.invert_yaxis()
+    fig.suptitle("P3: 1 GiB through a loopback TCP relay, pcpkit (blue) vs others", fontsize=10)
+    save(fig, "perf-p3.svg")
+
+
 def p7(plt: Any) -> None:
     header, rows = pick("P7", "contender")
     c = column(header, "rate")
@@ -197,5 +217,5 @@ def p8(plt: Any) -> None:
 
 if __name__ == "__main__":
     plt = setup()
-    for chart in (p1, p2, p7, p8):
+    for chart in (p1, p2, p3, p7, p8):
         chart(plt)
