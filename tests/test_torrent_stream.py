@@ -108,13 +108,17 @@ class SlowConsumer:
 
 
 async def swarm(
-    sessions: Sessions, tmp_path: Path, size: int = 16 * MiB
+    sessions: Sessions, tmp_path: Path, size: int = 16 * MiB, uploadRate: int = 0
 ) -> tuple[TorrentSession, AddedTorrent, TorrentSession, AddedTorrent, bytes]:
-    """A seeder and a downloader connected to it; the downloader starts empty."""
+    """
+    A seeder and a downloader connected to it; the downloader starts empty. ``uploadRate``
+    (bytes/s, 0: none) limits the seeder, on loopback too.
+    """
     folder = tmp_path / "seed"
     data = writePayload(folder, "movie.bin", size, seed=5)
     raw = makeTorrent(folder / "movie.bin", pieceSize=PIECE)
-    seeder, downloader = sessions(), sessions()
+    limit = {"upload_rate_limit": uploadRate, "ignore_limits_on_local_network": False}
+    seeder, downloader = sessions(settings=limit if uploadRate else None), sessions()
     seeded = await withTimeout(seeder.addTorrent(raw, savefolder=str(folder), seed=True), 15)
     added = await withTimeout(downloader.addTorrent(raw, savefolder=str(tmp_path / "dl")), 10)
     return seeder, seeded, downloader, added, data
@@ -125,7 +129,9 @@ async def swarm(
 async def test_stream_16MiB_in_order_into_a_slow_consumer(
     sessions: Sessions, tmp_path: Path
 ) -> None:
-    seeder, _, downloader, added, data = await swarm(sessions, tmp_path)
+    # 16 MiB at 4 MiB/s: the download takes about four seconds whatever the machine's speed
+    # or load, so that a stream that starts at the first piece starts long before the end
+    seeder, _, downloader, added, data = await swarm(sessions, tmp_path, uploadRate=4 * MiB)
     consumer = SlowConsumer(pauseEvery=1, delay=0.001)
     seen: list[int] = []
     consumer.onFirstWrite = lambda: seen.append(downloader.status(added.torrentid)["piecesDone"])
