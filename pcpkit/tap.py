@@ -73,7 +73,7 @@ def _hostName(option: str, value: str) -> str:
 class _InspectOptions(usage.Options):
     """``--inspect ENDPOINT`` and ``--inspect-allowed-host NAME``, on every subcommand."""
 
-    optParameters = [
+    optParameters: list[list[Any]] = [
         ["inspect", None, None, "serve pcpkit.inspect's live view on ENDPOINT (read-only)"],
     ]
 
