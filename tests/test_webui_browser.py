@@ -195,7 +195,8 @@ async def test_web_ui_in_headless_chromium(
     assert code == 200 and json.loads(body) == []
 
 
-_FETCH = """
+#: (a selenium async script) fetch each of ``arguments[0]``: ``[path, status, hex body]``
+FETCH_PATHS = """
 const done = arguments[arguments.length - 1];
 Promise.all(arguments[0].map(path => fetch(path).then(async response => {
     const bytes = new Uint8Array(await response.arrayBuffer());
@@ -226,7 +227,7 @@ def rebind(port: int, paths: list[str], profile: Path) -> dict[str, Any]:
                 "origin": driver.execute_script("return location.origin;"),
                 "fetched": {
                     path: (code, bytes.fromhex(hexData) if code else hexData)
-                    for path, code, hexData in driver.execute_async_script(_FETCH, paths)
+                    for path, code, hexData in driver.execute_async_script(FETCH_PATHS, paths)
                 },
             }
         return seen
