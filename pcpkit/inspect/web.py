@@ -14,7 +14,7 @@ The inspector over HTTP (twisted.web), read-only:
 Every request, on every path (the page, ``/graph.json``, ``/events``, the static files), is
 answered only when its ``Host`` header names the inspector: ``localhost``, a literal IP
 address, the name it listens on, or a name given as ``allowedHosts`` (the option
-:data:`ALLOWED_HOST_OPTION` of ``twistd pcpkit`` and ``pcpkit demo``). Any other gets ``421
+``--inspect-allowed-host`` of ``twistd pcpkit`` and ``pcpkit demo``). Any other gets ``421
 Misdirected Request`` with one JSON line naming the Host and the option before a resource
 sees it (:class:`~pcpkit.hosts.HostCheckedSite`), so a page that has its own name
 re-resolved to 127.0.0.1 (DNS rebinding) cannot read the program's graph.
