@@ -26,7 +26,7 @@ from pcpkit.chassis import Pipeline
 from pcpkit.component import Component
 from pcpkit.ipc import ShutdownMicroprocess
 from tests.test_status_page_browser import headlessChromium, requireChromium
-from tests.test_webui_browser import FETCH_PATHS
+from tests.test_webui_browser import readPage, rebindingChromium
 
 R: Any = reactor
 
@@ -99,6 +99,15 @@ class Running:
 
     async def stopServer(self) -> None:
         await self.server.stop()
+
+    async def stop(self) -> None:
+        """End the pipeline and the server."""
+        self.pipe.inboxes["control"].deliver(ShutdownMicroprocess())
+        for c in (self.src, self.mid, self.sink):
+            c.inboxes["control"].deliver(ShutdownMicroprocess())
+            c.unpause()
+        await self.pipe.finished
+        await self.stopServer()
 
 
 def browse(run: Running, url: str, profile: Path, shots: Path) -> dict[str, Any]:
@@ -240,12 +249,7 @@ async def test_inspector_page_in_headless_chromium(tmp_path: Path) -> None:
         )
     finally:
         run.ticker.stop()
-        run.pipe.inboxes["control"].deliver(ShutdownMicroprocess())
-        for c in (run.src, run.mid, run.sink):
-            c.inboxes["control"].deliver(ShutdownMicroprocess())
-            c.unpause()
-        await run.pipe.finished
-        await run.stopServer()
+        await run.stop()
     assert seen["title"] == "pcpkit inspector"
     assert seen["group"] == str(run.pipe)
     assert str(run.src) in seen["slowWaits"] and str(run.sink) in seen["slowWaits"]
@@ -270,31 +274,20 @@ def rebind(run: Running, port: int, paths: list[str], profile: Path) -> dict[str
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    rules = "MAP evil.example 127.0.0.1, MAP media.lan 127.0.0.1"
-    driver = headlessChromium(profile, f"--host-resolver-rules={rules}")
-    driver.set_script_timeout(30)
+    driver = rebindingChromium(profile)
     sink = f'g.node[data-id="c{run.sink.id}"]'
-    seen: dict[str, Any] = {}
     try:
-        for name in ("evil.example", "media.lan"):
-            driver.get(f"http://{name}:{port}/")
-            if name == "media.lan":  # the page goes live and draws the pipeline
-                WebDriverWait(driver, 30, poll_frequency=0.1).until(
-                    lambda d: (
-                        d.find_element(By.ID, "status").text == "live"
-                        and d.find_elements(By.CSS_SELECTOR, sink)
-                    )
-                )
-            wanted = [p for p in paths if name == "evil.example" or p != "/events"]
-            seen[name] = {
-                "title": driver.title,
-                "text": driver.find_element(By.TAG_NAME, "body").text,
-                "origin": driver.execute_script("return location.origin;"),
-                "fetched": {
-                    path: (code, bytes.fromhex(hexData) if code else hexData)
-                    for path, code, hexData in driver.execute_async_script(FETCH_PATHS, wanted)
-                },
-            }
+        driver.get(f"http://evil.example:{port}/")
+        seen = {"evil.example": readPage(driver, paths)}
+        driver.get(f"http://media.lan:{port}/")
+        # the page goes live and draws the pipeline
+        WebDriverWait(driver, 30, poll_frequency=0.1).until(
+            lambda d: (
+                d.find_element(By.ID, "status").text == "live"
+                and d.find_elements(By.CSS_SELECTOR, sink)
+            )
+        )
+        seen["media.lan"] = readPage(driver, [p for p in paths if p != "/events"])
         return seen
     finally:
         driver.quit()
@@ -316,12 +309,7 @@ async def test_a_rebound_name_reads_nothing_in_chromium(tmp_path: Path) -> None:
     try:
         seen = await deferToThread(rebind, run, port, paths, tmp_path / "profile")
     finally:
-        run.pipe.inboxes["control"].deliver(ShutdownMicroprocess())
-        for c in (run.src, run.mid, run.sink):
-            c.inboxes["control"].deliver(ShutdownMicroprocess())
-            c.unpause()
-        await run.pipe.finished
-        await run.stopServer()
+        await run.stop()
 
     evil = seen["evil.example"]
     assert evil["origin"] == f"http://evil.example:{port}"  # the browser was fooled
