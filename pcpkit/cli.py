@@ -7,7 +7,7 @@ The ``pcpkit`` command.
     pcpkit get TORRENT|MAGNET [-o DIR] [--peer HOST:PORT ...] [--seed] [--files LIST] [--list]
     pcpkit seed PATH|TORRENT [-o DIR] [--peer HOST:PORT ...] [-t TRACKER ...]
     pcpkit relay LISTEN CONNECT [--buffer BYTES] [--max-connections N]
-    pcpkit demo [--size MIB] [--inspect ENDPOINT]
+    pcpkit demo [--size MIB] [--inspect ENDPOINT [--inspect-allowed-host NAME ...]]
 
 ``get`` and ``seed`` also take ``--listen ADDRESS:PORT``, ``--max-down``/``--max-up RATE``
 (bytes per second, like ``500kB`` or ``2M``), ``--quiet`` (only errors) and ``--json`` (one
@@ -213,6 +213,15 @@ def _trackerURL(value: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"{value!r}: {e}") from None
     return value.strip()
+
+
+def _hostName(value: str) -> str:
+    from pcpkit.hosts import checkHostName
+
+    try:
+        return checkHostName(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _listenInterfaces(value: str) -> str:
@@ -429,6 +438,15 @@ def _buildParser() -> _Parser:
         metavar="ENDPOINT",
         help="serve pcpkit.inspect's live view there while the demo runs (read-only; "
         "a bare port means 127.0.0.1)",
+    )
+    demo.add_argument(
+        "--inspect-allowed-host",
+        action="append",
+        default=[],
+        type=_hostName,
+        metavar="NAME",
+        help="a Host name the inspector answers besides localhost and IP addresses "
+        "(repeatable; '*': any name, behind a reverse proxy that checks it)",
     )
     demo.add_argument(
         "--no-tracker",
@@ -1162,7 +1180,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _demoRun(args: argparse.Namespace, stopper: Stopper) -> int:
-    inspector = await _startInspector(args.inspect) if args.inspect else None
+    if args.inspect_allowed_host and not args.inspect:
+        raise _usage("pcpkit demo: --inspect-allowed-host needs --inspect ENDPOINT")
+    inspector = (
+        await _startInspector(args.inspect, args.inspect_allowed_host) if args.inspect else None
+    )
     try:
         return await _demoSteps(args, stopper)
     finally:
@@ -1170,7 +1192,7 @@ async def _demoRun(args: argparse.Namespace, stopper: Stopper) -> int:
             await inspector.stop()
 
 
-async def _startInspector(value: str) -> Any:
+async def _startInspector(value: str, allowedHosts: list[str]) -> Any:
     from pcpkit._endpoints import EndpointError, listenDescription, reasonLine
     from pcpkit.inspect import InspectServer
 
@@ -1178,7 +1200,7 @@ async def _startInspector(value: str) -> Any:
         description = listenDescription(value)
     except EndpointError as e:
         raise _usage(f"pcpkit demo: bad --inspect endpoint: {e}") from None
-    server = InspectServer(description)
+    server = InspectServer(description, allowedHosts=allowedHosts)
     try:
         port = await server.start()
     except Exception as e:

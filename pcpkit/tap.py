@@ -60,7 +60,35 @@ def _endpoint(option: str, value: str, server: bool) -> str:
     return description
 
 
-class RelayOptions(usage.Options):
+def _hostName(option: str, value: str) -> str:
+    """A name for an allowed-host option, checked now: a usage error naming the option."""
+    from pcpkit.hosts import checkHostName
+
+    try:
+        return checkHostName(value)
+    except ValueError as e:
+        raise usage.UsageError(f"{option}: {e}") from None
+
+
+class _InspectOptions(usage.Options):
+    """``--inspect ENDPOINT`` and ``--inspect-allowed-host NAME``, on every subcommand."""
+
+    optParameters: list[list[Any]] = [
+        ["inspect", None, None, "serve pcpkit.inspect's live view on ENDPOINT (read-only)"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
+        self["inspect-allowed-host"] = []
+
+    def opt_inspect_allowed_host(self, value: str) -> None:
+        """a Host name the inspector answers besides localhost, IPs (repeatable; '*': any)"""
+        from pcpkit.inspect.web import ALLOWED_HOST_OPTION
+
+        self["inspect-allowed-host"].append(_hostName(ALLOWED_HOST_OPTION, value))
+
+
+class RelayOptions(_InspectOptions):
     synopsis = "--listen ENDPOINT --connect ENDPOINT [--buffer BYTES] [--max-connections N]"
     longdesc = "Relay every connection accepted on --listen to a new connection to --connect."
     optParameters = [
@@ -68,7 +96,6 @@ class RelayOptions(usage.Options):
         ["connect", "c", None, "client endpoint, e.g. tcp:127.0.0.1:80"],
         ["buffer", "b", 262144, "bytes held per direction of a connection", _positiveInt("buffer")],
         ["max-connections", "m", 256, "connections open at once", _positiveInt("max-connections")],
-        ["inspect", None, None, "serve pcpkit.inspect's live view on ENDPOINT (read-only)"],
     ]
     optFlags = [["no-splice", None, "always relay through Python (no os.splice)"]]
 
@@ -80,7 +107,7 @@ class RelayOptions(usage.Options):
         self["connect"] = _endpoint("connect", self["connect"], server=False)
 
 
-class TorrentOptions(usage.Options):
+class TorrentOptions(_InspectOptions):
     synopsis = (
         "--save-path DIR [--watch DIR] [--state-dir DIR] [--http ENDPOINT] "
         "[--listen-interfaces IFACES] [--peer HOST:PORT ...] [--http-max-body BYTES] "
@@ -108,7 +135,6 @@ class TorrentOptions(usage.Options):
             str(16 * 1024 * 1024),
             "largest HTTP request body (a .torrent upload) in bytes",
         ],
-        ["inspect", None, None, "serve pcpkit.inspect's live view on ENDPOINT (read-only)"],
     ]
 
     def __init__(self) -> None:
@@ -122,12 +148,9 @@ class TorrentOptions(usage.Options):
 
     def opt_allowed_host(self, value: str) -> None:
         """a Host name HTTP answers besides localhost, IPs (repeatable; '*': any name)"""
-        from pcpkit.torrent.hosts import OPTION, checkHostName
+        from pcpkit.torrent.hosts import OPTION
 
-        try:
-            self["allowed-host"].append(checkHostName(value))
-        except ValueError as e:
-            raise usage.UsageError(f"{OPTION}: {e}") from None
+        self["allowed-host"].append(_hostName(OPTION, value))
 
     def postOptions(self) -> None:
         if not self["save-path"]:
@@ -149,12 +172,11 @@ class TorrentOptions(usage.Options):
         self["http-max-body"] = _positiveInt("http-max-body")(self["http-max-body"])
 
 
-class DemoOptions(usage.Options):
+class DemoOptions(_InspectOptions):
     synopsis = "[--size MIB]"
     longdesc = "The embedded demo: a loopback swarm and a relay transfer, then stop."
     optParameters = [
         ["size", None, 64, "payload size in MiB", _positiveInt("size")],
-        ["inspect", None, None, "serve pcpkit.inspect's live view on ENDPOINT (read-only)"],
     ]
     optFlags = [["no-tracker", None, "connect the peers directly even if opentracker is here"]]
 
@@ -162,10 +184,12 @@ class DemoOptions(usage.Options):
 def _checkInspect(options: usage.Options) -> None:
     if options["inspect"] is not None:
         options["inspect"] = _endpoint("inspect", options["inspect"], server=True)
+    elif options["inspect-allowed-host"]:
+        raise usage.UsageError("--inspect-allowed-host needs --inspect ENDPOINT")
 
 
 for _sub in (RelayOptions, TorrentOptions, DemoOptions):
-    _sub.synopsis += " [--inspect ENDPOINT]"
+    _sub.synopsis += " [--inspect ENDPOINT [--inspect-allowed-host NAME ...]]"
 
 
 class Options(usage.Options):
@@ -244,7 +268,7 @@ def makeService(options: Options) -> Any:
 
     parent = _Supervised(
         str(options.subCommand),
-        InspectService(endpoint),
+        InspectService(endpoint, options.subOptions["inspect-allowed-host"]),
         lambda e: f"--inspect {endpoint}: {reasonLine(e)}",
     )
     service.setServiceParent(parent)

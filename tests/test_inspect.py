@@ -470,7 +470,7 @@ class EventReader(Protocol):
 
     def connectionMade(self) -> None:
         self.transport.write(  # type: ignore[union-attr]
-            b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+            b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
         )
 
     def dataReceived(self, data: bytes) -> None:

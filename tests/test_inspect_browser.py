@@ -2,13 +2,15 @@
 The inspector's page in a real browser (Debian's chromium, headless, through selenium and
 chromedriver): it draws a running pipeline, its fill bars follow the sink as it is slowed
 and sped up, the waits-on chain names the sink, and the page's EventSource reconnects after
-the server restarts. Selenium blocks, so the browser session runs in a thread while the
-reactor runs the pipeline; the test thread changes the sink's speed and restarts the server
-through ``blockingCallFromThread``.
+the server restarts; a page whose name is rebound to 127.0.0.1 reads none of it. Selenium
+blocks, so the browser session runs in a thread while the reactor runs the pipeline; the
+test thread changes the sink's speed and restarts the server through
+``blockingCallFromThread``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from pcpkit.chassis import Pipeline
 from pcpkit.component import Component
 from pcpkit.ipc import ShutdownMicroprocess
 from tests.test_status_page_browser import headlessChromium, requireChromium
+from tests.test_webui_browser import readPage, rebindingChromium
 
 R: Any = reactor
 
@@ -89,13 +92,22 @@ class Running:
     def setSinkRate(self, perTick: int | None) -> None:
         self.sink.perTick = perTick
 
-    async def startServer(self) -> int:
-        self.server = pi.serve(f"tcp:{self.port}:interface=127.0.0.1")
+    async def startServer(self, allowedHosts: tuple[str, ...] = ()) -> int:
+        self.server = pi.serve(f"tcp:{self.port}:interface=127.0.0.1", allowedHosts=allowedHosts)
         self.port = (await self.server.listening).getHost().port
         return self.port
 
     async def stopServer(self) -> None:
         await self.server.stop()
+
+    async def stop(self) -> None:
+        """End the pipeline and the server."""
+        self.pipe.inboxes["control"].deliver(ShutdownMicroprocess())
+        for c in (self.src, self.mid, self.sink):
+            c.inboxes["control"].deliver(ShutdownMicroprocess())
+            c.unpause()
+        await self.pipe.finished
+        await self.stopServer()
 
 
 def browse(run: Running, url: str, profile: Path, shots: Path) -> dict[str, Any]:
@@ -161,6 +173,9 @@ def browse(run: Running, url: str, profile: Path, shots: Path) -> dict[str, Any]
                 and "fill-red" in st["bar"]
                 and "root" in st["sinkClass"]
                 and sink in st["roots"]
+                # the ticker wakes the sink (to take nothing) 20 times a second: a snapshot
+                # can catch it running; wait for one that shows it idle
+                and "not reading" in st["firstWait"]
             )
             return st if ok else False
 
@@ -234,12 +249,7 @@ async def test_inspector_page_in_headless_chromium(tmp_path: Path) -> None:
         )
     finally:
         run.ticker.stop()
-        run.pipe.inboxes["control"].deliver(ShutdownMicroprocess())
-        for c in (run.src, run.mid, run.sink):
-            c.inboxes["control"].deliver(ShutdownMicroprocess())
-            c.unpause()
-        await run.pipe.finished
-        await run.stopServer()
+        await run.stop()
     assert seen["title"] == "pcpkit inspector"
     assert seen["group"] == str(run.pipe)
     assert str(run.src) in seen["slowWaits"] and str(run.sink) in seen["slowWaits"]
@@ -252,3 +262,68 @@ async def test_inspector_page_in_headless_chromium(tmp_path: Path) -> None:
     for name in ("slow.png", "fast.png", "reconnected.png"):
         data = (tmp_path / name).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+
+
+def rebind(run: Running, port: int, paths: list[str], profile: Path) -> dict[str, Any]:
+    """
+    In a thread: a browser in which ``evil.example`` and ``media.lan`` resolve to 127.0.0.1
+    (as after DNS rebinding) opens the inspector under each name and fetches ``paths`` as
+    same-origin requests from there (but ``/events`` from ``media.lan``: it would never end).
+    Returns what each page could read.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = rebindingChromium(profile)
+    sink = f'g.node[data-id="c{run.sink.id}"]'
+    try:
+        driver.get(f"http://evil.example:{port}/")
+        seen = {"evil.example": readPage(driver, paths)}
+        driver.get(f"http://media.lan:{port}/")
+        # the page goes live and draws the pipeline
+        WebDriverWait(driver, 30, poll_frequency=0.1).until(
+            lambda d: (
+                d.find_element(By.ID, "status").text == "live"
+                and d.find_elements(By.CSS_SELECTOR, sink)
+            )
+        )
+        seen["media.lan"] = readPage(driver, [p for p in paths if p != "/events"])
+        return seen
+    finally:
+        driver.quit()
+
+
+@pytest.mark.timeout(120)
+@pytest_twisted.ensureDeferred
+async def test_a_rebound_name_reads_nothing_in_chromium(tmp_path: Path) -> None:
+    """
+    DNS rebinding in a real browser: a page whose name now resolves to 127.0.0.1 is
+    same-origin with the inspector, yet every read (the graph, the event stream, the page's
+    own files) is refused (421); the name given as ``allowedHosts`` sees the live graph.
+    """
+    requireChromium()
+    run = Running()
+    port = await run.startServer(allowedHosts=("media.lan",))
+    run.pipe.activate()
+    paths = ["/graph.json", "/events", "/inspect.js", "/inspect.css"]
+    try:
+        seen = await deferToThread(rebind, run, port, paths, tmp_path / "profile")
+    finally:
+        await run.stop()
+
+    evil = seen["evil.example"]
+    assert evil["origin"] == f"http://evil.example:{port}"  # the browser was fooled
+    assert f"Host 'evil.example:{port}' is not a name of this pcpkit inspector" in evil["text"]
+    assert "--inspect-allowed-host evil.example" in evil["text"]
+    assert str(run.sink).encode() not in evil["text"].encode()
+    for path in paths:
+        code, body = evil["fetched"][path]
+        assert code == 421, (path, code, body)
+        assert json.loads(body)["error"].startswith(f"Host 'evil.example:{port}'")
+        assert str(run.sink).encode() not in body and b"components" not in body
+
+    allowed = seen["media.lan"]
+    assert allowed["title"] == "pcpkit inspector" and evil["title"] != allowed["title"]
+    code, body = allowed["fetched"]["/graph.json"]
+    assert code == 200
+    assert any(c["id"] == f"c{run.sink.id}" for c in json.loads(body)["components"])

@@ -195,7 +195,8 @@ async def test_web_ui_in_headless_chromium(
     assert code == 200 and json.loads(body) == []
 
 
-_FETCH = """
+#: (a selenium async script) fetch each of ``arguments[0]``: ``[path, status, hex body]``
+FETCH_PATHS = """
 const done = arguments[arguments.length - 1];
 Promise.all(arguments[0].map(path => fetch(path).then(async response => {
     const bytes = new Uint8Array(await response.arrayBuffer());
@@ -205,30 +206,41 @@ Promise.all(arguments[0].map(path => fetch(path).then(async response => {
 """
 
 
+def rebindingChromium(profile: Path) -> Any:
+    """A headless Chromium in which ``evil.example`` and ``media.lan`` resolve to 127.0.0.1."""
+    rules = "MAP evil.example 127.0.0.1, MAP media.lan 127.0.0.1"
+    driver = headlessChromium(profile, f"--host-resolver-rules={rules}")
+    driver.set_script_timeout(30)
+    return driver
+
+
+def readPage(driver: Any, paths: list[str]) -> dict[str, Any]:
+    """What the page open in ``driver`` shows, and reads of ``paths`` as same-origin requests."""
+    from selenium.webdriver.common.by import By
+
+    return {
+        "title": driver.title,
+        "text": driver.find_element(By.TAG_NAME, "body").text,
+        "origin": driver.execute_script("return location.origin;"),
+        "fetched": {
+            path: (code, bytes.fromhex(hexData) if code else hexData)
+            for path, code, hexData in driver.execute_async_script(FETCH_PATHS, paths)
+        },
+    }
+
+
 def rebind(port: int, paths: list[str], profile: Path) -> dict[str, Any]:
     """
     In a thread: a browser in which ``evil.example`` and ``media.lan`` resolve to 127.0.0.1
     (as after DNS rebinding) opens the daemon under each name, and fetches ``paths`` as
     same-origin requests from there. Returns what each page could read.
     """
-    from selenium.webdriver.common.by import By
-
-    rules = "MAP evil.example 127.0.0.1, MAP media.lan 127.0.0.1"
-    driver = headlessChromium(profile, f"--host-resolver-rules={rules}")
-    driver.set_script_timeout(30)
-    seen: dict[str, Any] = {}
+    driver = rebindingChromium(profile)
     try:
+        seen: dict[str, Any] = {}
         for name in ("evil.example", "media.lan"):
             driver.get(f"http://{name}:{port}/")
-            seen[name] = {
-                "title": driver.title,
-                "text": driver.find_element(By.TAG_NAME, "body").text,
-                "origin": driver.execute_script("return location.origin;"),
-                "fetched": {
-                    path: (code, bytes.fromhex(hexData) if code else hexData)
-                    for path, code, hexData in driver.execute_async_script(_FETCH, paths)
-                },
-            }
+            seen[name] = readPage(driver, paths)
         return seen
     finally:
         driver.quit()

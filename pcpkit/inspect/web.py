@@ -10,12 +10,21 @@ The inspector over HTTP (twisted.web), read-only:
   drains, so a slow browser cannot make the server buffer without bound.
 
 :func:`serve` is the one call a program needs; it listens on 127.0.0.1 unless told otherwise.
+
+Every request, on every path (the page, ``/graph.json``, ``/events``, the static files), is
+answered only when its ``Host`` header names the inspector: ``localhost``, a literal IP
+address, the name it listens on, or a name given as ``allowedHosts`` (the option
+``--inspect-allowed-host`` of ``twistd pcpkit`` and ``pcpkit demo``). Any other gets ``421
+Misdirected Request`` with one JSON line naming the Host and the option before a resource
+sees it (:class:`~pcpkit.hosts.HostCheckedSite`), so a page that has its own name
+re-resolved to 127.0.0.1 (DNS rebinding) cannot read the program's graph.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -26,15 +35,17 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from pcpkit._endpoints import serverEndpoint
+from pcpkit._endpoints import EndpointError, listenDescription, listenInterface, serverEndpoint
 from pcpkit._twisted import getReactor
+from pcpkit.hosts import AllowedHosts, HostCheckedSite
 from pcpkit.inspect import parts as _parts
 from pcpkit.inspect.graph import DEFAULT_FULL_THRESHOLD, Inspector
 
 __all__ = [
+    "ALLOWED_HOST_OPTION",
     "DEFAULT_ENDPOINT",
     "MAX_UPDATES_PER_SECOND",
     "InspectServer",
@@ -47,6 +58,9 @@ log = Logger()
 
 #: Where :func:`serve` listens unless told otherwise: loopback only.
 DEFAULT_ENDPOINT = "tcp:8090:interface=127.0.0.1"
+#: The option of ``twistd pcpkit`` and ``pcpkit demo`` that allows the inspector a ``Host``
+#: name (named in its refusals).
+ALLOWED_HOST_OPTION = "--inspect-allowed-host"
 #: The most graph events a client gets per second.
 MAX_UPDATES_PER_SECOND = 10
 #: Seconds between keep-alive comments on a quiet event stream.
@@ -156,11 +170,32 @@ class _EventsResource(_ReadOnly):
         return NOT_DONE_YET
 
 
+def _inspectorHosts(names: Iterable[str] = (), endpoint: str | int | None = None) -> AllowedHosts:
+    """
+    The ``Host`` rule of an inspector listening on ``endpoint``: ``localhost``, IP addresses,
+    the interface name ``endpoint`` binds, and ``names`` (``"*"``: any); its refusals name
+    :data:`ALLOWED_HOST_OPTION`. :raises ValueError: a name that is not one (one line).
+    """
+    listenName = None
+    if endpoint is not None:
+        try:
+            listenName = listenInterface(listenDescription(endpoint))
+        except EndpointError:
+            pass  # start() says what is wrong with it
+    return AllowedHosts(names, listenName, service="pcpkit inspector", option=ALLOWED_HOST_OPTION)
+
+
 class InspectServer:
     """
     The inspector's HTTP service: :meth:`start` listens on ``endpoint``, :meth:`stop` stops
     (and turns the registry off again). :attr:`resource` can also be mounted in a site of
-    your own (:func:`inspectResource`).
+    your own (:func:`inspectResource`; wrap it in a :class:`~pcpkit.hosts.HostCheckedSite`
+    to keep the guard against DNS rebinding).
+
+    :param allowedHosts: ``Host`` names answered besides ``localhost``, IP addresses and the
+        interface ``endpoint`` binds (``"*"``: any name, behind a reverse proxy that checks
+        it), or a whole :class:`~pcpkit.hosts.AllowedHosts` rule. Other names get ``421``.
+    :raises ValueError: a name in ``allowedHosts`` that is not a host name (one line).
     """
 
     def __init__(
@@ -169,8 +204,15 @@ class InspectServer:
         *,
         fullThreshold: float = DEFAULT_FULL_THRESHOLD,
         reactor: Any = None,
+        allowedHosts: Iterable[str] | AllowedHosts = (),
     ) -> None:
         self.endpoint = endpoint
+        #: the ``Host`` rule of the site :meth:`start` serves
+        self.allowedHosts = (
+            allowedHosts
+            if isinstance(allowedHosts, AllowedHosts)
+            else _inspectorHosts(allowedHosts, endpoint)
+        )
         self.reactor = reactor if reactor is not None else getReactor()
         self.inspector = Inspector(fullThreshold=fullThreshold)
         self.clients: list[_EventClient] = []
@@ -196,8 +238,7 @@ class InspectServer:
         if not self._enabled:
             _parts.enable()
             self._enabled = True
-        site: Any = Site(self.resource)  # type: ignore[no-untyped-call,unused-ignore]
-        site.noisy = False
+        site = HostCheckedSite(self.resource, self.allowedHosts)
         d: Deferred[Any] = serverEndpoint(self.endpoint, self.reactor).listen(site)
 
         def listening(port: Any) -> Any:
@@ -298,14 +339,22 @@ def serve(
     *,
     fullThreshold: float = DEFAULT_FULL_THRESHOLD,
     reactor: Any = None,
+    allowedHosts: Iterable[str] | AllowedHosts = (),
 ) -> InspectServer:
     """
     Turn the inspector on and serve it on ``endpoint`` (a server endpoint string; a bare port
     means that port on 127.0.0.1). Returns the :class:`InspectServer`; its ``start()`` has
     been called: wait on :attr:`InspectServer.listening` for the port, :meth:`~InspectServer.stop`
     to end. A port that cannot be bound is logged and fails ``listening``.
+
+    Only requests whose ``Host`` is ``localhost``, an IP address, the name ``endpoint``
+    binds or one of ``allowedHosts`` (``"*"``: any) are answered; others get ``421``.
+
+    :raises ValueError: a name in ``allowedHosts`` that is not a host name (one line).
     """
-    server = InspectServer(endpoint, fullThreshold=fullThreshold, reactor=reactor)
+    server = InspectServer(
+        endpoint, fullThreshold=fullThreshold, reactor=reactor, allowedHosts=allowedHosts
+    )
     server.listening = server.start()
     return server
 
@@ -313,12 +362,15 @@ def serve(
 class InspectService(Service):
     """
     The inspector as a twisted ``IService`` (what ``--inspect ENDPOINT`` adds to the
-    ``twistd pcpkit`` services): it listens in ``privilegedStartService`` and raises there if
+    ``twistd pcpkit`` services, with the ``--inspect-allowed-host`` names as
+    ``allowedHosts``): it listens in ``privilegedStartService`` and raises there if
     the endpoint cannot be bound, so twistd fails at start naming the option.
     """
 
-    def __init__(self, endpoint: str | int = DEFAULT_ENDPOINT) -> None:
-        self.server = InspectServer(endpoint)
+    def __init__(
+        self, endpoint: str | int = DEFAULT_ENDPOINT, allowedHosts: Iterable[str] = ()
+    ) -> None:
+        self.server = InspectServer(endpoint, allowedHosts=allowedHosts)
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)  # type: ignore[no-untyped-call,unused-ignore]

@@ -31,7 +31,7 @@ pieces), and a client that disconnects stops it.
 Security: :class:`DaemonSite` answers a request only when its ``Host`` header names the
 daemon: ``localhost``, any literal IP address (``127.0.0.1``, ``[::1]``), the name it
 listens on, or a name given with ``--allowed-host`` (``*``: any name, behind a reverse
-proxy); see :mod:`pcpkit.torrent.hosts`. Any other request, whatever its path (the page,
+proxy); see :mod:`pcpkit.hosts`. Any other request, whatever its path (the page,
 ``status.json``, ``/api``, ``/stream``, the static files) and method, is answered
 ``421 Misdirected Request`` with ``{"error": "Host '...' is not a name of this torrent
 daemon ...; ... --allowed-host NAME ..."}`` before a resource sees it, and its body is
@@ -59,8 +59,10 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET
 
+from pcpkit import hosts
+from pcpkit.hosts import MISDIRECTED, HostCheckedRequest, HostCheckedSite
 from pcpkit.torrent.control import fileStorage, priorityName
 from pcpkit.torrent.hosts import AllowedHosts
 from pcpkit.torrent.ipc import formatBytes, formatRate
@@ -96,8 +98,6 @@ INFOHASH = _INFOHASH
 _INDEX = re.compile(r"[0-9]{1,9}")
 #: the largest request body the daemon reads (a ``.torrent`` upload): larger gets 413
 MAX_BODY = 16 * 1024 * 1024
-#: the status of a request whose ``Host`` is not the daemon's (RFC 9110 Misdirected Request)
-MISDIRECTED = 421
 #: torrents per page of the web UI, and of ``status.json`` when only ``offset`` is given
 PAGE = 100
 _RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.IGNORECASE)
@@ -708,35 +708,23 @@ class _TrackedChannel(HTTPChannel):
         super().connectionLost(reason)  # type: ignore[no-untyped-call,unused-ignore]
 
 
-class _DaemonRequest(Request):
+class _DaemonRequest(HostCheckedRequest):
     """
     A request to a :class:`DaemonSite`, checked before any resource sees it: one whose
-    ``Host`` the site does not answer (:mod:`pcpkit.torrent.hosts`) is answered ``421``, and
-    a body over the site's ``maxBody`` ``413`` (closing the connection). The body of either
-    is read and dropped as it comes (memory stays bounded); a body within the limit is kept
-    in memory.
+    ``Host`` the site does not answer (:mod:`pcpkit.hosts`) is answered ``421``, and a body
+    over the site's ``maxBody`` ``413`` (closing the connection). The body of either is read
+    and dropped as it comes (memory stays bounded); a body within the limit is kept in memory.
     """
 
     tooLarge = False
-    #: why the request is refused for its ``Host`` (``None``: it is not)
-    misdirected: str | None = None
     _received = 0
 
-    def _site(self) -> DaemonSite | None:
-        site = getattr(self.channel, "site", None)
-        return site if isinstance(site, DaemonSite) else None
-
     def _limit(self) -> int:
-        site = self._site()
-        return MAX_BODY if site is None else site.maxBody
+        site = self.hostCheckedSite()
+        return site.maxBody if isinstance(site, DaemonSite) else MAX_BODY
 
     def gotLength(self, length: int | None) -> None:
-        # the headers are all in: the one place every request's Host is checked
-        site = self._site()
-        hosts = self.requestHeaders.getRawHeaders(b"host") or []
-        if site is not None and not site.allowedHosts.allows(hosts):
-            self.misdirected = site.allowedHosts.refusal(hosts)
-            site.refused(hosts)
+        self.checkHost()
         self.content = io.BytesIO()
         if length is not None and length > self._limit():
             self.tooLarge = True
@@ -753,74 +741,42 @@ class _DaemonRequest(Request):
         content.write(data)
 
     def process(self) -> None:
-        if self.misdirected is not None:
-            # RFC 9110 15.5.20: this server does not answer for the name the request is for
-            self._refuse(MISDIRECTED, b"Misdirected Request", self.misdirected, close=False)
-        elif self.tooLarge:
+        if self.tooLarge and self.misdirected is None:
             limit = self._limit()
             message = f"the request body is over the limit of {limit} bytes"
-            self._refuse(http.REQUEST_ENTITY_TOO_LARGE, None, message, close=True)
+            self.answerError(http.REQUEST_ENTITY_TOO_LARGE, None, message, close=True)
         else:
-            super().process()  # type: ignore[no-untyped-call,unused-ignore]
-
-    def _refuse(self, code: int, phrase: bytes | None, message: str, close: bool) -> None:
-        """Answer ``{"error": message}`` without a resource seeing the request."""
-        request: Any = self  # Request's methods are untyped
-        request.site = self._site()
-        body = json.dumps({"error": message}).encode()
-        request.setResponseCode(code, phrase)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        if close:
-            request.setHeader(b"connection", b"close")
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.write(body)
-        request.finish()
+            super().process()
 
 
-class DaemonSite(Site):
+class DaemonSite(HostCheckedSite):
     """
     The daemon's :class:`~twisted.web.server.Site`: it answers only requests whose ``Host``
     ``allowedHosts`` allows (``421`` otherwise, for every path: the guard against DNS
-    rebinding of :mod:`pcpkit.torrent.hosts`), shows no tracebacks, limits request bodies to
-    ``maxBody`` bytes (``413`` beyond), and can close its connections (idle keep-alive ones
-    included) when the daemon stops.
+    rebinding of :class:`~pcpkit.hosts.HostCheckedSite`), shows no tracebacks, limits request
+    bodies to ``maxBody`` bytes (``413`` beyond), and can close its connections (idle
+    keep-alive ones included) when the daemon stops.
     """
 
     protocol = _TrackedChannel  # type: ignore[assignment]
     requestFactory = _DaemonRequest
-    displayTracebacks = False
-    noisy = False
 
     #: requests not written to the access log: the status page asks for these every
     #: few seconds for as long as it is open
     quietPaths = frozenset({b"/status.json", b"/status.js", b"/ui.css"})
-    #: the most refused Host names logged (each once): a page retrying cannot flood the log
-    loggedRefusals = 64
 
     def __init__(
         self,
         root: Resource,
         streams: StreamResource,
         maxBody: int = MAX_BODY,
-        allowedHosts: AllowedHosts | None = None,
+        allowedHosts: hosts.AllowedHosts | None = None,
     ) -> None:
-        super().__init__(root)  # type: ignore[no-untyped-call,unused-ignore]
+        super().__init__(root, AllowedHosts() if allowedHosts is None else allowedHosts)
         self.streams = streams
         self.maxBody = maxBody
-        self.allowedHosts = AllowedHosts() if allowedHosts is None else allowedHosts
         #: the HTTP connections open now
         self.channels: set[HTTPChannel] = set()
-        self._refusedHosts: set[bytes] = set()
-
-    def refused(self, hosts: Sequence[bytes]) -> None:
-        """Log a request refused for its ``Host`` headers (the first of each Host only)."""
-        key = b"\n".join(hosts)
-        if key in self._refusedHosts or len(self._refusedHosts) >= self.loggedRefusals:
-            return
-        self._refusedHosts.add(key)
-        log.warn("refused HTTP requests: {why}", why=self.allowedHosts.refusal(hosts))
 
     def log(self, request: Any) -> None:
         """Write the access log line, except for the status page's own refreshes."""
@@ -862,7 +818,7 @@ def makeSite(
     window: int | None = None,
     api: Resource | None = None,
     maxBody: int = MAX_BODY,
-    allowedHosts: AllowedHosts | None = None,
+    allowedHosts: hosts.AllowedHosts | None = None,
 ) -> DaemonSite:
     """
     A :class:`DaemonSite` serving :func:`makeRoot` for ``source``, answering the ``Host``
