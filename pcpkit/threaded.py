@@ -45,7 +45,7 @@ __all__ = [
     "threadedadaptivecommscomponent",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 _log = Logger()
 
@@ -212,7 +212,7 @@ class ThreadedComponent(Component):
         """``Component.unlink``, done on the reactor thread when called from the thread."""
         self.onReactor(Component.unlink, self, thecomponent, thelinkage)
 
-    def onReactor(self, f: Callable[..., T], *args: Any) -> T:
+    def onReactor(self, f: Callable[..., _T], *args: Any) -> _T:
         """
         Call ``f(*args)`` and return its result (or raise its exception); called from this
         component's thread, on the reactor thread, waiting for it: for what changes boxes and
@@ -313,7 +313,7 @@ class ThreadedAdaptiveCommsComponent(AdaptiveCommsComponent, ThreadedComponent):
     def deleteOutbox(self, name: str) -> None:
         self.onReactor(self._deleteOutbox, name)
 
-    def _changeBoxes(self, f: Callable[[AdaptiveCommsComponent, str], T], name: str) -> T:
+    def _changeBoxes(self, f: Callable[[AdaptiveCommsComponent, str], _T], name: str) -> _T:
         # copy on write: the thread may be iterating over the old dicts
         self.inboxes = dict(self.inboxes)
         self.outboxes = dict(self.outboxes)
