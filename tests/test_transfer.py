@@ -12,12 +12,9 @@ import json
 import os
 from pathlib import Path
 
-import libtorrent as lt
 import pytest
 import pytest_twisted
-from twisted.internet import protocol
 from twisted.internet.defer import CancelledError
-from twisted.python.failure import Failure
 
 from pcpkit.testing import RecordingConsumer
 from pcpkit.torrent.maker import infohashOf, makeTorrent
@@ -25,10 +22,12 @@ from pcpkit.torrent.session import TorrentDataMismatch, TorrentError, TorrentSta
 from pcpkit.torrent.stream import streamFile
 from pcpkit.torrent.transfer import Transfer, TransferResult, download, seed
 from tests.torrentutil import (
+    MAX_FAILCOUNT,
+    PLAINTEXT,
+    FailingPeer,
     MiB,
     OpenTracker,
     Sessions,
-    reactor,
     sessionsFixture,  # noqa: F401 - the "sessions" fixture
     smallDiskFixture,  # noqa: F401 - the "smallDisk" fixture
     trackerFixture,  # noqa: F401 - the "tracker" fixture
@@ -182,33 +181,6 @@ async def test_download_retries_a_peer_that_was_not_listening_yet(
     await transfer.close()
 
 
-class OtherTorrentsPeer(protocol.Protocol):
-    """
-    A peer of another torrent: it answers each connection with a handshake for another
-    info-hash, which libtorrent counts as a failed connection to that peer.
-    """
-
-    factory: OtherTorrentsPeers
-
-    def connectionMade(self) -> None:
-        self.factory.attempts += 1
-        self.factory.open.add(self)
-        self.transport.write(
-            b"\x13BitTorrent protocol" + bytes(8) + b"\x01" * 20 + b"-XX0000-" + b"0" * 12
-        )
-
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        self.factory.open.discard(self)
-
-
-class OtherTorrentsPeers(protocol.Factory):
-    protocol = OtherTorrentsPeer
-
-    def __init__(self) -> None:
-        self.attempts = 0
-        self.open: set[OtherTorrentsPeer] = set()
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("caller", ["seed", "download"])
 @pytest_twisted.ensureDeferred
@@ -219,12 +191,9 @@ async def test_a_peer_is_retried_after_more_failures_than_max_failcount(
     data = writePayload(source, "f.bin", 1 * MiB, seed=28)
     raw = makeTorrent(source / "f.bin", pieceSize=PIECE)
     out = str(tmp_path / "out")
-    fake = OtherTorrentsPeers()
-    listening = reactor.listenTCP(0, fake, interface="127.0.0.1")
-    port = listening.getHost().port
-    # plaintext handshakes: a wrong answer fails an attempt at once (an encrypted handshake
-    # would wait for the handshake timeout first)
-    first = sessions(settings={"out_enc_policy": int(lt.enc_policy.pe_disabled)})
+    fake = FailingPeer()
+    port = fake.port
+    first = sessions(settings=PLAINTEXT)
     peers = [("127.0.0.1", port)]
     start = seed if caller == "seed" else download
     folder = str(source) if caller == "seed" else out
@@ -233,13 +202,11 @@ async def test_a_peer_is_retried_after_more_failures_than_max_failcount(
     assert first.torrentIds() == []
     transfer = start(first, raw, folder, peers=peers, peerRetry=0.2)
     # libtorrent drops a peer after max_failcount failed connections unless told again
-    failures = int(lt.default_settings()["max_failcount"]) + 1
+    failures = MAX_FAILCOUNT + 1
     try:
         await waitUntil(lambda: fake.attempts >= failures, 30, f"{failures} failed attempts")
     finally:
-        await listening.stopListening()
-        for peer in list(fake.open):
-            peer.transport.abortConnection()
+        await fake.stop()
     # the real peer takes the port over: the next retry finds it
     second = sessions(
         settings={
