@@ -14,6 +14,7 @@ import re
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -599,12 +600,26 @@ def test_resumed_download_counts_this_run_and_removes_its_resume_file(
 def test_seed_retries_a_peer_that_was_not_ready(tmp_path: Path, running: list[Running]) -> None:
     data = payload(tmp_path / "data" / "f.bin", 1 * MiB, seed=33)
     assert run("make", "data/f.bin", "-o", "f.torrent", cwd=tmp_path).returncode == 0
-    port = freePort()
-    # the seed is told of a peer that is not listening yet
+    # the seed is told of a peer that is not ready: its port answers and hangs up at once
+    notReady = socket.socket()
+    notReady.bind(("127.0.0.1", 0))
+    notReady.listen(8)
+    notReady.settimeout(30)
+    port = notReady.getsockname()[1]
     seed = start(
         running, "seed", "f.torrent", "-o", "data", "--peer", f"127.0.0.1:{port}", cwd=tmp_path
     )
     seed.waitFor(r"listening on")
+    with notReady:
+        # more attempts than libtorrent's max_failcount (3): the downloader starts late
+        for attempt in range(5):
+            try:
+                conn, _ = notReady.accept()
+            except TimeoutError:
+                pytest.fail(f"the seed gave up on its --peer after {attempt} attempt(s)")
+            # a reset: no TIME_WAIT left on the port the downloader takes next
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
     # the downloader knows no peer: only the seed's retries can find it
     got = run("get", "f.torrent", "-o", "out", "--listen", f"127.0.0.1:{port}", "-q", cwd=tmp_path)
     assert got.returncode == 0 and got.stdout == "", got.stdout + got.stderr

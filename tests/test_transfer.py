@@ -22,6 +22,9 @@ from pcpkit.torrent.session import TorrentDataMismatch, TorrentError, TorrentSta
 from pcpkit.torrent.stream import streamFile
 from pcpkit.torrent.transfer import Transfer, TransferResult, download, seed
 from tests.torrentutil import (
+    MAX_FAILCOUNT,
+    PLAINTEXT,
+    FailingPeer,
     MiB,
     OpenTracker,
     Sessions,
@@ -176,6 +179,53 @@ async def test_download_retries_a_peer_that_was_not_listening_yet(
     await withTimeout(transfer, 30)
     assert (tmp_path / "out" / "f.bin").read_bytes() == data
     await transfer.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("caller", ["seed", "download"])
+@pytest_twisted.ensureDeferred
+async def test_a_peer_is_retried_after_more_failures_than_max_failcount(
+    sessions: Sessions, tmp_path: Path, caller: str
+) -> None:
+    source = tmp_path / "source"
+    data = writePayload(source, "f.bin", 1 * MiB, seed=28)
+    raw = makeTorrent(source / "f.bin", pieceSize=PIECE)
+    out = str(tmp_path / "out")
+    fake = FailingPeer()
+    port = fake.port
+    first = sessions(settings=PLAINTEXT)
+    peers = [("127.0.0.1", port)]
+    start = seed if caller == "seed" else download
+    folder = str(source) if caller == "seed" else out
+    with pytest.raises(ValueError, match="peerRetry must be above 0"):
+        start(first, raw, folder, peers=peers, peerRetry=0)
+    assert first.torrentIds() == []
+    transfer = start(first, raw, folder, peers=peers, peerRetry=0.2)
+    # libtorrent drops a peer after max_failcount failed connections unless told again
+    failures = MAX_FAILCOUNT + 1
+    try:
+        await waitUntil(lambda: fake.attempts >= failures, 30, f"{failures} failed attempts")
+    finally:
+        await fake.stop()
+    # the real peer takes the port over: the next retry finds it
+    second = sessions(
+        settings={
+            "listen_interfaces": f"127.0.0.1:{port}",
+            "max_retry_port_bind": 0,
+            "listen_system_port_fallback": False,
+        }
+    )
+    assert await withTimeout(second.whenListening(), 10) == port
+    if caller == "seed":
+        await withTimeout(transfer, 15)
+        other = download(second, raw, out)
+        await withTimeout(other, 30)
+    else:
+        other = seed(second, raw, str(source))
+        await withTimeout(transfer, 30)
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    await transfer.close()
+    await other.close()
 
 
 @pytest.mark.timeout(60)

@@ -38,6 +38,9 @@ from pcpkit.torrent.session import AddedTorrent, TorrentSession
 from pcpkit.torrent.web import RangeNotSatisfiable, makeSite, parseRange, renderStatusPage
 from tests.procutil import ProcessRunner, exitCode
 from tests.torrentutil import (
+    MAX_FAILCOUNT,
+    PLAINTEXT,
+    FailingPeer,
     MiB,
     Sessions,
     payload,
@@ -778,6 +781,49 @@ async def test_watch_folder_files_sharing_and_changing_a_torrent(tmp_path: Path)
         await running([], "the torrent to stop with its last file")
     finally:
         await withTimeout(daemon.stopService(), 20)
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_daemon_retries_its_peers_after_more_failures_than_max_failcount(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    source, save, watch = tmp_path / "source", tmp_path / "save", tmp_path / "watch"
+    data = writePayload(source, "f.bin", 1 * MiB, seed=29)
+    raw = makeTorrent(source / "f.bin", pieceSize=PIECE)
+    fake = FailingPeer()
+    daemon = TorrentDaemon(
+        savePath=str(save),
+        watchDir=str(watch),
+        peers=[("127.0.0.1", fake.port)],
+        tickInterval=0.2,
+        pollInterval=0.1,
+        peerInterval=0.2,
+        settings=PLAINTEXT,
+    )
+    daemon.startService()
+    try:
+        drop(watch, "f.torrent", raw)
+        failures = MAX_FAILCOUNT + 1
+        try:
+            await waitUntil(lambda: fake.attempts >= failures, 30, f"{failures} failed attempts")
+        finally:
+            await fake.stop()
+        # the real peer takes the port over: the daemon's next round finds it
+        seeder = sessions(settings={"listen_interfaces": f"127.0.0.1:{fake.port}"})
+        assert await withTimeout(seeder.whenListening(), 10) == fake.port
+        await withTimeout(seeder.addTorrent(raw, savefolder=str(source), seed=True), 15)
+        session = daemon.session
+        assert session is not None
+
+        def complete() -> bool:
+            ids = session.torrentIds()
+            return bool(ids) and session.status(ids[0])["isFinished"]
+
+        await waitUntil(complete, 30, "the download to complete")
+    finally:
+        await withTimeout(daemon.stopService(), 20)
+    assert (save / "f.bin").read_bytes() == data
 
 
 # -- a daemon that cannot do its job -------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import libtorrent as lt
 import pytest
 import pytest_twisted
 from twisted.internet import defer
@@ -145,6 +146,55 @@ def smallDiskFixture(tmp_path: Path) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+# -- a peer that fails ---------------------------------------------------------------------
+
+#: settings for a session connecting to a :class:`FailingPeer`: plaintext handshakes, so each
+#: attempt fails at once (an encrypted one would wait for the handshake timeout first)
+PLAINTEXT = {"out_enc_policy": int(lt.enc_policy.pe_disabled)}
+
+#: failed connections after which libtorrent stops trying a peer by itself
+MAX_FAILCOUNT = int(lt.default_settings()["max_failcount"])
+
+
+class _FailingConnection(protocol.Protocol):
+    factory: FailingPeer
+
+    def connectionMade(self) -> None:
+        self.factory.attempts += 1
+        self.factory.open.add(self)
+        assert self.transport is not None
+        self.transport.write(
+            b"\x13BitTorrent protocol" + bytes(8) + b"\x01" * 20 + b"-XX0000-" + b"0" * 12
+        )
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.factory.open.discard(self)
+
+
+class FailingPeer(protocol.Factory):
+    """
+    A peer of another torrent, listening on 127.0.0.1 (:attr:`port`): it answers each
+    connection with a handshake for another info-hash, which libtorrent counts as a failed
+    connection to that peer (from a session with :data:`PLAINTEXT` settings). ``attempts``
+    counts the connections.
+    """
+
+    protocol = _FailingConnection
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.open: set[_FailingConnection] = set()
+        self._listening = reactor.listenTCP(0, self, interface="127.0.0.1")
+        self.port: int = self._listening.getHost().port
+
+    async def stop(self) -> None:
+        """Stop listening and drop the connections still open: the port is free."""
+        await self._listening.stopListening()
+        for connection in list(self.open):
+            assert connection.transport is not None
+            connection.transport.abortConnection()
 
 
 # -- sessions ------------------------------------------------------------------------------

@@ -95,7 +95,9 @@ class TIPCAddPeer(TIPC):
     """
     Connect torrent ``torrentid`` to the peer at ``host`` (an IP address) and ``port``:
     a swarm without a tracker, or a peer the tracker does not know. pcpkit addition; the
-    answer is ``TIPCPeerAdded``, ``TIPCAddPeerFail`` or ``TIPCUnknownTorrent``.
+    answer is ``TIPCPeerAdded``, ``TIPCAddPeerFail`` or ``TIPCUnknownTorrent``. Each one
+    sent is one connection attempt, however often that peer failed before: send it again
+    for a peer that was not listening yet.
     """
 
     torrentid: int

@@ -405,7 +405,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "alert_queue_size": 100000,
     # bound the time a session's destruction may wait for "stopped" tracker announces
     "stop_tracker_timeout": 1,
+    # a peer that failed is tried again after (failures + 1) times this: libtorrent's 60 s
+    # would make connectPeer's retries of a peer that was not listening yet wait minutes
+    "min_reconnect_time": 1,
 }
+
+#: the peer source that makes libtorrent forgive a peer one failed connection
+_TRACKER_SOURCE = lt.peer_info.tracker
 
 _CAT = lt.alert.category_t
 _BASE_ALERT_MASK = int(
@@ -878,6 +884,12 @@ class TorrentSession:
         """
         Ask libtorrent to connect to a peer (an IP address, not a host name).
 
+        Each call is one more attempt, however often the peer failed before: call it again
+        (every few seconds, say) for a peer that may not be listening yet. libtorrent makes
+        the attempt at its next connection round (about once a second), not sooner than
+        ``min_reconnect_time`` seconds (1 by default here) after the last one; a peer
+        already connected, or banned for sending bad data, is left as it is.
+
         :raises UnknownTorrent:
         :raises ValueError: ``host`` is not an IP address or ``port`` is out of range.
         """
@@ -888,7 +900,10 @@ class TorrentSession:
             socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
         except (OSError, TypeError):
             raise ValueError(f"peer host must be an IP address, not {host!r}") from None
-        record.handle.connect_peer((host, int(port)))
+        # libtorrent gives up on a peer after max_failcount (3) failed connections and
+        # ignores it when added again, unless a tracker names it: that takes one failure
+        # back, so each call here earns the peer one more attempt
+        record.handle.connect_peer((host, int(port)), _TRACKER_SOURCE)
 
     def removeTorrent(self, torrentid: int, deleteFiles: bool = False) -> Deferred[None]:
         """

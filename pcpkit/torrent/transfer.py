@@ -34,7 +34,12 @@ Both return a :class:`Transfer`: a ``Deferred`` with the torrent's id, status an
   written) fails it with the error instead. A seed runs in libtorrent's upload mode: its
   files are only read.
 * **Peers**: ``peers`` are connected to at once and again every ``peerRetry`` seconds while
-  fewer peers than that are connected, so a peer that was not listening yet is found later.
+  fewer peers than that are connected, for as long as the transfer runs, so a peer that was
+  not listening yet is found later, however long it took. Each round is one attempt per
+  peer whatever its past failures (see :meth:`TorrentSession.connectPeer
+  <pcpkit.torrent.session.TorrentSession.connectPeer>`): libtorrent's own limit of
+  ``max_failcount`` failures does not end the retries. libtorrent makes at most about one
+  attempt a second (``min_reconnect_time``), so a shorter ``peerRetry`` does not hammer.
 
 Disk work (reading and writing the resume file) runs in threads, never on the reactor.
 """
@@ -114,6 +119,9 @@ class Transfer(Deferred[TransferResult]):
         peerRetry: float,
         reactor: Any,
     ) -> None:
+        if not peerRetry > 0:
+            # 0 would call connectPeer on every turn of the reactor
+            raise ValueError(f"peerRetry must be above 0 seconds, not {peerRetry!r}")
         super().__init__(self._cancelled)
         self.session = session
         #: the torrent's id in the session once added (``None`` before)
@@ -435,11 +443,13 @@ def download(
     :param onStatus: called with each status update of the torrent.
     :param files: indexes of the files to download (the others are skipped); needs
         ``rawmetainfo``. Pieces shared with a skipped file are kept in libtorrent's part file.
-    :param peerRetry: seconds between connection attempts to ``peers``.
+    :param peerRetry: seconds between connection attempts to ``peers`` (retried for as long
+        as the transfer runs, while fewer of them are connected).
     :return: a :class:`Transfer` firing with a :class:`TransferResult` once every wanted
         byte has passed its hash check and is on disk; it fails with
         :class:`~pcpkit.torrent.session.TorrentError` (invalid torrent, storage error, ...).
-    :raises ValueError: ``files`` without ``rawmetainfo``, or an index out of range.
+    :raises ValueError: ``files`` without ``rawmetainfo``, or an index out of range;
+        ``peerRetry`` not above 0.
     """
     if files is not None:
         _checkFiles(rawmetainfo, files)
@@ -473,11 +483,15 @@ def seed(
     The data is checked first with downloading impossible (libtorrent's upload mode), so
     whatever the peers offer, the files are only read.
 
+    :param peers: ``(IP address, port)`` pairs to connect to (and retry, as for
+        :func:`download`): the peers that should download from this seed.
+    :param peerRetry: seconds between connection attempts to ``peers``.
     :return: a :class:`Transfer` firing with a :class:`TransferResult` once the data has
         checked out in full (it is being seeded from then on, until :meth:`Transfer.close`),
         or failing with :class:`~pcpkit.torrent.session.TorrentDataMismatch` (its
         ``piecesDone`` of ``piecesTotal`` say how much is present; the torrent is removed,
         the files untouched) or another :class:`~pcpkit.torrent.session.TorrentError`.
+    :raises ValueError: ``peerRetry`` is not above 0.
     """
     transfer = Transfer(
         session,
