@@ -22,10 +22,11 @@ from typing import Any
 import libtorrent as lt
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, protocol
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 from pcpkit.torrent.session import BaseTorrentSessionObserver, TorrentSession, TorrentStatus
 from pcpkit.torrent.tracker import LocalTracker, TrackerFailed
