@@ -100,15 +100,35 @@ class ThreadedComponent(Component):
             return self
         self._active = True
         self.scheduler = scheduler
+        for c in self.children:
+            c.activate(scheduler)
+        if self._halted:
+            self._finish(None)  # stopped before it ran: no thread
+            return self
         reactor = getReactor()
         self._shutdownTrigger = reactor.addSystemEventTrigger(
             "before", "shutdown", self._reactorStopping
         )
         self._thread = threading.Thread(target=self._threadMain, name=f"pcpkit-{self}", daemon=True)
         self._thread.start()
-        for c in self.children:
-            c.activate(scheduler)
         return self
+
+    def stop(self) -> None:
+        """
+        Halt this component (Axon's ``stop``). A thread cannot be stopped from outside, so it
+        is told as at reactor shutdown: ``stopping`` becomes true, and the ``send``,
+        ``pause``, ``link`` or ``unlink`` it is blocked in (or calls next) raises
+        :class:`ThreadStopped`. ``finished`` fires with ``None`` once the thread has
+        returned (``ThreadStopped`` leaving ``main`` is a normal end here); what it had sent
+        and is still queued goes out as the destinations drain, nothing is lost. Nothing is
+        sent on ``signal``.
+        """
+        if self._done or self._halted:
+            return
+        self._halted = True
+        if not self._active:
+            return
+        self._tellThreadToStop()
 
     def _threadMain(self) -> None:
         reactor = getReactor()
@@ -126,17 +146,26 @@ class ThreadedComponent(Component):
         if self._shutdownTrigger is not None:
             getReactor().removeSystemEventTrigger(self._shutdownTrigger)
             self._shutdownTrigger = None
-        if self._outq:
-            # A destination is full: finish once the last message is delivered.
+        if self._outq and not self._halted:
+            # A destination is full: finish once the last message is delivered. (Stopped,
+            # it finishes now; what it sent still goes out as the destinations drain.)
             self._pendingEnd = (ok, value)
             return
+        self._end(ok, value)
+
+    def _end(self, ok: bool, value: Any) -> None:
         if ok:
             self._finish(value)
+        elif self._halted and value.check(ThreadStopped):
+            self._finish(None)  # stop() told it to end
         else:
             self._fail(value)
 
     def _reactorStopping(self) -> None:
         self._shutdownTrigger = None
+        self._tellThreadToStop()
+
+    def _tellThreadToStop(self) -> None:
         self.stopping = True
         self._event.set()
         with self._outCond:
@@ -276,8 +305,7 @@ class ThreadedComponent(Component):
         pending = self._pendingEnd
         if pending is not None and not outq:
             self._pendingEnd = None
-            ok, value = pending
-            self._finish(value) if ok else self._fail(value)
+            self._end(*pending)
 
 
 threadedcomponent = ThreadedComponent

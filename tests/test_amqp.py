@@ -22,7 +22,6 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 
 from pcpkit.amqp import (
@@ -43,6 +42,7 @@ from tests.rabbitutil import (
     freePort,
     parseConsumerOutput,
 )
+from tests.waitutil import waitUntil
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
@@ -127,14 +127,6 @@ async def killed(*processes: ProcessRunner) -> None:
     """Kill, and wait for, those of ``processes`` still running (a test's ``finally``)."""
     for process in processes:
         await process.kill().addTimeout(30, reactor)
-
-
-async def waitUntil(check: Callable[[], bool], timeout: float, what: str) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def body(i: int, size: int = 32) -> bytes:

@@ -9,6 +9,7 @@ programs run on real Axon in ``tests/test_kamaelia_differential.py``.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Generator
 from typing import Any
 
@@ -26,6 +27,7 @@ from pcpkit.ipc import WaitComplete
 from pcpkit.testing import runComponent
 from pcpkit.threaded import ThreadedComponent
 from tests.componentutil import Collector, Source, drive, outcome, wire
+from tests.waitutil import waitUntil
 
 
 class InboxEcho(Component):
@@ -460,3 +462,50 @@ async def test_a_threaded_component_runs_the_mainbody_protocol_in_its_thread() -
     await runComponent(Pipeline(counter, sink), timeout=20)
     assert sink.got == [5, 4, 3, 2, 1]
     assert counter.threads == {f"pcpkit-{counter}"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_tells_a_thread_to_end_where_it_blocks() -> None:
+    class Waits(ThreadedComponent):
+        def main(self) -> None:
+            while True:
+                self.pause()  # blocks until a message: only stop() gets it out
+
+    class Floods(ThreadedComponent):
+        def main(self) -> None:
+            i = 0
+            while True:
+                self.send(i, "outbox")  # blocks once the idle inbox and the queue are full
+                i += 1
+
+    waits, floods, idle = Waits(), Floods(queuelengths=4), Component()
+    idle.setInboxSize("inbox", 4)
+    floods.link((floods, "outbox"), (idle, "inbox"))
+    waits.activate()
+    floods.activate()
+    # floods is blocked in send: the idle inbox holds 4, the thread's queue 4 more
+    await waitUntil(lambda: len(idle.inboxes["inbox"]) == 4, 20, "the idle inbox to fill")
+    waits.stop()
+    floods.stop()
+    assert waits._isStopped() and floods._isStopped()
+    assert await runComponent(waits, timeout=20) is None
+    assert await runComponent(floods, timeout=20) is None
+    # what the thread had queued is not lost: it goes out as the inbox drains
+    box = idle.inboxes["inbox"]
+    assert box.queue == deque(range(4))
+    assert [box.take() for _ in range(4)] == [0, 1, 2, 3]
+    await waitUntil(lambda: len(box) == 4, 20, "the queued messages to be delivered")
+    assert box.queue == deque(range(4, 8))
+
+
+def test_a_threaded_component_stopped_before_it_runs_starts_no_thread() -> None:
+    ran: list[bool] = []
+
+    class Never(ThreadedComponent):
+        def main(self) -> None:
+            ran.append(True)
+
+    c = Never()
+    c.stop()
+    c.activate()
+    assert c.finished.called and c._thread is None and ran == []

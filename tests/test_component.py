@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ from pcpkit.chassis import Graphline, Pipeline
 from pcpkit.component import Scheduler
 from pcpkit.threaded import ThreadedComponent
 from tests.componentutil import Collector, PassThrough, Source, Upper, settle
+from tests.waitutil import waitUntil
 
 
 def waitingInSend(thread: threading.Thread) -> bool:
@@ -40,15 +40,6 @@ def waitingInSend(thread: threading.Thread) -> bool:
         codes.add(frame.f_code)
         frame = frame.f_back
     return {ThreadedComponent.send.__code__, threading.Condition.wait.__code__} <= codes
-
-
-async def until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
-    """Poll ``condition`` on the reactor until it holds; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, 0.005, lambda: None)
 
 
 def withTimeout(d: Deferred[Any], seconds: float = 20) -> Deferred[Any]:
@@ -435,8 +426,9 @@ async def test_threaded_send_blocks_while_destination_is_full() -> None:
     (thread,) = [t for t in threading.enumerate() if t.name == f"pcpkit-{prod}"]
     # 5 messages in the inbox, 4 in the thread's queue: sends 0 to 8 returned, and the
     # thread waits inside send 9 (seen in its stack) for room
-    await until(
+    await waitUntil(
         lambda: len(sent) == 9 and gate.dataReady("inbox") == 5 and waitingInSend(thread),
+        20,
         "the thread to wait in its tenth send",
     )
     assert sent == list(range(9))

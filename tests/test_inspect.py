@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from pcpkit.testing import (
 )
 from pcpkit.torrent import stream
 from tests.torrentutil import sessionsFixture  # noqa: F401 - the "sessions" fixture
+from tests.waitutil import waitUntil
 
 R: Any = reactor
 HOST = "127.0.0.1"
@@ -289,7 +290,7 @@ async def test_threaded_component_held_back_by_a_full_inbox(inspecting: Any) -> 
     prod.activate()
     ins = pi.Inspector()
     pid, sid = ins.idOf(prod), ins.idOf(sink)
-    await until(lambda: any(p["sender"] == pid for p in ins.snapshot()["parked"]))
+    await waitUntil(lambda: any(p["sender"] == pid for p in ins.snapshot()["parked"]))
     g = ins.snapshot()
     comps = {c["id"]: c for c in g["components"]}
     assert comps[pid]["kind"] == "threaded" and comps[pid]["state"] == "thread"
@@ -298,7 +299,7 @@ async def test_threaded_component_held_back_by_a_full_inbox(inspecting: Any) -> 
     assert g["boxes"][f"{sid}.in.inbox"]["length"] == 4  # a thread never overfills a box
     sink.allow(50)
     await prod.finished
-    await until(lambda: sink.taken == 50)
+    await waitUntil(lambda: sink.taken == 50)
     sink.inboxes["control"].deliver(ShutdownMicroprocess())
     await sink.finished
 
@@ -402,14 +403,6 @@ class Sender(Protocol):
         self.closed.callback(None)
 
 
-async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {condition}")
-        await deferLater(R, 0.01, lambda: None)
-
-
 @pytest.mark.parametrize("splice", [False, True], ids=["portable", "splice"])
 @pytest_twisted.ensureDeferred
 async def test_relay_with_a_slow_reader_shows_its_paused_direction(splice: bool) -> None:
@@ -429,7 +422,7 @@ async def test_relay_with_a_slow_reader_shows_its_paused_direction(splice: bool)
         client: Any = await TCP4ClientEndpoint(R, HOST, rport.getHost().port).connect(
             Factory.forProtocol(Sender)
         )
-        await until(lambda: bool(relay.connections) and relay.connections[0].toTarget.paused)
+        await waitUntil(lambda: bool(relay.connections) and relay.connections[0].toTarget.paused)
         ins = pi.Inspector()
         g = ins.snapshot()
         (conn,) = relay.connections
@@ -445,11 +438,11 @@ async def test_relay_with_a_slow_reader_shows_its_paused_direction(splice: bool)
         # the target reads again: the direction resumes and everything arrives
         (target,) = targetF.made  # type: ignore[attr-defined]
         target.transport.resumeProducing()
-        await until(lambda: target.received == 32 << 20)
+        await waitUntil(lambda: target.received == 32 << 20)
         assert not any(w["waiter"] == f"{cid}.client" for w in ins.snapshot()["waitsOn"])
         client.transport.loseConnection()
         await client.closed
-        await until(lambda: not relay.connections)
+        await waitUntil(lambda: not relay.connections)
     finally:
         await relay.stop()
         await tport.stopListening()
@@ -543,7 +536,7 @@ async def test_event_stream_is_coalesced_to_ten_updates_a_second() -> None:
     reader = EventReader()
     try:
         await TCP4ClientEndpoint(R, HOST, port).connect(_factoryOf(reader))
-        await until(lambda: len(reader.events) >= 1)
+        await waitUntil(lambda: len(reader.events) >= 1)
         t0, n0 = time.monotonic(), len(reader.events)
         await deferLater(R, 1.5, lambda: None)
         rate = (len(reader.events) - n0) / (time.monotonic() - t0)
@@ -731,7 +724,7 @@ async def test_torrent_stream_window_and_its_paused_consumer(sessions: Any, tmp_
         producer = stream.TorrentFileProducer(downloader, added.torrentid, 0, consumer, window=6)
         d = producer.beginProducing()
         downloader.connectPeer(added.torrentid, "127.0.0.1", seeder.listenPort)
-        await until(lambda: consumer.producerPaused, 30)
+        await waitUntil(lambda: consumer.producerPaused, 30)
         ins = pi.Inspector()
         g = ins.snapshot()
         sid, cid = ins.idOf(producer), ins.idOf(consumer)

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,6 +34,7 @@ from zope.interface import implementer
 from pcpkit.internet import _splice
 from pcpkit.internet import relay as relaymod
 from pcpkit.internet.relay import Relay
+from tests.waitutil import waitUntil
 
 R: Any = reactor
 HOST = "127.0.0.1"
@@ -111,14 +111,6 @@ async def within(d: Deferred[Any], seconds: float) -> Any:
 
 async def sleep(seconds: float) -> None:
     await deferLater(R, seconds, lambda: None)
-
-
-async def until(condition: Callable[[], bool], seconds: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await sleep(0.01)
 
 
 def fdCount() -> int:
@@ -362,9 +354,9 @@ async def transfer(
         clientF = PeerFactory(send=up)
         client: Peer = await connect(port, clientF)
         await within(client.closed, timeout)
-        await until(lambda: not serverF.peers, 10, "the server side to close")
+        await waitUntil(lambda: not serverF.peers, 10, "the server side to close")
         server = serverF.made[0]
-        await until(lambda: relay.stats.active == 0, 10, "the relay to close the connection")
+        await waitUntil(lambda: relay.stats.active == 0, 10, "the relay to close the connection")
     finally:
         await s.close()
     return relay, client, server
@@ -442,7 +434,7 @@ async def test_slow_reader_keeps_relay_buffer_bounded(splice: bool, slowEnd: str
                 # A small window at the slow end makes it felt sooner.
                 client.t.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             await within(client.closed, 60)
-            await until(lambda: relay.stats.active == 0 and not serverF.peers, 30)
+            await waitUntil(lambda: relay.stats.active == 0 and not serverF.peers, 30)
         finally:
             sampler.stop()
         server = serverF.made[0]
@@ -496,7 +488,7 @@ async def test_connection_cap(splice: bool) -> None:
         # Below the cap again: a new connection is relayed.
         clients[0].transport.loseConnection()  # type: ignore[union-attr]
         await within(clients.pop(0).closed, 5)
-        await until(lambda: relay.stats.active == 1, 5)
+        await waitUntil(lambda: relay.stats.active == 1, 5)
         c = await connectClient(port)
         clients.append(c)
         assert await within(c.roundTrip(b"again"), 5) == b"again"
@@ -505,7 +497,7 @@ async def test_connection_cap(splice: bool) -> None:
         for c in clients:
             c.transport.loseConnection()  # type: ignore[union-attr]
         await gatherResults([c.closed for c in clients])
-        await until(lambda: echo.open == 0, 5)
+        await waitUntil(lambda: echo.open == 0, 5)
         await s.close()
 
 
@@ -521,7 +513,7 @@ async def test_2000_sequential_connections_leak_no_descriptors(splice: bool) -> 
         await within(c.roundTrip(b"warm"), 5)
         c.transport.loseConnection()  # type: ignore[union-attr]
         await within(c.closed, 5)
-        await until(lambda: relay.stats.active == 0 and echo.open == 0, 5)
+        await waitUntil(lambda: relay.stats.active == 0 and echo.open == 0, 5)
         before = fdCount()
         for i in range(2000):
             c = await connectClient(port)
@@ -529,7 +521,7 @@ async def test_2000_sequential_connections_leak_no_descriptors(splice: bool) -> 
             assert await within(c.roundTrip(message), 5) == message
             c.transport.loseConnection()  # type: ignore[union-attr]
             await within(c.closed, 5)
-        await until(lambda: relay.stats.active == 0 and echo.open == 0, 10)
+        await waitUntil(lambda: relay.stats.active == 0 and echo.open == 0, 10)
         assert relay.stats.total == 2001
         assert relay.stats.spliced == (2001 if splice else 0)
         # Stopped, the relay has closed its listening socket and its idle pipes too.
@@ -550,7 +542,7 @@ async def test_server_speaks_first(splice: bool) -> None:
         relay, port = await s.relay(await s.listen(serverF), splice=splice)
         client: Peer = await connect(port, PeerFactory())
         await within(client.closed, 30)
-        await until(lambda: relay.stats.active == 0 and not serverF.peers, 10)
+        await waitUntil(lambda: relay.stats.active == 0 and not serverF.peers, 10)
         assert client.received == MiB + 17
         assert client.digest == patternDigest(0, MiB + 17)
         assert client.reason is not None and client.reason.check(ConnectionDone)
@@ -573,7 +565,7 @@ async def test_stop_while_dialling_cancels_the_dial() -> None:
     relay = Relay(f"tcp:0:interface={HOST}", BlackHole())
     port: Any = await relay.start()
     c = await connectClient(port.getHost().port)
-    await until(lambda: relay.stats.active == 1, 5)
+    await waitUntil(lambda: relay.stats.active == 1, 5)
     assert [conn.state for conn in relay.connections] == ["dialling"]
     await within(relay.stop(), 5)
     assert len(cancelled) == 1
@@ -611,11 +603,11 @@ async def test_a_dial_that_times_out_closes_the_client(splice: bool) -> None:
     try:
         port: Any = await relay.start()
         c = await connectClient(port.getHost().port)
-        await until(lambda: relay.stats.active == 1, 5)
+        await waitUntil(lambda: relay.stats.active == 1, 5)
         assert [conn.state for conn in relay.connections] == ["dialling"]
         await within(c.closed, 10)
         assert not c.data
-        await until(lambda: relay.stats.active == 0, 5)
+        await waitUntil(lambda: relay.stats.active == 0, 5)
         assert relay.stats.failedDials == 1
     finally:
         await relay.stop()
@@ -646,7 +638,7 @@ async def test_the_relay_dials_from_the_endpoints_bind_address() -> None:
         await within(c.closed, 5)
         assert [p.host for p in peers] == ["127.0.0.2"]
     finally:
-        await until(lambda: echo.open == 0, 5)
+        await waitUntil(lambda: echo.open == 0, 5)
         await s.close()
 
 
@@ -658,7 +650,7 @@ async def test_stop_while_dialling_a_tcp_target_closes_everything() -> None:
         port: Any = await relay.start()
         before = fdCount()
         c = await connectClient(port.getHost().port)
-        await until(lambda: relay.stats.active == 1, 5)
+        await waitUntil(lambda: relay.stats.active == 1, 5)
         assert [conn.state for conn in relay.connections] == ["dialling"]
         await within(relay.stop(), 5)
         await within(c.closed, 5)
@@ -702,11 +694,11 @@ async def test_out_of_descriptors_the_relay_waits_then_accepts() -> None:
         try:
             client.setblocking(False)
             client.connect_ex((HOST, port))
-            await until(lambda: bool(warnings), 10, "the relay to run out of descriptors")
+            await waitUntil(lambda: bool(warnings), 10, "the relay to run out of descriptors")
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         assert relay.stats.total == 0
-        await until(lambda: relay.stats.total == 1, 10, "the relay to accept again")
+        await waitUntil(lambda: relay.stats.total == 1, 10, "the relay to accept again")
 
         def exchange() -> bytes:
             client.settimeout(10)
@@ -718,7 +710,7 @@ async def test_out_of_descriptors_the_relay_waits_then_accepts() -> None:
     finally:
         globalLogPublisher.removeObserver(observe)
         client.close()
-        await until(lambda: echo.open == 0, 10)
+        await waitUntil(lambda: echo.open == 0, 10)
         await s.close()
 
 
@@ -736,7 +728,7 @@ async def test_refused_target_closes_the_client_promptly() -> None:
         await within(c.closed, 5)
         assert time.monotonic() - t0 < 2
         assert not c.data
-        await until(lambda: relay.stats.active == 0, 5)
+        await waitUntil(lambda: relay.stats.active == 0, 5)
         assert relay.stats.failedDials == 1
         assert fdCount() <= before
     finally:
@@ -759,9 +751,9 @@ async def test_reset_mid_transfer_closes_the_other_side(splice: bool, resetter: 
         before = fdCount()
         client: Peer = await connect(port, clientF)
         await within(client.closed, 10)
-        await until(lambda: bool(serverF.made) and not serverF.peers, 10, "the server to close")
+        await waitUntil(lambda: bool(serverF.made) and not serverF.peers, 10, "the server to close")
         server = serverF.made[0]
-        await until(lambda: relay.stats.active == 0, 10)
+        await waitUntil(lambda: relay.stats.active == 0, 10)
         if resetter == "target":
             # The relay passed the reset on: the client did not get to send everything.
             assert client.sent < 256 * MiB
@@ -789,7 +781,7 @@ async def test_stop_aborts_open_connections_and_stops_listening() -> None:
     await within(relay.stop(), 5)
     assert relay.port is None and relay.stats.active == 0
     await within(gatherResults([c.closed for c in clients]), 5)
-    await until(lambda: echo.open == 0, 5)
+    await waitUntil(lambda: echo.open == 0, 5)
     with pytest.raises(ConnectionRefusedError):
         await connectClient(port)
     await s.close()
@@ -809,7 +801,7 @@ async def test_as_a_service() -> None:
     await within(relay.stopService(), 5)
     assert not relay.running
     await within(c.closed, 5)
-    await until(lambda: echo.open == 0, 5)
+    await waitUntil(lambda: echo.open == 0, 5)
     await s.close()
 
 
@@ -828,7 +820,7 @@ async def test_unix_listener_to_tcp_target_is_spliced(tmp_path: Any) -> None:
         ep = UNIXClientEndpoint(R, path)
         client: Peer = await within(ep.connect(PeerFactory(send=2 * MiB + 1)), 10)
         await within(client.closed, 30)
-        await until(lambda: relay.stats.active == 0 and not serverF.peers, 10)
+        await waitUntil(lambda: relay.stats.active == 0 and not serverF.peers, 10)
         assert relay.stats.spliced == 1
         assert serverF.made[0].digest == patternDigest(0, 2 * MiB + 1)
         assert client.digest == patternDigest(12345, MiB + 5)
@@ -931,7 +923,7 @@ async def test_a_burst_of_concurrent_connects_all_succeed(splice: bool) -> None:
 
         replies = await within(gatherResults([ensureDeferred(one(i)) for i in range(BURST)]), 150)
         assert replies == [b"%d" % i for i in range(BURST)]
-        await until(lambda: relay.stats.active == 0 and echo.open == 0, 30)
+        await waitUntil(lambda: relay.stats.active == 0 and echo.open == 0, 30)
         stats = relay.stats
         assert (stats.total, stats.refused, stats.failedDials) == (BURST, 0, 0)
         assert stats.spliced == (BURST if splice else 0)

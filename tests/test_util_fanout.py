@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,6 @@ import pytest
 import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import globalLogPublisher
 
@@ -34,24 +32,7 @@ from pcpkit.util import (
 from pcpkit.util.sequencing import MessageRateLimit
 from tests.componentutil import Source
 from tests.utilutil import Paced, clockScheduler, runUntil
-
-
-def waitUntil(condition: Callable[[], bool], timeout: float = 10) -> Deferred[None]:
-    """Fire once ``condition()`` holds (checked every reactor turn); fail after ``timeout``."""
-    d: Deferred[None] = Deferred()
-    start = reactor.seconds()  # type: ignore[attr-defined]
-
-    def check() -> None:
-        if condition():
-            loop.stop()
-            d.callback(None)
-        elif reactor.seconds() - start > timeout:  # type: ignore[attr-defined]
-            loop.stop()
-            d.errback(AssertionError(f"condition not met within {timeout}s"))
-
-    loop = LoopingCall(check)
-    loop.start(0.002, now=True)
-    return d
+from tests.waitutil import waitUntil
 
 
 class Gate(Component):

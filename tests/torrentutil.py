@@ -14,8 +14,7 @@ import random
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from twisted.python.failure import Failure
 from pcpkit.torrent.session import BaseTorrentSessionObserver, TorrentSession, TorrentStatus
 from pcpkit.torrent.tracker import LocalTracker, TrackerFailed
 from tests.procutil import ProcessRunner
+from tests.waitutil import waitUntil  # noqa: F401 (the torrent tests import it from here)
 
 reactor: Any = _reactor
 
@@ -82,17 +82,6 @@ def sleep(seconds: float) -> Deferred[None]:
 def withTimeout(d: Deferred[Any], seconds: float) -> Deferred[Any]:
     """``d``, failing with ``defer.TimeoutError`` (and cancelled) after ``seconds``."""
     return d.addTimeout(seconds, reactor)
-
-
-async def waitUntil(
-    predicate: Callable[[], bool], timeout: float, what: str = "condition", step: float = 0.05
-) -> None:
-    """Poll ``predicate`` on the reactor until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await sleep(step)
 
 
 # -- an observer that records --------------------------------------------------------------
