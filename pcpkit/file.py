@@ -1,6 +1,6 @@
 """
 File sources and sinks as components: ``FileReader``, ``RateControlledFileReader``,
-``FileWriter``.
+``FileWriter`` and its Kamaelia name ``SimpleFileWriter``.
 
 The readers send the file out of ``outbox`` in chunks, waiting while the next inbox is full,
 then send ``ProducerFinished`` on ``signal``. Each read is one chunk, so the reactor is never
@@ -19,7 +19,11 @@ from pcpkit._twisted import getReactor
 from pcpkit.component import Component
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
 
-__all__ = ["FileReader", "RateControlledFileReader", "FileWriter"]
+__all__ = ["FileReader", "RateControlledFileReader", "FileWriter", "SimpleFileWriter"]
+
+#: FileWriter's modes -> the binary mode the file is opened with (Kamaelia programs written
+#: for Python 2 pass "w" or "a"; ``str`` is written as UTF-8 either way).
+_WRITE_MODES = {"wb": "wb", "w": "wb", "ab": "ab", "a": "ab"}
 
 
 def _openForReading(filename: str | os.PathLike[str], readmode: str) -> IO[Any]:
@@ -135,7 +139,8 @@ class RateControlledFileReader(FileReader):
 class FileWriter(Component):
     """
     Write every message from ``inbox`` (bytes-like, or ``str`` encoded as UTF-8) to
-    ``filename``, which is created or truncated.
+    ``filename``, which is created or truncated (``mode="wb"``, or ``"w"``), or created or
+    appended to (``mode="ab"``, or ``"a"``).
 
     On a :class:`~pcpkit.ipc.Shutdown` on ``control`` it writes what is queued (unless it was
     ``ShutdownMicroprocess``), closes the file, passes the message on along ``signal`` and
@@ -145,15 +150,31 @@ class FileWriter(Component):
     Inboxes = {"inbox": "data to write", "control": "ProducerFinished closes the file"}
     Outboxes = {"outbox": "unused", "signal": "the shutdown message, passed on"}
 
-    def __init__(self, filename: str | os.PathLike[str], **argd: Any) -> None:
+    def __init__(self, filename: str | os.PathLike[str], mode: str = "wb", **argd: Any) -> None:
         super().__init__(**argd)
+        if mode not in _WRITE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(_WRITE_MODES)}, not {mode!r}")
         self.filename = filename
+        self.mode = mode
         self.written = 0
 
     async def main(self) -> int:
-        with open(self.filename, "wb") as f:
+        with open(self.filename, _WRITE_MODES[self.mode]) as f:
             async for msg in self.messages("inbox"):
                 data = msg.encode("utf-8") if isinstance(msg, str) else asBytes(msg)
                 f.write(data)
                 self.written += len(data)
         return self.written
+
+
+class SimpleFileWriter(FileWriter):
+    """
+    Kamaelia's ``SimpleFileWriter(filename, mode="wb")``: a :class:`FileWriter` (same boxes
+    and messages). The file is opened when the component starts and closed when it ends; a
+    ``ProducerFinished`` on ``control`` ends it after what is queued is written, a
+    ``ShutdownMicroprocess`` at once; either is passed on along ``signal``. The Kamaelia
+    example runs as written::
+
+        Pipeline(RateControlledFileReader("sourcefile", rate=1000000),
+                 SimpleFileWriter("destinationfile")).activate()
+    """

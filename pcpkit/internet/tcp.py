@@ -1,5 +1,6 @@
 """
-Reactor-native TCP as components: :class:`TCPClient` and :class:`SimpleServer`.
+Reactor-native TCP as components: :class:`TCPClient`, :class:`ServerCore` and
+:class:`SimpleServer`.
 
 Both use Twisted endpoints, so any endpoint string works (``tcp:``, ``tls:``, ``unix:``).
 Back-pressure runs both ways with Twisted's own producer/consumer calls:
@@ -38,7 +39,7 @@ from pcpkit.ipc import (
     SocketShutdown,
 )
 
-__all__ = ["TCPClient", "SimpleServer", "DEFAULT_INBOX_SIZE"]
+__all__ = ["TCPClient", "ServerCore", "SimpleServer", "DEFAULT_INBOX_SIZE"]
 
 _log = Logger()
 
@@ -339,7 +340,7 @@ class _ConnectionHandler(Protocol):
     _paused = False
     _queued = False
 
-    def __init__(self, server: SimpleServer) -> None:
+    def __init__(self, server: ServerCore) -> None:
         self.server = server
         self.component: Component | None = None
         self.reader: InboxConsumer | None = None
@@ -349,17 +350,18 @@ class _ConnectionHandler(Protocol):
         self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
-        comp = self.server.protocol()
+        transport: Any = self.transport
+        comp = self.server.mkProtocolHandler(**_socketInfo(transport))
         if not isinstance(comp, Component):
             _log.error(
-                "SimpleServer protocol factory returned {what!r}, not a Component",
+                "{server} protocol factory returned {what!r}, not a Component",
+                server=type(self.server).__name__,
                 what=comp,
             )
             self.transport.abortConnection()  # type: ignore[union-attr]
             return
         self.component = comp
         self.server.connections.add(self)
-        transport: Any = self.transport
         self.reader = InboxConsumer(comp, "inbox")
         self.reader.registerProducer(transport, True)
         self.writer = OutboxProducer(comp, "outbox", transport)
@@ -412,22 +414,43 @@ class _ConnectionHandler(Protocol):
         self.lost.callback(None)
 
 
+def _socketInfo(transport: Any) -> dict[str, Any]:
+    """Kamaelia's connection details (its fallback where the endpoint has no address)."""
+    peer, local = transport.getPeer(), transport.getHost()
+    if hasattr(peer, "port") and hasattr(local, "port"):
+        return {
+            "peer": peer.host,
+            "peerport": peer.port,
+            "localip": local.host,
+            "localport": local.port,
+        }
+    return {"peer": "0.0.0.0", "peerport": 0, "localip": "127.0.0.1", "localport": 0}
+
+
 class _ServerFactory(Factory):
-    def __init__(self, server: SimpleServer) -> None:
+    def __init__(self, server: ServerCore) -> None:
         self.server = server
 
     def buildProtocol(self, addr: Any) -> _ConnectionHandler:
         return _ConnectionHandler(self.server)
 
 
-class SimpleServer(Component):
+class ServerCore(Component):
     """
-    A listening socket that gives each connection its own component.
+    A listening socket that gives each connection its own component (Kamaelia's ServerCore).
 
     :param protocol: a callable returning a new :class:`~pcpkit.component.Component` for each
-        connection (a component class will do).
+        connection, called with Kamaelia's keyword arguments ``peer``, ``peerport`` (the
+        client's address and port), ``localip`` and ``localport`` (this end's), or
+        ``"0.0.0.0"``, ``0``, ``"127.0.0.1"``, ``0`` where the endpoint has no addresses.
     :param port: the TCP port on 127.0.0.1 (0 picks a free one).
     :param endpoint: a server endpoint string instead (``"tcp:8080:interface=0.0.0.0"``).
+
+    As in Kamaelia, a subclass may set ``protocol`` and ``port`` as class attributes
+    instead, and override :meth:`mkProtocolHandler`. Unlike Kamaelia's it listens on
+    127.0.0.1 unless told otherwise, and its default port is a free one rather than 1601.
+    Other keyword arguments (Kamaelia's ``socketOptions``) become attributes, as for any
+    component; Twisted already sets ``SO_REUSEADDR`` on a listening port.
 
     For each connection: bytes from the socket arrive in the component's ``inbox`` (the
     socket stops reading while that inbox is full); what it sends out of ``outbox`` is written
@@ -443,22 +466,34 @@ class SimpleServer(Component):
     Inboxes = {"inbox": "unused", "control": "a Shutdown stops the server"}
     Outboxes = {"outbox": "unused", "signal": "the shutdown message, passed on"}
 
+    protocol: Any = None
+    port: int = 0
+
     def __init__(
         self,
         protocol: Any = None,
-        port: int = 0,
+        port: int | None = None,
         *,
         endpoint: str | None = None,
         **argd: Any,
     ) -> None:
         super().__init__(**argd)
+        if protocol is None:
+            protocol = type(self).protocol
         if protocol is None or not callable(protocol):
-            raise TypeError(f"SimpleServer needs a protocol factory, not {protocol!r}")
+            raise TypeError(f"{type(self).__name__} needs a protocol factory, not {protocol!r}")
+        if port is None:
+            port = type(self).port
         self.protocol = protocol
+        self.port = port
         self.endpoint = endpoint if endpoint is not None else f"tcp:{port}:interface=127.0.0.1"
         self.listening: Deferred[int] = Deferred()
         self.listeningPort: Any = None
         self.connections: set[_ConnectionHandler] = set()
+
+    def mkProtocolHandler(self, **sockInfo: Any) -> Any:
+        """The component for a new connection: ``protocol(**sockInfo)`` (Kamaelia's hook)."""
+        return self.protocol(**sockInfo)
 
     async def main(self) -> None:
         try:
@@ -477,3 +512,18 @@ class SimpleServer(Component):
             if transport is not None:
                 transport.loseConnection()
         await DeferredList([h.lost for h in handlers])
+
+
+class SimpleServer(ServerCore):
+    """
+    A :class:`ServerCore` whose ``protocol`` takes no arguments (Kamaelia's SimpleServer,
+    also a ServerCore subclass): ``SimpleServer(protocol, port=0, *, endpoint=None)``, the
+    same boxes, messages and ``listening`` Deferred. A component class will do as
+    ``protocol``::
+
+        SimpleServer(Echo, port=1601).run()
+    """
+
+    def mkProtocolHandler(self, **sockInfo: Any) -> Any:
+        """The component for a new connection: ``protocol()``."""
+        return self.protocol()

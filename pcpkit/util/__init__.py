@@ -9,6 +9,7 @@ bounded.
   :class:`DataDeChunker`, :class:`Marshaller` / :class:`DeMarshaller`;
 * :mod:`pcpkit.util.sequencing`: :class:`Carousel`, :class:`Seq`, :class:`PureTransformer`,
   :class:`MessageRateLimit`, :class:`OneShot`, :class:`TriggeredOneShot`;
+* :mod:`pcpkit.util.sources`: :class:`DataSource`, :func:`TriggeredSource`, :class:`Chargen`;
 * :mod:`pcpkit.util.console`: :class:`ConsoleReader`, :class:`ConsoleEchoer`;
 * :mod:`pcpkit.util.outlets`: the bounded outlets they all send through (:data:`PAUSE`,
   :data:`DROP`).
@@ -64,6 +65,7 @@ from pcpkit.util.sequencing import (
     Seq,
     TriggeredOneShot,
 )
+from pcpkit.util.sources import Chargen, DataSource, TriggeredSource
 
 __all__ = [
     "Backplane",
@@ -112,4 +114,7 @@ __all__ = [
     "PureTransformer",
     "Seq",
     "TriggeredOneShot",
+    "Chargen",
+    "DataSource",
+    "TriggeredSource",
 ]
