@@ -61,6 +61,16 @@ MAPPING: dict[str, dict[str, str]] = {
     "Kamaelia.Chassis.Pipeline": {"Pipeline": "pcpkit.chassis:Pipeline"},
     "Kamaelia.Chassis.Graphline": {"Graphline": "pcpkit.chassis:Graphline"},
     "Kamaelia.Internet.TCPClient": {"TCPClient": "pcpkit.internet.tcp:TCPClient"},
+    "Kamaelia.Util.DataSource": {
+        "DataSource": "pcpkit.util.sources:DataSource",
+        "TriggeredSource": "pcpkit.util.sources:TriggeredSource",
+    },
+    "Kamaelia.Util.Chargen": {"Chargen": "pcpkit.util.sources:Chargen"},
+    "Kamaelia.File.Writing": {"SimpleFileWriter": "pcpkit.file:SimpleFileWriter"},
+    "Kamaelia.Chassis.ConnectedServer": {
+        "ServerCore": "pcpkit.internet.tcp:ServerCore",
+        "SimpleServer": "pcpkit.internet.tcp:SimpleServer",
+    },
 }
 
 COLLECTOR = """
