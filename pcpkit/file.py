@@ -1,6 +1,7 @@
 """
 File sources and sinks as components: ``FileReader``, ``RateControlledFileReader``,
-``FileWriter`` and its Kamaelia name ``SimpleFileWriter``.
+``ReadFileAdaptor`` (Kamaelia's older reader), ``FileWriter`` and its Kamaelia name
+``SimpleFileWriter``.
 
 The readers send the file out of ``outbox`` in chunks, waiting while the next inbox is full,
 then send ``ProducerFinished`` on ``signal``. Each read is one chunk, so the reactor is never
@@ -13,13 +14,22 @@ import os
 from typing import IO, Any
 
 from twisted.internet.task import deferLater
+from twisted.logger import Logger
 
 from pcpkit._fifo import asBytes
 from pcpkit._twisted import getReactor
 from pcpkit.component import Component
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
 
-__all__ = ["FileReader", "RateControlledFileReader", "FileWriter", "SimpleFileWriter"]
+_log = Logger()
+
+__all__ = [
+    "FileReader",
+    "RateControlledFileReader",
+    "ReadFileAdaptor",
+    "FileWriter",
+    "SimpleFileWriter",
+]
 
 #: FileWriter's modes -> the binary mode the file is opened with (Kamaelia programs written
 #: for Python 2 pass "w" or "a"; ``str`` is written as UTF-8 either way).
@@ -132,6 +142,89 @@ class RateControlledFileReader(FileReader):
         if self._t0 is None:
             self._t0 = now - units / self.rate
         due = self._t0 + self.sent / self.rate
+        if due > now:
+            await deferLater(reactor, due - now, lambda: None)
+
+
+class ReadFileAdaptor(FileReader):
+    """
+    Kamaelia's ``ReadFileAdaptor`` for files: ``bytes`` out of ``outbox``, then
+    ``ProducerFinished`` on ``signal`` at the end of the file. The boxes and early stop are
+    :class:`FileReader`'s.
+
+    :param filename: the file to read. Kamaelia's other sources are refused with a
+        ``ValueError``: no ``filename`` (stdin: use :class:`~pcpkit.util.ConsoleReader`) or
+        ``command`` (run it with ``reactor.spawnProcess``).
+    :param readmode: ``"line"`` or ``""`` (the default): one line (``bytes``, with its end
+        of line) per message; ``"bitrate"``: ``bitrate / 8 / chunkrate`` bytes ``chunkrate``
+        times a second; anything else (``"block"``): ``readsize`` bytes per message.
+    :param steptime: seconds between reads in ``"line"`` and ``"block"`` modes (0: as fast
+        as the next inbox takes them).
+    :param debug: if true, each read is also logged, with its size (``twisted.logger``,
+        debug level; Kamaelia prints the data).
+
+    The reads are paced against the start time, as for :class:`RateControlledFileReader`
+    (Kamaelia's first read waits one ``steptime``; this one's does not).
+    """
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str] = "",
+        command: str = "",
+        readmode: str = "",
+        readsize: int = 1450,
+        steptime: float = 0.0,
+        bitrate: float = 65536.0,
+        chunkrate: float = 24,
+        debug: int = 0,
+        **argd: Any,
+    ) -> None:
+        if command:
+            raise ValueError(
+                "ReadFileAdaptor(command=...) is not supported: run the command with "
+                "reactor.spawnProcess"
+            )
+        if not filename:
+            raise ValueError(
+                "ReadFileAdaptor needs filename= (for stdin use pcpkit.util.ConsoleReader)"
+            )
+        self.lineMode = readmode in ("line", "")
+        if readmode == "bitrate":
+            if bitrate <= 0 or chunkrate <= 0:
+                raise ValueError(
+                    f"bitrate and chunkrate must be positive, not {bitrate}, {chunkrate}"
+                )
+            steptime = 1.0 / chunkrate
+            readsize = max(1, int(bitrate / 8 / chunkrate))
+        readsize = int(readsize)  # Kamaelia's own callers pass "1450"
+        if readsize < 1:
+            raise ValueError(f"readsize must be positive, not {readsize}")
+        if steptime < 0:
+            raise ValueError(f"steptime must be 0 or more, not {steptime}")
+        super().__init__(filename, chunksize=readsize, **argd)
+        self.command = command
+        self.mode = readmode
+        self.readsize = readsize
+        self.steptime = float(steptime)
+        self.debug = debug
+        self.chunks = 0
+        self._t0: float | None = None
+
+    def _read(self, f: IO[Any], size: int) -> Any:
+        return f.readline() if self.lineMode else f.read(size)
+
+    async def _pace(self, units: int) -> None:
+        if self.debug:
+            _log.debug("{reader} read {n} bytes", reader=self, n=units)
+        self.chunks += 1
+        if self.steptime <= 0:
+            return
+        # one chunk per steptime, against the start time (the first goes at once)
+        reactor = getReactor()
+        now = reactor.seconds()
+        if self._t0 is None:
+            self._t0 = now - self.steptime
+        due = self._t0 + self.chunks * self.steptime
         if due > now:
             await deferLater(reactor, due - now, lambda: None)
 

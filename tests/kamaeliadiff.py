@@ -67,6 +67,7 @@ MAPPING: dict[str, dict[str, str]] = {
     },
     "Kamaelia.Util.Chargen": {"Chargen": "pcpkit.util.sources:Chargen"},
     "Kamaelia.File.Writing": {"SimpleFileWriter": "pcpkit.file:SimpleFileWriter"},
+    "Kamaelia.File.ReadFileAdaptor": {"ReadFileAdaptor": "pcpkit.file:ReadFileAdaptor"},
     "Kamaelia.Chassis.ConnectedServer": {
         "ServerCore": "pcpkit.internet.tcp:ServerCore",
         "SimpleServer": "pcpkit.internet.tcp:SimpleServer",

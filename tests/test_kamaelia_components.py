@@ -1,6 +1,7 @@
 """
 Kamaelia's most-imported components on pcpkit: ``DataSource``, ``TriggeredSource``,
-``Chargen`` (pcpkit.util.sources), ``SimpleFileWriter`` (pcpkit.file), ``ServerCore``
+``Chargen`` (pcpkit.util.sources), ``SimpleFileWriter``, ``ReadFileAdaptor`` (pcpkit.file),
+``ServerCore``
 (pcpkit.internet.tcp): unit tests on a ``task.Clock``, real sockets for the server, and
 differential runs of the same Kamaelia programs on real Axon and on pcpkit.
 """
@@ -19,8 +20,9 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 
 from pcpkit import Component, ProducerFinished, ShutdownMicroprocess
+from pcpkit.chassis import Pipeline
 from pcpkit.component import Scheduler
-from pcpkit.file import FileWriter, SimpleFileWriter
+from pcpkit.file import FileWriter, ReadFileAdaptor, SimpleFileWriter
 from pcpkit.internet.tcp import ServerCore, SimpleServer
 from pcpkit.util import Chargen, DataSource, PureTransformer, TriggeredSource
 from tests.componentutil import Collector, drive, settle, wire
@@ -199,6 +201,73 @@ def test_simplefilewriter_refuses_an_unknown_mode(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mode must be one of wb, w, ab, a, not 'r'"):
         SimpleFileWriter(tmp_path / "x", "r")
     assert not (tmp_path / "x").exists()
+
+
+# -- ReadFileAdaptor ---------------------------------------------------------------------
+
+TEXT = b"".join(b"line %d: %s\n" % (i, b"x" * (i % 50)) for i in range(300)) + b"no newline"
+
+
+def _read(clock: Clock, reader: ReadFileAdaptor) -> Collector:
+    sink = Collector()
+    wire(reader, sink)
+    _run(clock, reader, sink)
+    drive(clock, reader, sink)
+    assert [type(m) for m in sink.control] == [ProducerFinished]
+    return sink
+
+
+@pytest.mark.parametrize("readmode", ["", "line"])
+def test_readfileadaptor_lines_as_bytes(tmp_path: Path, readmode: str) -> None:
+    src = tmp_path / "in.txt"
+    src.write_bytes(TEXT)
+    sink = _read(Clock(), ReadFileAdaptor(str(src), readmode=readmode))
+    assert sink.got == TEXT.splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("readsize", [1000, "1450"])
+def test_readfileadaptor_blocks(tmp_path: Path, readsize: Any) -> None:
+    src = tmp_path / "in.txt"
+    src.write_bytes(TEXT)
+    sink = _read(Clock(), ReadFileAdaptor(filename=src, readmode="block", readsize=readsize))
+    n = int(readsize)
+    assert sink.got == [TEXT[i : i + n] for i in range(0, len(TEXT), n)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_readfileadaptor_bitrate_paces_the_reads(tmp_path: Path) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(TEXT[:5000])
+    # 1000 bytes a chunk, 20 chunks a second: five chunks take at least 4 steps of 0.05 s
+    reader = ReadFileAdaptor(str(src), readmode="bitrate", bitrate=160_000, chunkrate=20)
+    assert (reader.readsize, reader.steptime) == (1000, 0.05)
+    sink = Collector()
+    start = reactor.seconds()
+    await Pipeline(reader, sink).activate().finished.addTimeout(30, reactor)
+    assert reactor.seconds() - start >= 0.2 * 0.95
+    assert sink.got == [TEXT[i : i + 1000] for i in range(0, 5000, 1000)]
+
+
+def test_readfileadaptor_refuses_what_it_does_not_read(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="command=.*not supported"):
+        ReadFileAdaptor(command="fortune -a")
+    with pytest.raises(ValueError, match="needs filename=.*ConsoleReader"):
+        ReadFileAdaptor()
+    with pytest.raises(ValueError, match="readsize must be positive"):
+        ReadFileAdaptor(tmp_path / "x", readmode="block", readsize=0)
+    with pytest.raises(ValueError, match="bitrate and chunkrate"):
+        ReadFileAdaptor(tmp_path / "x", readmode="bitrate", chunkrate=0)
+
+
+def test_readfileadaptor_missing_file_fails_it(tmp_path: Path) -> None:
+    reader, sink = ReadFileAdaptor(str(tmp_path / "nope.txt")), Collector()
+    wire(reader, sink)
+    clock = Clock()
+    _run(clock, reader, sink)
+    settle(clock)
+    failures: list[Any] = []
+    reader.finished.addErrback(failures.append)
+    assert failures and failures[0].check(FileNotFoundError)
 
 
 # -- ServerCore --------------------------------------------------------------------------
@@ -382,3 +451,32 @@ system = Pipeline(gen, Take(%d, gen), Collector(size=4, perStep=1))
 
 def test_chargen_differential() -> None:
     assert compare(CHARGEN % 300) == ["'Hello World'"] * 300 + ["ipc:producerFinished"]
+
+
+READFILEADAPTOR = """
+import os, tempfile
+from Kamaelia.Chassis.Pipeline import Pipeline
+from Kamaelia.File.ReadFileAdaptor import ReadFileAdaptor
+
+PATH = os.path.join(tempfile.mkdtemp(), "in.txt")
+with open(PATH, "wb") as f:
+    f.write(b"".join(b"line %%d: %%s\\n" %% (i, b"x" * (i %% 50)) for i in range(300)))
+    f.write(b"no newline")
+
+system = Pipeline(ReadFileAdaptor(PATH%s), Collector(size=4, perStep=1))
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        "",
+        ', readmode="line"',
+        ', readmode="block", readsize=1000',
+        ', readmode="bitrate", bitrate=800000, chunkrate=200',
+    ],
+)
+def test_readfileadaptor_differential(args: str) -> None:
+    record = compare(READFILEADAPTOR % args)
+    assert record[-1] == "ipc:producerFinished"
+    assert b"".join(eval(r) for r in record[:-1]) == TEXT
