@@ -153,7 +153,7 @@ class ReadFileAdaptor(FileReader):
     :class:`FileReader`'s.
 
     :param filename: the file to read. Kamaelia's other sources are refused with a
-        ``ValueError``: no ``filename`` (stdin: use :class:`~pcpkit.util.ConsoleReader`) or
+        ``ValueError``: no ``filename`` (stdin: use :class:`~pcpkit.util.console.ConsoleReader`) or
         ``command`` (run it with ``reactor.spawnProcess``).
     :param readmode: ``"line"`` or ``""`` (the default): one line (``bytes``, with its end
         of line) per message; ``"bitrate"``: ``bitrate / 8 / chunkrate`` bytes ``chunkrate``
