@@ -480,3 +480,99 @@ def test_readfileadaptor_differential(args: str) -> None:
     record = compare(READFILEADAPTOR % args)
     assert record[-1] == "ipc:producerFinished"
     assert b"".join(eval(r) for r in record[:-1]) == TEXT
+
+
+# ServerCore serving Kamaelia's TCPClient: the protocol is told where it is connected, echoes,
+# and closes; the client's side stops the server. On Axon, Kamaelia's TCPServer is told to
+# listen on 127.0.0.1 (it listens on every interface otherwise).
+SERVERCORE = """
+import socket
+from Axon.Component import component
+from Axon.Ipc import producerFinished, shutdownMicroprocess
+from Kamaelia.Chassis.Graphline import Graphline
+from Kamaelia.Chassis.ConnectedServer import ServerCore
+from Kamaelia.Internet.TCPClient import TCPClient
+from Kamaelia.Util.DataSource import DataSource
+
+_s = socket.socket()
+_s.bind(("127.0.0.1", 0))
+PORT = _s.getsockname()[1]
+_s.close()
+
+local = {}
+if RUNTIME == "axon":
+    # Kamaelia listens on every interface: keep the test on 127.0.0.1
+    from Kamaelia.Internet.TCPServer import TCPServer
+
+    class LocalTCPServer(TCPServer):
+        def makeTCPServerPort(self, suppliedport=None, HOST=None, **argd):
+            return TCPServer.makeTCPServerPort(self, suppliedport, "127.0.0.1", **argd)
+
+    local = {"TCPS": LocalTCPServer}
+
+PAYLOAD = b"".join(b"%d," % i for i in range(2000))
+
+class Welcome(component):
+    def __init__(self, peer, peerport, localip, localport):
+        super(Welcome, self).__init__()
+        self.hello = ("%s %s %s\\n" % (localip, localport == PORT, peer)).encode()
+
+    def main(self):
+        self.send(self.hello, "outbox")
+        echoed = 0
+        while echoed < len(PAYLOAD):
+            while self.dataReady("inbox"):
+                data = self.recv("inbox")
+                echoed += len(data)
+                self.send(data, "outbox")
+            if self.dataReady("control"):
+                return
+            if echoed < len(PAYLOAD):
+                self.pause()
+                yield 1
+        self.send(producerFinished(self), "signal")
+        yield 1
+
+class Tap(component):
+    Outboxes = {"outbox": "", "signal": "", "stop": "to the server"}
+
+    def main(self):
+        got = b""
+        while True:
+            while self.dataReady("inbox"):
+                got += self.recv("inbox")
+            if self.dataReady("control"):
+                msg = self.recv("control")
+                while self.dataReady("inbox"):
+                    got += self.recv("inbox")
+                self.send(got, "outbox")
+                self.send(shutdownMicroprocess(self), "stop")
+                self.send(producerFinished(self), "signal")
+                return
+            self.pause()
+            yield 1
+
+chunks = [PAYLOAD[i:i + 1000] for i in range(0, len(PAYLOAD), 1000)]
+system = Graphline(
+    SERVER=ServerCore(protocol=Welcome, port=PORT, **local),
+    SRC=DataSource(chunks),
+    CLIENT=TCPClient("127.0.0.1", PORT, delay=0.5, wait_for_serverclose=True),
+    TAP=Tap(),
+    OUT=Collector(),
+    linkages={
+        ("SRC", "outbox"): ("CLIENT", "inbox"),
+        ("SRC", "signal"): ("CLIENT", "control"),
+        ("CLIENT", "outbox"): ("TAP", "inbox"),
+        ("CLIENT", "signal"): ("TAP", "control"),
+        ("TAP", "outbox"): ("OUT", "inbox"),
+        ("TAP", "signal"): ("OUT", "control"),
+        ("TAP", "stop"): ("SERVER", "control"),
+    },
+)
+"""
+
+
+def test_servercore_differential() -> None:
+    payload = b"".join(b"%d," % i for i in range(2000))
+    record = compare(SERVERCORE)
+    assert record == [repr(b"127.0.0.1 True 127.0.0.1\n" + payload), "ipc:producerFinished"]
