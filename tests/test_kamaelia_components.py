@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
@@ -78,6 +80,43 @@ def test_datasource_is_paced_by_the_inbox_it_feeds(park: bool) -> None:
     drive(clock, source, sink)
     assert sink.got == list(range(500))
     assert sink.maxQueued <= 4 + 1
+    assert [type(m) for m in sink.control] == [ProducerFinished]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    items=st.lists(st.integers(), max_size=300),
+    size=st.integers(min_value=1, max_value=20),
+    park=st.booleans(),
+    perStep=st.integers(min_value=1, max_value=5),
+)
+def test_datasource_loses_duplicates_reorders_nothing_and_keeps_the_bound(
+    items: list[int], size: int, park: bool, perStep: int
+) -> None:
+    class Slow(Collector):
+        # takes perStep messages a step: the source outruns it
+        def main(self) -> Any:
+            while True:
+                self.maxQueued = max(self.maxQueued, self.dataReady("inbox"))
+                for _ in range(perStep):
+                    if not self.dataReady("inbox"):
+                        break
+                    self.got.append(self.recv("inbox"))
+                if not self.dataReady("inbox") and self.dataReady("control"):
+                    self.control.append(self.recv("control"))
+                    return self.got
+                if not self.dataReady("inbox"):
+                    self.pause()
+                yield 1
+
+    source, sink = DataSource(items), Slow()
+    sink.setInboxSize("inbox", size, park=park)
+    wire(source, sink)
+    clock = Clock()
+    _run(clock, source, sink)
+    drive(clock, source, sink)
+    assert sink.got == items
+    assert sink.maxQueued <= size + 1
     assert [type(m) for m in sink.control] == [ProducerFinished]
 
 
