@@ -74,6 +74,7 @@ class FileReader(Component):
         self.chunksize = chunksize
         self.readmode = readmode
         self.sent = 0
+        self._t0: float | None = None
 
     def _stopRequested(self) -> Shutdown | None:
         while self.dataReady("control"):
@@ -87,6 +88,20 @@ class FileReader(Component):
 
     async def _pace(self, units: int) -> None:
         """Hook for rate control: called after each chunk of ``units`` bytes or lines."""
+
+    async def _waitUntil(self, offset: float, first: float) -> None:
+        """
+        Wait until ``offset`` seconds after the start, the start being ``first`` seconds
+        before the first call. Pacing against the start rather than chunk by chunk keeps
+        timer lateness from accumulating into a lower rate.
+        """
+        reactor = getReactor()
+        now = reactor.seconds()
+        if self._t0 is None:
+            self._t0 = now - first
+        due = self._t0 + offset
+        if due > now:
+            await deferLater(reactor, due - now, lambda: None)
 
     async def main(self) -> int:
         with _openForReading(self.filename, self.readmode) as f:
@@ -132,18 +147,9 @@ class RateControlledFileReader(FileReader):
             chunksize = max(1, int(rate / (chunkrate or 10)))
         super().__init__(filename, chunksize=chunksize, readmode=readmode, **argd)
         self.rate = float(rate)
-        self._t0: float | None = None
 
     async def _pace(self, units: int) -> None:
-        # Pace against the start time rather than chunk by chunk, so timer lateness does not
-        # accumulate into a lower rate.
-        reactor = getReactor()
-        now = reactor.seconds()
-        if self._t0 is None:
-            self._t0 = now - units / self.rate
-        due = self._t0 + self.sent / self.rate
-        if due > now:
-            await deferLater(reactor, due - now, lambda: None)
+        await self._waitUntil(self.sent / self.rate, units / self.rate)
 
 
 class ReadFileAdaptor(FileReader):
@@ -208,7 +214,6 @@ class ReadFileAdaptor(FileReader):
         self.steptime = float(steptime)
         self.debug = debug
         self.chunks = 0
-        self._t0: float | None = None
 
     def _read(self, f: IO[Any], size: int) -> Any:
         return f.readline() if self.lineMode else f.read(size)
@@ -219,14 +224,8 @@ class ReadFileAdaptor(FileReader):
         self.chunks += 1
         if self.steptime <= 0:
             return
-        # one chunk per steptime, against the start time (the first goes at once)
-        reactor = getReactor()
-        now = reactor.seconds()
-        if self._t0 is None:
-            self._t0 = now - self.steptime
-        due = self._t0 + self.chunks * self.steptime
-        if due > now:
-            await deferLater(reactor, due - now, lambda: None)
+        # one chunk per steptime (the first goes at once)
+        await self._waitUntil(self.chunks * self.steptime, self.steptime)
 
 
 class FileWriter(Component):
