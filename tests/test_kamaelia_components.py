@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
+from twisted.logger import capturedLogs, formatEvent
 
 from pcpkit import Component, ProducerFinished, ShutdownMicroprocess
 from pcpkit.chassis import Pipeline
@@ -386,6 +387,46 @@ async def test_servercore_subclass_with_class_attributes() -> None:
     assert made == [
         {"peer": "127.0.0.1", "peerport": myport, "localip": "127.0.0.1", "localport": port}
     ]
+
+
+def _receiveAll(port: int) -> bytes:
+    """What the server sends before it closes (an abort counts as a close)."""
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        try:
+            while data := s.recv(65536):
+                got += data
+        except ConnectionResetError:
+            pass
+    return got
+
+
+@pytest_twisted.ensureDeferred
+async def test_servercore_factory_failing_closes_that_connection_only() -> None:
+    class Greeting(Component):
+        async def main(self) -> None:
+            await self.put(b"hi\n", "outbox")
+
+    def noArguments() -> Component:  # a SimpleServer factory given to ServerCore
+        return Greeting()
+
+    # (a component class takes the four keywords: they become attributes, as in Axon)
+    srv = ServerCore(noArguments)
+    srv.activate()
+    port = await srv.listening.addTimeout(10, reactor)
+    try:
+        with capturedLogs() as events:
+            got = await deferToThread(_receiveAll, port)
+        assert got == b""  # aborted, nothing sent
+        failed = [e for e in events if "protocol factory failed" in formatEvent(e)]
+        assert len(failed) == 1 and failed[0]["log_failure"].check(TypeError)
+        assert "ServerCore protocol factory failed for the connection from 127.0.0.1:" in (
+            formatEvent(failed[0])
+        )
+        assert not srv.finished.called and not srv.connections
+    finally:
+        srv.inboxes["control"].deliver(ShutdownMicroprocess())
+        await srv.finished.addTimeout(10, reactor)
 
 
 def test_servercore_needs_a_protocol() -> None:

@@ -351,7 +351,20 @@ class _ConnectionHandler(Protocol):
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
-        comp = self.server.mkProtocolHandler(**_socketInfo(transport))
+        info = _socketInfo(transport)
+        try:
+            comp = self.server.mkProtocolHandler(**info)
+        except Exception:
+            # a SimpleServer-style factory given to ServerCore, say: one line, this
+            # connection closed, the server goes on
+            _log.failure(
+                "{server} protocol factory failed for the connection from {peer}:{peerport}",
+                server=type(self.server).__name__,
+                peer=info["peer"],
+                peerport=info["peerport"],
+            )
+            transport.abortConnection()
+            return
         if not isinstance(comp, Component):
             _log.error(
                 "{server} protocol factory returned {what!r}, not a Component",
