@@ -472,6 +472,9 @@ class ServerCore(Component):
     ``ProducerFinished``), or the component finishing, closes the connection after what it
     sent has been written.
 
+    A factory that raises, or returns something that is not a component, costs only that
+    connection (aborted, with one log line).
+
     ``listening`` fires with the bound port number. A ``Shutdown`` on the server's ``control``
     stops listening, closes every connection and finishes the server.
     """
