@@ -11,9 +11,11 @@ held for more than one small read. A ``ShutdownMicroprocess`` on ``control`` sto
 from __future__ import annotations
 
 import os
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from pcpkit._fifo import asBytes
@@ -22,6 +24,7 @@ from pcpkit.component import Component
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
 
 _log = Logger()
+_T = TypeVar("_T")
 
 __all__ = [
     "FileReader",
@@ -34,6 +37,8 @@ __all__ = [
 #: FileWriter's modes -> the binary mode the file is opened with (Kamaelia programs written
 #: for Python 2 pass "w" or "a"; ``str`` is written as UTF-8 either way).
 _WRITE_MODES = {"wb": "wb", "w": "wb", "ab": "ab", "a": "ab"}
+#: the most bytes :class:`FileWriter` hands the thread pool in one write
+WRITE_BATCH = 1 << 20
 
 
 def _openForReading(filename: str | os.PathLike[str], readmode: str) -> IO[Any]:
@@ -237,6 +242,12 @@ class FileWriter(Component):
     On a :class:`~pcpkit.ipc.Shutdown` on ``control`` it writes what is queued (unless it was
     ``ShutdownMicroprocess``), closes the file, passes the message on along ``signal`` and
     finishes with the number of bytes written.
+
+    Opening, writing and closing happen in the reactor's thread pool, one job at a time, so a
+    slow disk (or a FIFO nobody reads yet) never holds the reactor. While a write is under way
+    the inbox fills up to its bound and holds its senders back; what has queued meanwhile goes
+    in the next job (up to :data:`WRITE_BATCH` bytes). On a scheduler driven by a
+    ``task.Clock`` (which has no thread pool) the file is written inline.
     """
 
     Inboxes = {"inbox": "data to write", "control": "ProducerFinished closes the file"}
@@ -251,11 +262,35 @@ class FileWriter(Component):
         self.written = 0
 
     async def main(self) -> int:
-        with open(self.filename, _WRITE_MODES[self.mode]) as f:
+        reactor = self.scheduler.reactor if self.scheduler is not None else getReactor()
+        getPool = getattr(reactor, "getThreadPool", None)
+
+        async def inThread(f: Callable[..., _T], *args: Any) -> _T:
+            if getPool is None:
+                return f(*args)
+            return await deferToThreadPool(reactor, getPool(), f, *args)
+
+        f = await inThread(open, self.filename, _WRITE_MODES[self.mode])
+        try:
+            batch: list[bytes] = []
+            size = 0
             async for msg in self.messages("inbox"):
                 data = msg.encode("utf-8") if isinstance(msg, str) else asBytes(msg)
-                f.write(data)
-                self.written += len(data)
+                batch.append(data)
+                size += len(data)
+                if size >= WRITE_BATCH or not self.dataReady("inbox"):
+                    await inThread(f.writelines, batch)
+                    self.written += size
+                    batch, size = [], 0
+            if batch:  # taken before a ShutdownMicroprocess ended the loop: written
+                await inThread(f.writelines, batch)
+                self.written += size
+            await inThread(f.close)
+        finally:
+            # failed, or stopped while it waited: close here (a write under way in the
+            # pool holds the file's lock, so this waits for it)
+            if not f.closed:
+                f.close()
         return self.written
 
 

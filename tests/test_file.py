@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 
 from pcpkit import ErrorInformation, ProducerFinished, ShutdownMicroprocess
 from pcpkit.chassis import Pipeline
 from pcpkit.file import FileReader, FileWriter, RateControlledFileReader
 from pcpkit.internet.threadedtcp import ThreadedTCPClient
+from pcpkit.util import DataSource
 from tests.componentutil import Collector
 from tests.tcputil import Recorder, server
 
@@ -122,3 +125,27 @@ async def test_kamaelia_example_as_written(tmp_path: Path) -> None:
     assert hashlib.sha256(received).digest() == hashlib.sha256(data).digest()
     # at about the given rate: 250 kB at 100 kB/s can't arrive in much under 2.4 s
     assert elapsed >= 2.4 * 0.9
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_filewriter_does_not_hold_the_reactor_while_the_file_blocks(tmp_path: Path) -> None:
+    # Opening a FIFO for writing blocks until a reader opens it: done on the reactor thread,
+    # it would stop everything, timers included (this test would time out at the first
+    # deferLater); in the thread pool the reactor runs on.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = payload(300_000, seed=7)
+    writer = FileWriter(fifo)
+    sink = Collector()
+    p = Pipeline(
+        DataSource([data[i : i + 10_000] for i in range(0, len(data), 10_000)]), writer, sink
+    )
+    p.activate()
+    await deferLater(reactor, 0.05, lambda: None)  # a timer fires: the reactor runs
+    assert not writer.finished.called  # (it cannot: nobody reads the FIFO yet)
+    # now read the FIFO (in a thread: reading blocks too) and the writer finishes
+    got = await deferToThread(lambda: fifo.read_bytes())
+    assert await writer.finished.addTimeout(30, reactor) == len(data)
+    assert got == data
+    await p.finished.addTimeout(10, reactor)
