@@ -164,12 +164,9 @@ def runAsyncio(n: int, useUvloop: bool = False) -> Result:
     return Result(n, timer.seconds, got == list(range(n)))
 
 
-def runTrio(n: int) -> Result:
-    import trio
-
+def channelTasks(n: int, timer: Timer, got: list[int]) -> tuple[Any, Any, Any]:
+    """Source, stage and sink tasks over trio/anyio-style channels (``send``, ``async for``)."""
     done = object()
-    timer = Timer()
-    got: list[int] = []
 
     async def source(out: Any) -> None:
         timer.begin()
@@ -193,6 +190,16 @@ def runTrio(n: int) -> Result:
                 got.append(msg)
                 if len(got) == n:
                     timer.end()
+
+    return source, stage, sink
+
+
+def runTrio(n: int) -> Result:
+    import trio
+
+    timer = Timer()
+    got: list[int] = []
+    source, stage, sink = channelTasks(n, timer, got)
 
     async def main() -> None:
         channels = [trio.open_memory_channel[object](INBOX_SIZE) for _ in range(STAGES + 1)]
@@ -209,32 +216,9 @@ def runTrio(n: int) -> Result:
 def runAnyio(n: int) -> Result:
     import anyio
 
-    done = object()
     timer = Timer()
     got: list[int] = []
-
-    async def source(out: Any) -> None:
-        timer.begin()
-        async with out:
-            for i in range(n):
-                await out.send(i)
-            await out.send(done)
-
-    async def stage(inq: Any, out: Any) -> None:
-        async with inq, out:
-            async for msg in inq:
-                await out.send(msg)
-                if msg is done:
-                    return
-
-    async def sink(inq: Any) -> None:
-        async with inq:
-            async for msg in inq:
-                if msg is done:
-                    return
-                got.append(msg)
-                if len(got) == n:
-                    timer.end()
+    source, stage, sink = channelTasks(n, timer, got)
 
     async def main() -> None:
         streams = [anyio.create_memory_object_stream[object](INBOX_SIZE) for _ in range(STAGES + 1)]
@@ -246,9 +230,6 @@ def runAnyio(n: int) -> Result:
 
     anyio.run(main)
     return Result(n, timer.seconds, got == list(range(n)))
-
-
-# -- Axon and pcpkit generator components (the same code) ------------------------------------
 
 
 def makeGeneratorComponents(

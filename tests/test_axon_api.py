@@ -135,31 +135,6 @@ def test_inbox_unparks_a_sender_parked_on_a_parking_bound() -> None:
     assert echo.maxQueued <= 8 + 5  # the bound plus one step's sends
 
 
-class BurstSource(Component):
-    """Sends ``burst`` messages per step; on BoxFull (an Axon bound) holds one back."""
-
-    def __init__(self, items: list[Any], burst: int) -> None:
-        super().__init__()
-        self.items = items
-        self.burst = burst
-
-    def main(self) -> Generator[int, None, None]:
-        sent = 0
-        for item in self.items:
-            while True:
-                try:
-                    self.send(item, "outbox")
-                    break
-                except BoxFull:
-                    self.pause()
-                    yield 1
-            sent += 1
-            if sent % self.burst == 0:
-                yield 1
-        self.send(producerFinished(self), "signal")
-        yield 1
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(0, 300),
@@ -174,7 +149,7 @@ def test_inbox_pipeline_loses_duplicates_and_reorders_nothing(
     clock = Clock()
     sched = Scheduler(clock)
     items = list(range(n))
-    src, a, b, sink = BurstSource(items, burst), InboxEcho(perStep), InboxEcho(perStep), Collector()
+    src, a, b, sink = Source(items, step=burst), InboxEcho(perStep), InboxEcho(perStep), Collector()
     a.setInboxSize("inbox", size, park=park)
     b.setInboxSize("inbox", size, park=park)
     for x, y in ((src, a), (a, b), (b, sink)):

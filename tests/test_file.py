@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from pcpkit import ErrorInformation, ProducerFinished, ShutdownMicroprocess
@@ -20,6 +19,7 @@ from pcpkit.internet.threadedtcp import ThreadedTCPClient
 from pcpkit.util import DataSource
 from tests.componentutil import Collector
 from tests.tcputil import Recorder, server
+from tests.waitutil import waitUntil
 
 
 def payload(n: int, seed: int = 1) -> bytes:
@@ -132,7 +132,7 @@ async def test_kamaelia_example_as_written(tmp_path: Path) -> None:
 async def test_filewriter_does_not_hold_the_reactor_while_the_file_blocks(tmp_path: Path) -> None:
     # Opening a FIFO for writing blocks until a reader opens it: done on the reactor thread,
     # it would stop everything, timers included (this test would time out at the first
-    # deferLater); in the thread pool the reactor runs on.
+    # poll of waitUntil); in the thread pool the reactor runs on.
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     data = payload(300_000, seed=7)
@@ -142,7 +142,10 @@ async def test_filewriter_does_not_hold_the_reactor_while_the_file_blocks(tmp_pa
         DataSource([data[i : i + 10_000] for i in range(0, len(data), 10_000)]), writer, sink
     )
     p.activate()
-    await deferLater(reactor, 0.05, lambda: None)  # a timer fires: the reactor runs
+    # the open is under way in the pool, and the reactor runs meanwhile (waitUntil polls it
+    # with timers)
+    pool = reactor.getThreadPool()  # type: ignore[attr-defined]
+    await waitUntil(lambda: bool(pool.working), 30, "the writer's open in the thread pool")
     assert not writer.finished.called  # (it cannot: nobody reads the FIFO yet)
     # now read the FIFO (in a thread: reading blocks too) and the writer finishes
     got = await deferToThread(lambda: fifo.read_bytes())
