@@ -141,11 +141,6 @@ class BasicProducerConsumerProxy:
     unregistered: bool = False
     # The basic proxy never pauses its producer: a high watermark it cannot reach.
     _high: int = sys.maxsize
-    # Whether write() may take its buffered fast path: paused by my consumer, a push
-    # producer registered, neither closed nor pulling. Derived from those four; set by
-    # _refreshFastPath wherever one of them changes (the state-machine test checks it after
-    # every step), so that the per-write test is one attribute, not four.
-    _fastPath: bool = False
 
     def __init__(self, consumer: _Consumer | None) -> None:
         self._buffer = ByteFIFO()
@@ -202,7 +197,6 @@ class BasicProducerConsumerProxy:
         if self.stopped:
             return
         self.paused = True
-        self._refreshFastPath()
         if self._consumerPause is None and self.producerIsStreaming:
             self._consumerPause = self._pauser.pause("consumer")
 
@@ -216,7 +210,6 @@ class BasicProducerConsumerProxy:
         if self.stopped:
             return
         self.paused = False
-        self._refreshFastPath()
         if not self.iAmStreaming:
             self.outstandingPull = True
         self._drain()
@@ -243,7 +236,6 @@ class BasicProducerConsumerProxy:
         if self.stopped:
             return
         self.stopped = self._closed = True
-        self._refreshFastPath()
         self._cancelPull()
         producer = self.producer
         self._dropProducer()
@@ -266,7 +258,14 @@ class BasicProducerConsumerProxy:
         :raises ProxyClosedError: after ``finish()``. (After ``stopProducing()`` the data
             is discarded and counted in :attr:`discardedBytes`.)
         """
-        if self._fastPath and type(data) is bytes and data:
+        if (
+            self.paused
+            and self.producerIsStreaming
+            and type(data) is bytes
+            and data
+            and not self._closed
+            and not self._pulling
+        ):
             # The buffered case, the per-write cost of a proxy that holds data (paused by
             # its consumer, a push producer upstream): what the general path below does
             # for it, with no Python call. Below the high watermark there is nothing else
@@ -363,7 +362,6 @@ class BasicProducerConsumerProxy:
             consumer.registerProducer(self, self.iAmStreaming)
         self.producer = producer
         self.producerIsStreaming = bool(streaming)
-        self._refreshFastPath()
         self.unregistered = False
 
     def unregisterProducer(self) -> None:
@@ -389,7 +387,6 @@ class BasicProducerConsumerProxy:
             self._finishing = True  # nothing left to finish, but later writes are errors
             return
         self._finishing = self._closed = True
-        self._refreshFastPath()
         self._dropProducer()
         self.unregistered = True
         self._detachPending = self._attached
@@ -445,11 +442,6 @@ class BasicProducerConsumerProxy:
             self._consumerPause = None
             held.unpause()
 
-    def _refreshFastPath(self) -> None:
-        self._fastPath = bool(
-            self.paused and self.producerIsStreaming and not self._closed and not self._pulling
-        )
-
     def _canSend(self) -> bool:
         return (
             not self.paused
@@ -461,7 +453,6 @@ class BasicProducerConsumerProxy:
         self._cancelPull()
         self.producer = None
         self.producerIsStreaming = None
-        self._refreshFastPath()
         # The producer is gone first, so releasing its pauses resumes nothing.
         self._releasePauses()
 
@@ -537,7 +528,6 @@ class BasicProducerConsumerProxy:
             self._attached = False
             # Nobody will resume a proxy its consumer has forgotten.
             self.paused = False
-            self._refreshFastPath()
             if consumer is not None:
                 consumer.unregisterProducer()
         if self._finishPending:
@@ -652,7 +642,6 @@ class ProducerConsumerProxy(BasicProducerConsumerProxy):
         """Buffer instead of writing; my producer is paused only by my watermarks."""
         if not self.stopped:
             self.paused = True
-            self._refreshFastPath()
 
     def resumeProducing(self) -> None:
         """
@@ -662,7 +651,6 @@ class ProducerConsumerProxy(BasicProducerConsumerProxy):
         if self.stopped:
             return
         self.paused = False
-        self._refreshFastPath()
         if not self.iAmStreaming:
             self.outstandingPull = True
         self._drain()
@@ -721,7 +709,6 @@ class ProducerConsumerProxy(BasicProducerConsumerProxy):
             return
         self._cancelPull()
         self._pulling = True
-        self._refreshFastPath()
         try:
             moved = 0
             while force or self._wantsPull():
@@ -742,7 +729,6 @@ class ProducerConsumerProxy(BasicProducerConsumerProxy):
                     break
         finally:
             self._pulling = False
-            self._refreshFastPath()
 
     def _schedulePull(self) -> None:
         if self._pullCall is None:

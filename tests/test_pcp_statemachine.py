@@ -313,18 +313,6 @@ class ProxyChain(RuleBasedStateMachine):
                 )
 
     @invariant()
-    def fastPathFlagMatchesItsInputs(self) -> None:
-        # write()'s one-attribute test stands for four: it must never be stale.
-        for proxy in getattr(self, "proxies", []):
-            expected = bool(
-                proxy.paused
-                and proxy.producerIsStreaming
-                and not proxy._closed
-                and not proxy._pulling
-            )
-            assert proxy._fastPath == expected, (proxy, proxy._fastPath)
-
-    @invariant()
     def finishedOnlyWhenDrained(self) -> None:
         if self.final.finished if hasattr(self, "final") else False:
             assert bytes(self.final.data) == bytes(self.written)
