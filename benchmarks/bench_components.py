@@ -44,6 +44,11 @@ Usage::
 
     python benchmarks/bench_components.py            # 10^5 messages, 5 runs each
     python benchmarks/bench_components.py --quick    # 10^4 messages, 3 runs each
+    python benchmarks/bench_components.py --inbox-size 2   # every hop a switch
+
+``--inbox-size`` changes the bound of every contender's inboxes and queues (not
+``pcpkit-park``'s, which is 1 by design); a small bound measures the cost of switching
+between components rather than of passing messages.
 """
 
 from __future__ import annotations
@@ -66,11 +71,11 @@ INBOX_SIZE = 64
 
 #: name -> description
 CONTENDERS: dict[str, str] = {
-    "asyncio": "asyncio.Queue(maxsize=64), 10 tasks",
-    "uvloop": "asyncio.Queue(maxsize=64) on uvloop",
-    "trio": "trio.open_memory_channel(64), 10 tasks",
-    "anyio": "anyio memory object streams (64), asyncio backend",
-    "axon": "Kamaelia/Axon Pipeline, inboxes setSize(64)",
+    "asyncio": "asyncio.Queue(maxsize={bound}), 10 tasks",
+    "uvloop": "asyncio.Queue(maxsize={bound}) on uvloop",
+    "trio": "trio.open_memory_channel({bound}), 10 tasks",
+    "anyio": "anyio memory object streams ({bound}), asyncio backend",
+    "axon": "Kamaelia/Axon Pipeline, inboxes setSize({bound})",
     "axon-unbounded": "Kamaelia/Axon Pipeline, default unbounded inboxes",
     "axon-inbox": "the same, for msg in self.Inbox('inbox')",
     "pcpkit-gen": "pcpkit Pipeline, generator components",
@@ -529,7 +534,16 @@ OPTIONAL = {"uvloop": "uvloop", "trio": "trio", "anyio": "anyio"}
 def runOne(name: str, n: int, timeout: float) -> Result:
     """Run one contender in a fresh interpreter and read its JSON line."""
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--one", name, "--messages", str(n)],
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--one",
+            name,
+            "--messages",
+            str(n),
+            "--inbox-size",
+            str(INBOX_SIZE),
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -541,13 +555,20 @@ def runOne(name: str, n: int, timeout: float) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global INBOX_SIZE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else "")
     parser.add_argument("--quick", action="store_true", help="10^4 messages, 3 runs each")
     parser.add_argument("--messages", type=int, default=None, help="messages (default 10^5)")
     parser.add_argument("--repeat", type=int, default=None, help="runs per contender (5)")
     parser.add_argument("--only", action="append", choices=sorted(RUNNERS), default=None)
     parser.add_argument("--one", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--inbox-size", type=int, default=INBOX_SIZE, help=f"inbox bound ({INBOX_SIZE})"
+    )
     args = parser.parse_args(argv)
+    if args.inbox_size < 2:
+        parser.error("--inbox-size must be at least 2 (a low watermark below the bound)")
+    INBOX_SIZE = args.inbox_size
 
     n = args.messages or (10_000 if args.quick else 100_000)
     if args.one:
@@ -599,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     header += f" {'hops/s':>11} | {'µs/hop':>7} | {'note':<20} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for name, desc, count, secs, hps, us, note in rows:
+    for name, template, count, secs, hps, us, note in rows:
+        desc = template.format(bound=INBOX_SIZE)
         print(
             f"| {name:<15} | {desc:<50} | {count:>8} | {secs:>7.3f} | {hps:>11,.0f} | {us:>7.3f} |"
             f" {note:<20} |"
