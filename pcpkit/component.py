@@ -1063,7 +1063,9 @@ class Component(Runnable):
                 self._gen = None
                 self._fail(currentFailure())
                 return
-            if isinstance(yielded, NewComponent):
+            if type(yielded) is int or yielded is None:
+                pass  # what nearly every step yields: spare the two tests below
+            elif isinstance(yielded, NewComponent):
                 for c in yielded.components:
                     c.activate(self.scheduler)
             elif isinstance(yielded, WaitComplete):
