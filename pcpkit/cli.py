@@ -788,9 +788,9 @@ def _files(raw: bytes) -> list[tuple[int, int, str]]:
     """``(number, size, path)`` of each file of a torrent (pad files left out)."""
     import libtorrent
 
-    from pcpkit.torrent.session import parseMetainfo
+    from pcpkit.torrent.session import fileLayout, parseMetainfo
 
-    files = parseMetainfo(raw).files()
+    files = fileLayout(parseMetainfo(raw))
     pad = int(libtorrent.file_storage.flag_pad_file)
     return [
         (i, int(files.file_size(i)), str(files.file_path(i)))

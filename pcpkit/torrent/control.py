@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pcpkit.torrent.session import TorrentSession, lt
+from pcpkit.torrent.session import TorrentSession, fileLayout, lt
 
 __all__ = [
     "PRIORITIES",
@@ -55,7 +55,7 @@ def fileStorage(handle: Any) -> Any:
     ti = handle.torrent_file()
     if ti is None:
         return None
-    return ti.layout() if hasattr(ti, "layout") else ti.files()
+    return fileLayout(ti)
 
 
 def pause(session: TorrentSession, torrentid: int) -> None:

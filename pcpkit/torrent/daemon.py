@@ -91,6 +91,7 @@ from pcpkit.torrent.session import (
     TorrentSession,
     TorrentStatus,
     UnknownTorrent,
+    fileLayout,
     lt,
     parseMagnet,
 )
@@ -1052,7 +1053,7 @@ class TorrentDaemon(MultiService):
             return False
         if ti is None:
             return False
-        files = ti.files()
+        files = fileLayout(ti)
         for i in range(files.num_files()):
             try:
                 if os.stat(os.path.join(self.savePath, files.file_path(i))).st_mtime_ns > saved:

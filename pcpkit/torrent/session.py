@@ -59,6 +59,7 @@ __all__ = [
     "UnknownTorrent",
     "UnsafeTorrentPath",
     "parseMagnet",
+    "fileLayout",
     "parseMetainfo",
 ]
 
@@ -309,6 +310,14 @@ def _unsafeNames(info: Mapping[bytes, Any]) -> list[str]:
                     bad.append(key)
                 stack.append(child)
     return [b.decode("utf-8", "replace") for b in bad]
+
+
+def fileLayout(ti: Any) -> Any:
+    """
+    The ``file_storage`` of a ``libtorrent.torrent_info``: ``layout()`` where the binding
+    has it, else ``files()`` (deprecated in libtorrent 2.1's binding, and warned about).
+    """
+    return ti.layout() if hasattr(ti, "layout") else ti.files()
 
 
 def parseMetainfo(rawmetainfo: object) -> Any:

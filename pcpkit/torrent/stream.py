@@ -76,7 +76,7 @@ from zope.interface import implementer
 from pcpkit._fifo import ByteFIFO
 from pcpkit._pause import Pause, Pauser
 from pcpkit._twisted import getReactor
-from pcpkit.torrent.session import TorrentError, TorrentSession, lt
+from pcpkit.torrent.session import TorrentError, TorrentSession, fileLayout, lt
 
 __all__ = ["StreamStopped", "TorrentFileProducer", "releaseFreedMemory", "streamFile"]
 
@@ -435,7 +435,7 @@ class TorrentFileProducer:
     def _map(self) -> None:
         """Turn (file, start, end) into torrent offsets and pieces, then start requesting."""
         ti = self._handle.torrent_file()
-        files = ti.layout() if hasattr(ti, "layout") else ti.files()
+        files = fileLayout(ti)
         if not 0 <= self.fileIndex < files.num_files():
             self._fail(
                 ValueError(
