@@ -15,9 +15,9 @@ class Source(Component):
     """
     Sends each item, Axon style (on ``BoxFull`` it pauses, counting it in ``fullCount``, and
     retries when woken), then ``producerFinished`` on ``signal``; ``sent`` counts what went
-    out. A message on ``control`` stops it early (passed on along ``signal``). (Not ``await
-    put``: a ``put`` woken while another sender has refilled the box is not re-registered as
-    a waiter, see the report on component.put.)
+    out. A message on ``control`` stops it early (passed on along ``signal``). It uses
+    ``send`` rather than ``await put`` on purpose: the tests that use it exercise Kamaelia's
+    ``BoxFull`` protocol.
     """
 
     #: Messages sent in one step at most (with a parking bound the inbox it feeds may hold
