@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -339,6 +340,27 @@ async def test_simpleserver_component_closing_with_producerFinished() -> None:
 
     got = await deferToThread(_blockingEchoClient, port, b"")
     assert got == b"hello and goodbye\n"
+    srv.inboxes["control"].deliver(producerFinished())
+    await srv.finished.addTimeout(10, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_simpleserver_answers_a_client_that_half_closed() -> None:
+    """
+    A client that sends and then shuts its sending side (``nc -N``, ``shutdown(SHUT_WR)``)
+    gets every byte of the answer: the end of its input reaches the component as a
+    ``SocketShutdown``, and the connection closes once the component has ended and what it
+    sent has been written, not at the peer's end of input.
+    """
+    srv = SimpleServer(EchoComponent)
+    srv.activate()
+    port = await srv.listening
+    from twisted.internet.threads import deferToThread
+
+    payload = os.urandom(4 << 20)
+    got = await deferToThread(_blockingEchoClient, port, payload)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload).hexdigest()
+    assert len(got) == len(payload)
     srv.inboxes["control"].deliver(producerFinished())
     await srv.finished.addTimeout(10, reactor)
 

@@ -19,7 +19,7 @@ from twisted.internet import defer, error
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -334,8 +334,15 @@ class TCPClient(Component):
         self._closed.callback(None)
 
 
+@implementer(IHalfCloseableProtocol)
 class _ConnectionHandler(Protocol):
-    """One accepted connection, wired to one ``protocol()`` component."""
+    """
+    One accepted connection, wired to one ``protocol()`` component.
+
+    The peer's end of input (a half-close: ``nc -N``, ``shutdown(SHUT_WR)``) is not the end
+    of the connection: the component gets its ``SocketShutdown`` then, and the connection
+    stays open for its answer until it ends or signals a ``Shutdown`` (:meth:`close`).
+    """
 
     _paused = False
     _queued = False
@@ -415,16 +422,30 @@ class _ConnectionHandler(Protocol):
 
         writer.whenDrained().addCallback(drained)
 
+    def readConnectionLost(self) -> None:
+        # The peer sent all it will send; it still reads what the component answers.
+        self._peerGone("peer finished sending")
+
+    def writeConnectionLost(self) -> None:
+        # (Only after a loseWriteConnection, which this handler never calls.)
+        pass
+
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.server.connections.discard(self)
-        if self.reader is not None:
-            self.reader.unregisterProducer()
         if self.writer is not None:
             self.writer.stopProducing()
+        self._peerGone("peer closed")
+        self.lost.callback(None)
+
+    def _peerGone(self, why: str) -> None:
+        """Nothing more will be read: tell the component, once."""
+        reader, self.reader = self.reader, None
+        if reader is None:
+            return
+        reader.unregisterProducer()
         comp = self.component
         if comp is not None and not comp.finished.called:
-            comp.inboxes["control"].final.forceDeliver(SocketShutdown(self, "peer closed"))
-        self.lost.callback(None)
+            comp.inboxes["control"].final.forceDeliver(SocketShutdown(self, why))
 
 
 def _socketInfo(transport: Any) -> dict[str, Any]:
@@ -468,7 +489,8 @@ class ServerCore(Component):
     For each connection: bytes from the socket arrive in the component's ``inbox`` (the
     socket stops reading while that inbox is full); what it sends out of ``outbox`` is written
     to the socket (its sends are held back while the socket is slow); ``SocketShutdown``
-    reaches its ``control`` when the peer goes; any ``Shutdown`` on its ``signal`` (such as
+    reaches its ``control`` when the peer goes or has finished sending (a half-close, after
+    which the peer still reads the answer); any ``Shutdown`` on its ``signal`` (such as
     ``ProducerFinished``), or the component finishing, closes the connection after what it
     sent has been written.
 
