@@ -27,7 +27,7 @@ from pcpkit import (
     SocketShutdown,
     producerFinished,
 )
-from pcpkit.internet.tcp import SimpleServer, TCPClient
+from pcpkit.internet.tcp import ServerCore, SimpleServer, TCPClient
 from pcpkit.internet.threadedtcp import ThreadedTCPClient
 from tests.tcputil import EchoServerProtocol, ResetAfter, Streamer, freePort, server
 
@@ -619,3 +619,52 @@ async def test_tcpclient_waiting_for_serverclose_still_aborts_on_shutdownmicropr
     assert received == b"all of it" and not serverClosed
     assert sink.count == len(b"ping")
     assert kinds(sink.signals) == ["SocketShutdown"]
+
+
+# -- Kamaelia's socketOptions -----------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_socket_options_are_set_on_the_listening_socket() -> None:
+    plain = SimpleServer(EchoComponent)
+    plain.activate()
+    await plain.listening
+    assert plain.listeningPort.socket.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+    one = SimpleServer(EchoComponent, socketOptions=(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+    several = ServerCore(
+        lambda **info: EchoComponent(),
+        socketOptions=[
+            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+            (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+        ],
+    )
+    for srv in (one, several):
+        srv.activate()
+        port = await srv.listening
+        sock = srv.listeningPort.socket
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        # and the server still serves
+        from twisted.internet.threads import deferToThread
+
+        assert await deferToThread(_blockingEchoClient, port, b"ping") == b"ping"
+    assert several.listeningPort.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    for srv in (plain, one, several):
+        srv.inboxes["control"].deliver(producerFinished())
+        await srv.finished.addTimeout(10, reactor)
+
+
+def test_socket_options_of_the_wrong_shape_are_refused() -> None:
+    for bad in [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), "SO_KEEPALIVE", [(1, 2, 3.5)]]:
+        with pytest.raises(TypeError, match=r"socketOptions must be a \(level, option, value\)"):
+            SimpleServer(EchoComponent, socketOptions=bad)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_socket_option_the_kernel_refuses_fails_the_server() -> None:
+    srv = SimpleServer(EchoComponent, socketOptions=(socket.SOL_SOCKET, 0x7FFF, 1))
+    srv.activate()
+    with pytest.raises(OSError, match=r"socketOptions \(1, 32767, 1\) refused"):
+        await srv.listening
+    with pytest.raises(OSError):
+        await srv.finished
+    assert not srv.listeningPort.connected  # it stopped listening before it failed

@@ -461,6 +461,26 @@ def _socketInfo(transport: Any) -> dict[str, Any]:
     return {"peer": "0.0.0.0", "peerport": 0, "localip": "127.0.0.1", "localport": 0}
 
 
+def _checkSocketOptions(options: Any) -> list[tuple[Any, ...]]:
+    """Kamaelia's ``socketOptions`` (one ``(level, option, value)`` or a list) as a list."""
+    if options is None:
+        return []
+    listed = [options] if isinstance(options, tuple) else options
+    if not isinstance(listed, list) or not all(
+        isinstance(o, tuple)
+        and len(o) == 3
+        and isinstance(o[0], int)
+        and isinstance(o[1], int)
+        and isinstance(o[2], (int, bytes))
+        for o in listed
+    ):
+        raise TypeError(
+            "socketOptions must be a (level, option, value) tuple for setsockopt, or a list "
+            f"of them, such as (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1); not {options!r}"
+        )
+    return listed
+
+
 class _ServerFactory(Factory):
     def __init__(self, server: ServerCore) -> None:
         self.server = server
@@ -480,11 +500,17 @@ class ServerCore(Component):
     :param port: the TCP port on 127.0.0.1 (0 picks a free one).
     :param endpoint: a server endpoint string instead (``"tcp:8080:interface=0.0.0.0"``).
 
+    :param socketOptions: Kamaelia's: a ``(level, option, value)`` tuple for
+        ``setsockopt`` (or a list of them), applied to the listening socket once it is bound
+        (Twisted binds it, and already sets ``SO_REUSEADDR``); accepted connections inherit
+        what the kernel passes on (on Linux ``SO_KEEPALIVE``, ``SO_RCVBUF``, ``TCP_NODELAY``,
+        ...). An option the kernel refuses fails ``listening`` and the server with the
+        ``OSError``, naming the option.
+
     As in Kamaelia, a subclass may set ``protocol`` and ``port`` as class attributes
     instead, and override :meth:`mkProtocolHandler`. Unlike Kamaelia's it listens on
     127.0.0.1 unless told otherwise, and its default port is a free one rather than 1601.
-    Other keyword arguments (Kamaelia's ``socketOptions``) become attributes, as for any
-    component; Twisted already sets ``SO_REUSEADDR`` on a listening port.
+    Other keyword arguments become attributes, as for any component.
 
     For each connection: bytes from the socket arrive in the component's ``inbox`` (the
     socket stops reading while that inbox is full); what it sends out of ``outbox`` is written
@@ -513,9 +539,12 @@ class ServerCore(Component):
         port: int | None = None,
         *,
         endpoint: str | None = None,
+        socketOptions: Any = None,
         **argd: Any,
     ) -> None:
         super().__init__(**argd)
+        self.socketOptions = socketOptions
+        self._options = _checkSocketOptions(socketOptions)
         if protocol is None:
             protocol = type(self).protocol
         if protocol is None or not callable(protocol):
@@ -533,10 +562,27 @@ class ServerCore(Component):
         """The component for a new connection: ``protocol(**sockInfo)`` (Kamaelia's hook)."""
         return self.protocol(**sockInfo)
 
+    def _setOptions(self) -> None:
+        if not self._options:
+            return
+        sock = getattr(self.listeningPort, "socket", None)
+        if sock is None:
+            raise TypeError(f"socketOptions: {self.endpoint!r} is not listening on a socket")
+        for option in self._options:
+            try:
+                sock.setsockopt(*option)
+            except OSError as e:
+                raise OSError(e.errno, f"socketOptions {option!r} refused: {e.strerror}") from None
+
     async def main(self) -> None:
         try:
             ep = serverEndpoint(self.endpoint)
             self.listeningPort = await ep.listen(_ServerFactory(self))
+            try:
+                self._setOptions()
+            except Exception:
+                await self.listeningPort.stopListening()
+                raise
         except Exception:
             self.listening.errback(currentFailure())
             raise
