@@ -26,10 +26,12 @@ from pcpkit import (
     ShutdownMicroprocess,
     SocketShutdown,
     producerFinished,
+    shutdownMicroprocess,
 )
 from pcpkit.internet.tcp import ServerCore, SimpleServer, TCPClient
 from pcpkit.internet.threadedtcp import ThreadedTCPClient
 from tests.tcputil import EchoServerProtocol, ResetAfter, Streamer, freePort, server
+from tests.waitutil import waitUntil
 
 CHUNK = bytes(range(256)) * 256  # 64 KiB
 
@@ -668,3 +670,39 @@ async def test_a_socket_option_the_kernel_refuses_fails_the_server() -> None:
     with pytest.raises(OSError):
         await srv.finished
     assert not srv.listeningPort.connected  # it stopped listening before it failed
+
+
+# -- Kamaelia's serversignal ----------------------------------------------------------------
+
+
+class QuitOnCommand(Component):
+    """Echoes; ``quit`` sends Kamaelia's server shutdown on ``serversignal``."""
+
+    Outboxes = {"outbox": "echo", "signal": "shutdowns", "serversignal": "stops the server"}
+
+    async def main(self) -> None:
+        async for data in self.messages("inbox"):
+            if data.strip() == b"quit":
+                self.send(shutdownMicroprocess(), "serversignal")
+            else:
+                await self.put(data, "outbox")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_can_stop_the_server_through_serversignal() -> None:
+    srv = SimpleServer(QuitOnCommand)
+    srv.activate()
+    port = await srv.listening
+    from twisted.internet.threads import deferToThread
+
+    # connections that end normally leave nothing linked to the server's control
+    for _ in range(20):
+        assert await deferToThread(_blockingEchoClient, port, b"hello") == b"hello"
+    await waitUntil(lambda: not srv.connections, 10)
+    assert srv.inboxes["control"].sources == []
+    assert not srv.finished.called
+    await deferToThread(_blockingEchoClient, port, b"quit\n")
+    await srv.finished.addTimeout(10, reactor)
+    assert not srv.listeningPort.connected
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -31,7 +31,7 @@ from pcpkit._fifo import asBytes
 from pcpkit._pause import Pause, Pauser
 from pcpkit._twisted import connectProtocol, currentFailure, getReactor
 from pcpkit.bridge import InboxConsumer, OutboxProducer
-from pcpkit.component import Box, Component, Stopped, linkBoxes
+from pcpkit.component import Box, Component, Linkage, Stopped, linkBoxes, unlinkBoxes
 from pcpkit.ipc import (
     ErrorInformation,
     Shutdown,
@@ -355,6 +355,8 @@ class _ConnectionHandler(Protocol):
         self.signals = Box(self, "signal->connection", True)
         self.closing = False
         self.lost: Deferred[None] = Deferred()
+        # Kamaelia's "serversignal" outbox of the component, linked to the server's control
+        self.serverLink: Linkage | None = None
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
@@ -386,6 +388,11 @@ class _ConnectionHandler(Protocol):
         self.reader.registerProducer(transport, True)
         self.writer = OutboxProducer(comp, "outbox", transport)
         linkBoxes(comp._outbox("signal"), self.signals, 0, comp)
+        if "serversignal" in comp.outboxes:
+            # Kamaelia's: a shutdown sent there stops the whole server
+            self.serverLink = linkBoxes(
+                comp.outboxes["serversignal"], self.server.inboxes["control"], 0, comp
+            )
         comp.finished.addBoth(self._componentDone)
         comp.activate()
 
@@ -403,8 +410,15 @@ class _ConnectionHandler(Protocol):
                 _log.warn("{component} signalled {error}", component=self.component, error=msg)
 
     def _componentDone(self, result: Any) -> Any:
+        self._unlinkServer()
         self.close()
         return None if isinstance(result, Failure) else result
+
+    def _unlinkServer(self) -> None:
+        # (else the server's control would keep every finished connection's outbox)
+        link, self.serverLink = self.serverLink, None
+        if link is not None:
+            unlinkBoxes(link)
 
     def close(self) -> None:
         """Write what the component has sent, then close the connection."""
@@ -432,6 +446,7 @@ class _ConnectionHandler(Protocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.server.connections.discard(self)
+        self._unlinkServer()
         if self.writer is not None:
             self.writer.stopProducing()
         self._peerGone("peer closed")
@@ -511,6 +526,10 @@ class ServerCore(Component):
     instead, and override :meth:`mkProtocolHandler`. Unlike Kamaelia's it listens on
     127.0.0.1 unless told otherwise, and its default port is a free one rather than 1601.
     Other keyword arguments become attributes, as for any component.
+
+    A connection's component with a ``serversignal`` outbox (Kamaelia's) has it linked to the
+    server's ``control`` while the connection lasts: a ``ShutdownMicroprocess`` sent there
+    stops the whole server.
 
     For each connection: bytes from the socket arrive in the component's ``inbox`` (the
     socket stops reading while that inbox is full); what it sends out of ``outbox`` is written
