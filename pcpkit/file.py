@@ -4,16 +4,20 @@ File sources and sinks as components: ``FileReader``, ``RateControlledFileReader
 ``SimpleFileWriter``.
 
 The readers send the file out of ``outbox`` in chunks, waiting while the next inbox is full,
-then send ``ProducerFinished`` on ``signal``. Each read is one chunk, so the reactor is never
-held for more than one small read. A ``ShutdownMicroprocess`` on ``control`` stops them early.
+then send ``ProducerFinished`` on ``signal``. A ``ShutdownMicroprocess`` on ``control`` stops
+them early. Every open, read, write and close happens in the reactor's thread pool (inline on
+a ``task.Clock``, which has none), so a slow disk, a network file system or a FIFO with no
+writer or reader yet never holds the reactor.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -39,6 +43,30 @@ __all__ = [
 _WRITE_MODES = {"wb": "wb", "w": "wb", "ab": "ab", "a": "ab"}
 #: the most bytes :class:`FileWriter` hands the thread pool in one write
 WRITE_BATCH = 1 << 20
+#: the most bytes a reader takes from a regular file in one thread-pool job
+READ_BATCH = 1 << 20
+
+
+def _reactorFor(component: Component) -> Any:
+    return component.scheduler.reactor if component.scheduler is not None else getReactor()
+
+
+def _inPool(reactor: Any, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+    """``f(*args)`` in ``reactor``'s thread pool; inline where it has none (a ``Clock``)."""
+    getPool = getattr(reactor, "getThreadPool", None)
+    if getPool is None:
+        return maybeDeferred(f, *args)
+    return deferToThreadPool(reactor, getPool(), f, *args)
+
+
+def _closeLater(reactor: Any, f: IO[Any]) -> None:
+    """
+    Close ``f`` in the pool, not waiting (its component ended early). A read or write still
+    under way there holds the file's lock, so the close waits for it in its own thread.
+    """
+    _inPool(reactor, f.close).addErrback(
+        lambda failure: _log.failure("closing {name}", failure, name=f.name)
+    )
 
 
 def _openForReading(filename: str | os.PathLike[str], readmode: str) -> IO[Any]:
@@ -58,6 +86,11 @@ class FileReader(Component):
     the end of the file (or the ``ShutdownMicroprocess`` that stopped it).
     The file is opened when the component starts: a missing file fails it with
     ``FileNotFoundError``, reported as for any component.
+
+    The file is opened and read in the reactor's thread pool. A regular file is read up to
+    :data:`READ_BATCH` bytes a job (so a reader holds at most that much beyond what the next
+    inbox holds); anything else (a FIFO, a device) one chunk a job, so each chunk goes out
+    once it is complete rather than once a whole batch is.
     """
 
     Inboxes = {"inbox": "unused", "control": "ShutdownMicroprocess stops reading early"}
@@ -91,6 +124,23 @@ class FileReader(Component):
     def _read(self, f: IO[Any], size: int) -> Any:
         return f.readline() if self.readmode == "lines" else f.read(size)
 
+    def _readBatch(self, f: IO[Any], regular: bool) -> tuple[list[Any], bool]:
+        """
+        (In the thread pool.) The next chunks, and whether the file ended: up to
+        :data:`READ_BATCH` bytes of a regular file, one chunk of anything else (another
+        could wait for data not written yet).
+        """
+        chunks: list[Any] = []
+        size = 0
+        while True:
+            chunk = self._read(f, self.chunksize)
+            if not chunk:
+                return chunks, True
+            chunks.append(chunk)
+            size += len(chunk)
+            if not regular or size >= READ_BATCH:
+                return chunks, False
+
     async def _pace(self, units: int) -> None:
         """Hook for rate control: called after each chunk of ``units`` bytes or lines."""
 
@@ -109,19 +159,28 @@ class FileReader(Component):
             await deferLater(reactor, due - now, lambda: None)
 
     async def main(self) -> int:
-        with _openForReading(self.filename, self.readmode) as f:
-            while True:
-                stop = self._stopRequested()
-                if stop is not None:
-                    self.send(stop, "signal")
-                    return self.sent
-                chunk = self._read(f, self.chunksize)
-                if not chunk:
-                    break
-                await self.put(chunk, "outbox")
-                units = len(chunk) if self.readmode == "bytes" else 1
-                self.sent += units
-                await self._pace(units)
+        reactor = _reactorFor(self)
+        f = await _inPool(reactor, _openForReading, self.filename, self.readmode)
+        try:
+            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            ended = False
+            while not ended:
+                # (Not read ahead while a batch goes out: the two threads would contend for
+                # the GIL, and a page-cached file went 2.9 -> 2.1 GB/s.)
+                chunks, ended = await _inPool(reactor, self._readBatch, f, regular)
+                for chunk in chunks:
+                    stop = self._stopRequested()
+                    if stop is not None:
+                        self.send(stop, "signal")
+                        return self.sent
+                    await self.put(chunk, "outbox")
+                    units = len(chunk) if self.readmode == "bytes" else 1
+                    self.sent += units
+                    await self._pace(units)
+            await _inPool(reactor, f.close)
+        finally:
+            if not f.closed:  # ended early
+                _closeLater(reactor, f)
         self.send(ProducerFinished(self, f"end of {os.fspath(self.filename)}"), "signal")
         return self.sent
 
@@ -262,13 +321,10 @@ class FileWriter(Component):
         self.written = 0
 
     async def main(self) -> int:
-        reactor = self.scheduler.reactor if self.scheduler is not None else getReactor()
-        getPool = getattr(reactor, "getThreadPool", None)
+        reactor = _reactorFor(self)
 
-        async def inThread(f: Callable[..., _T], *args: Any) -> _T:
-            if getPool is None:
-                return f(*args)
-            return await deferToThreadPool(reactor, getPool(), f, *args)
+        def inThread(f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+            return _inPool(reactor, f, *args)
 
         f = await inThread(open, self.filename, _WRITE_MODES[self.mode])
         try:
@@ -287,10 +343,8 @@ class FileWriter(Component):
                 self.written += size
             await inThread(f.close)
         finally:
-            # failed, or stopped while it waited: close here (a write under way in the
-            # pool holds the file's lock, so this waits for it)
-            if not f.closed:
-                f.close()
+            if not f.closed:  # failed, or stopped while it waited
+                _closeLater(reactor, f)
         return self.written
 
 

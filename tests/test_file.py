@@ -14,7 +14,7 @@ from twisted.internet.threads import deferToThread
 
 from pcpkit import ErrorInformation, ProducerFinished, ShutdownMicroprocess
 from pcpkit.chassis import Pipeline
-from pcpkit.file import FileReader, FileWriter, RateControlledFileReader
+from pcpkit.file import READ_BATCH, FileReader, FileWriter, RateControlledFileReader
 from pcpkit.internet.threadedtcp import ThreadedTCPClient
 from pcpkit.util import DataSource
 from tests.componentutil import Collector
@@ -128,6 +128,54 @@ async def test_kamaelia_example_as_written(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_filereader_does_not_hold_the_reactor_while_the_file_blocks(tmp_path: Path) -> None:
+    # Opening a FIFO for reading blocks until a writer opens it, and reading it blocks until
+    # data comes: on the reactor thread either would stop everything (waitUntil's timers
+    # included); in the thread pool the reactor runs on, and each chunk goes out once it is
+    # complete, not once a batch is.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = payload(50_000, seed=8)
+    reader = FileReader(fifo, chunksize=1000)
+    sink = Collector()
+    p = Pipeline(reader, sink)
+    p.activate()
+    pool = reactor.getThreadPool()  # type: ignore[attr-defined]
+    await waitUntil(lambda: bool(pool.working), 30, "the reader's open in the thread pool")
+    assert not reader.finished.called  # (it cannot: nobody writes the FIFO yet)
+    # opening for writing blocks until the reader is there: in a thread
+    w = await deferToThread(open, fifo, "wb", buffering=0)
+    try:
+        await deferToThread(w.write, data[:1000])
+        # one whole chunk, the FIFO still open: it goes out now
+        await waitUntil(lambda: len(sink.got) == 1, 30, "the first chunk")
+        assert sink.got == [data[:1000]] and not reader.finished.called
+        await deferToThread(w.write, data[1000:])
+    finally:
+        await deferToThread(w.close)
+    assert await reader.finished.addTimeout(30, reactor) == len(data)
+    await p.finished.addTimeout(10, reactor)
+    assert b"".join(sink.got) == data
+    assert isinstance(sink.control[0], ProducerFinished)
+
+
+@pytest_twisted.ensureDeferred
+async def test_filereader_reads_a_regular_file_in_batches_off_the_reactor(
+    tmp_path: Path,
+) -> None:
+    # a file bigger than a batch, odd chunk size: same chunks, in order, as a plain loop of
+    # read(chunksize) gives
+    data = payload(READ_BATCH * 2 + 12_345, seed=9)
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    sink = Collector()
+    reader = FileReader(src, chunksize=7_777)
+    await Pipeline(reader, sink).activate().finished.addTimeout(30, reactor)
+    assert sink.got == [data[i : i + 7_777] for i in range(0, len(data), 7_777)]
+    assert await reader.finished == len(data)
+
+
 @pytest_twisted.ensureDeferred
 async def test_filewriter_does_not_hold_the_reactor_while_the_file_blocks(tmp_path: Path) -> None:
     # Opening a FIFO for writing blocks until a reader opens it: done on the reactor thread,
