@@ -5,15 +5,18 @@ File sources and sinks as components: ``FileReader``, ``RateControlledFileReader
 
 The readers send the file out of ``outbox`` in chunks, waiting while the next inbox is full,
 then send ``ProducerFinished`` on ``signal``. A ``ShutdownMicroprocess`` on ``control`` stops
-them early. Every open, read, write and close happens in the reactor's thread pool (inline on
-a ``task.Clock``, which has none), so a slow disk, a network file system or a FIFO with no
-writer or reader yet never holds the reactor.
+them early. Every open, read, write and close happens off the reactor thread (inline on a
+``task.Clock``): for a regular file in the reactor's thread pool, for anything else (a FIFO, a
+device) in a daemon thread of its own, since that can block for good (a FIFO nobody opens).
+So a slow disk, a network file system or a FIFO with nobody at the other end never holds the
+reactor, the pool's other users or the reactor's shutdown.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
@@ -23,7 +26,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from pcpkit._fifo import asBytes
-from pcpkit._twisted import getReactor
+from pcpkit._twisted import currentFailure, getReactor
 from pcpkit.component import Component
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
 
@@ -59,12 +62,52 @@ def _inPool(reactor: Any, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
     return deferToThreadPool(reactor, getPool(), f, *args)
 
 
-def _closeLater(reactor: Any, f: IO[Any]) -> None:
+def _inOwnThread(reactor: Any, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
     """
-    Close ``f`` in the pool, not waiting (its component ended early). A read or write still
-    under way there holds the file's lock, so the close waits for it in its own thread.
+    ``f(*args)`` in a daemon thread of its own; inline where the reactor has no pool (a
+    ``Clock``). For work on a FIFO or a device, which can block for good: in the reactor's
+    pool it would hold a thread that the pool's other users (name resolution) need, and the
+    reactor's shutdown, which joins the pool's threads.
     """
-    _inPool(reactor, f.close).addErrback(
+    if getattr(reactor, "getThreadPool", None) is None:
+        return maybeDeferred(f, *args)
+    d: Deferred[_T] = Deferred()
+
+    def run() -> None:
+        try:
+            result = f(*args)
+        except BaseException:
+            reactor.callFromThread(d.errback, currentFailure())
+        else:
+            reactor.callFromThread(d.callback, result)
+
+    name = getattr(f, "__qualname__", "job")
+    threading.Thread(target=run, name=f"pcpkit.file {name}", daemon=True).start()
+    return d
+
+
+_Runner = Callable[..., "Deferred[Any]"]
+
+
+def _runnerFor(regular: bool) -> _Runner:
+    """Where a file's jobs run: the reactor's pool for a regular file, else a thread each."""
+    return _inPool if regular else _inOwnThread
+
+
+def _isRegularPath(path: str | os.PathLike[str]) -> bool:
+    """(In a thread.) Whether ``path`` is a regular file, or nothing yet (it will be one)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+def _closeLater(run: _Runner, reactor: Any, f: IO[Any]) -> None:
+    """
+    Close ``f`` off the reactor thread, not waiting (its component ended early). A read or
+    write still under way holds the file's lock, so the close waits for it there.
+    """
+    run(reactor, f.close).addErrback(
         lambda failure: _log.failure("closing {name}", failure, name=f.name)
     )
 
@@ -87,10 +130,10 @@ class FileReader(Component):
     The file is opened when the component starts: a missing file fails it with
     ``FileNotFoundError``, reported as for any component.
 
-    The file is opened and read in the reactor's thread pool. A regular file is read up to
-    :data:`READ_BATCH` bytes a job (so a reader holds at most that much beyond what the next
-    inbox holds); anything else (a FIFO, a device) one chunk a job, so each chunk goes out
-    once it is complete rather than once a whole batch is.
+    The file is opened and read off the reactor thread (see the module's note). A regular
+    file is read up to :data:`READ_BATCH` bytes a job (so a reader holds at most that much
+    beyond what the next inbox holds); anything else (a FIFO, a device) one chunk a job, so
+    each chunk goes out once it is complete rather than once a whole batch is.
     """
 
     Inboxes = {"inbox": "unused", "control": "ShutdownMicroprocess stops reading early"}
@@ -160,14 +203,15 @@ class FileReader(Component):
 
     async def main(self) -> int:
         reactor = _reactorFor(self)
-        f = await _inPool(reactor, _openForReading, self.filename, self.readmode)
+        regular = await _inPool(reactor, _isRegularPath, self.filename)
+        run = _runnerFor(regular)
+        f = await run(reactor, _openForReading, self.filename, self.readmode)
         try:
-            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
             ended = False
             while not ended:
                 # (Not read ahead while a batch goes out: the two threads would contend for
                 # the GIL, and a page-cached file went 2.9 -> 2.1 GB/s.)
-                chunks, ended = await _inPool(reactor, self._readBatch, f, regular)
+                chunks, ended = await run(reactor, self._readBatch, f, regular)
                 for chunk in chunks:
                     stop = self._stopRequested()
                     if stop is not None:
@@ -177,10 +221,10 @@ class FileReader(Component):
                     units = len(chunk) if self.readmode == "bytes" else 1
                     self.sent += units
                     await self._pace(units)
-            await _inPool(reactor, f.close)
+            await run(reactor, f.close)
         finally:
             if not f.closed:  # ended early
-                _closeLater(reactor, f)
+                _closeLater(run, reactor, f)
         self.send(ProducerFinished(self, f"end of {os.fspath(self.filename)}"), "signal")
         return self.sent
 
@@ -323,8 +367,10 @@ class FileWriter(Component):
     async def main(self) -> int:
         reactor = _reactorFor(self)
 
+        run = _runnerFor(await _inPool(reactor, _isRegularPath, self.filename))
+
         def inThread(f: Callable[..., _T], *args: Any) -> Deferred[_T]:
-            return _inPool(reactor, f, *args)
+            return run(reactor, f, *args)
 
         f = await inThread(open, self.filename, _WRITE_MODES[self.mode])
         try:
@@ -344,7 +390,7 @@ class FileWriter(Component):
             await inThread(f.close)
         finally:
             if not f.closed:  # failed, or stopped while it waited
-                _closeLater(reactor, f)
+                _closeLater(run, reactor, f)
         return self.written
 
 

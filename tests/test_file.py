@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,14 @@ from pcpkit.file import READ_BATCH, FileReader, FileWriter, RateControlledFileRe
 from pcpkit.internet.threadedtcp import ThreadedTCPClient
 from pcpkit.util import DataSource
 from tests.componentutil import Collector
+from tests.procutil import ProcessRunner, exitCode
 from tests.tcputil import Recorder, server
 from tests.waitutil import waitUntil
+
+
+def fileThreadRuns() -> bool:
+    """Whether a job of pcpkit.file's runs in a thread of its own (a FIFO's open, say)."""
+    return any(t.name.startswith("pcpkit.file ") for t in threading.enumerate())
 
 
 def payload(n: int, seed: int = 1) -> bytes:
@@ -141,8 +149,7 @@ async def test_filereader_does_not_hold_the_reactor_while_the_file_blocks(tmp_pa
     sink = Collector()
     p = Pipeline(reader, sink)
     p.activate()
-    pool = reactor.getThreadPool()  # type: ignore[attr-defined]
-    await waitUntil(lambda: bool(pool.working), 30, "the reader's open in the thread pool")
+    await waitUntil(fileThreadRuns, 30, "the reader's open in a thread")
     assert not reader.finished.called  # (it cannot: nobody writes the FIFO yet)
     # opening for writing blocks until the reader is there: in a thread
     w = await deferToThread(open, fifo, "wb", buffering=0)
@@ -190,13 +197,59 @@ async def test_filewriter_does_not_hold_the_reactor_while_the_file_blocks(tmp_pa
         DataSource([data[i : i + 10_000] for i in range(0, len(data), 10_000)]), writer, sink
     )
     p.activate()
-    # the open is under way in the pool, and the reactor runs meanwhile (waitUntil polls it
+    # the open is under way in a thread, and the reactor runs meanwhile (waitUntil polls it
     # with timers)
-    pool = reactor.getThreadPool()  # type: ignore[attr-defined]
-    await waitUntil(lambda: bool(pool.working), 30, "the writer's open in the thread pool")
+    await waitUntil(fileThreadRuns, 30, "the writer's open in a thread")
     assert not writer.finished.called  # (it cannot: nobody reads the FIFO yet)
     # now read the FIFO (in a thread: reading blocks too) and the writer finishes
     got = await deferToThread(lambda: fifo.read_bytes())
     assert await writer.finished.addTimeout(30, reactor) == len(data)
     assert got == data
     await p.finished.addTimeout(10, reactor)
+
+
+# -- a FIFO nobody opens holds neither the pool nor the shutdown ------------------------------
+
+_STUCK = """
+import os, sys, threading
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from pcpkit.chassis import Pipeline
+from pcpkit.file import FileReader, FileWriter
+from pcpkit.util import DataSource
+
+fifo, kind = sys.argv[1], sys.argv[2]
+if kind == "reader":
+    FileReader(fifo).activate()
+else:
+    Pipeline(DataSource([b"data"]), FileWriter(fifo)).activate()
+
+def check():
+    if not any(t.name.startswith("pcpkit.file ") for t in threading.enumerate()):
+        reactor.callLater(0.01, check)
+        return
+    # the open is stuck in its thread; the reactor's pool still serves
+    d = deferToThread(lambda: "pool ok")
+    d.addCallback(print)
+    d.addCallback(lambda _: reactor.stop())
+
+reactor.callWhenRunning(check)
+reactor.run()
+print("stopped")
+"""
+
+
+@pytest.mark.parametrize("kind", ["reader", "writer"])
+@pytest_twisted.ensureDeferred
+async def test_a_fifo_nobody_opens_holds_neither_the_pool_nor_the_shutdown(
+    tmp_path: Path, kind: str
+) -> None:
+    # In the reactor's pool the stuck open would hold a pool thread, and the reactor's
+    # shutdown (which joins the pool's threads) would wait for it for good.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    script = tmp_path / "stuck.py"
+    script.write_text(_STUCK)
+    runner = ProcessRunner([sys.executable, str(script), str(fifo), kind])
+    assert await exitCode(runner, 60) == 0, runner.text()
+    assert runner.outputs[1].decode().split() == ["pool", "ok", "stopped"], runner.text()
