@@ -21,6 +21,7 @@ from pcpkit.torrent.session import (
     TorrentRemoved,
     TorrentSession,
     UnknownTorrent,
+    lt,
 )
 from pcpkit.torrent.stream import (
     MIN_WINDOW,
@@ -326,31 +327,40 @@ async def test_seek(sessions: Sessions, tmp_path: Path) -> None:
 @pytest_twisted.ensureDeferred
 async def test_opening_a_media_file_primes_its_end(sessions: Sessions, tmp_path: Path) -> None:
     folder = tmp_path / "seed"
-    data = writePayload(folder, "movie.mp4", 12 * MiB, seed=7)
+    data = writePayload(folder, "movie.mp4", 64 * MiB, seed=7)
     raw = makeTorrent(folder / "movie.mp4", pieceSize=PIECE)
     limit = {"upload_rate_limit": 3_000_000, "ignore_limits_on_local_network": False}
     seeder, downloader = sessions(settings=limit), sessions()
     await withTimeout(seeder.addTorrent(raw, savefolder=str(folder), seed=True), 15)
     added = await withTimeout(downloader.addTorrent(raw, savefolder=str(tmp_path / "dl")), 10)
     handle = downloader.handle(added.torrentid)
-    last = len(data) // PIECE - 1
+    pieces = len(data) // PIECE
+    last = pieces - 1
     consumer = SlowConsumer(pauseEvery=1, delay=0.001)
-    seenAt: list[int] = []
-
-    def write(chunk: bytes, write: Any = consumer.write) -> None:
-        write(chunk)
-        if not seenAt and handle.have_piece(last):
-            seenAt.append(len(consumer.data))
-
-    consumer.write = write  # type: ignore[method-assign]
     producer = TorrentFileProducer(downloader, added.torrentid, 0, consumer, 0, 4 * MiB)
     d = producer.beginProducing()
     assert producer.primed == [last - 1, last]  # the last 512 KiB
+    # A deadline makes a piece top priority in libtorrent's picker: the two primed pieces
+    # are, the one before them is not.
+    priority = handle.get_piece_priorities()
+    assert [priority[p] for p in (last - 2, last - 1, last)] == [4, 7, 7]
     downloader.connectPeer(added.torrentid, "127.0.0.1", seeder.listenPort)
     await withTimeout(d, 50)
     assert bytes(consumer.data) == data[: 4 * MiB]
-    # ~3 MB/s: the end came within the first pieces, long before 4 MiB had streamed
-    assert seenAt and seenAt[0] < 2 * MiB, seenAt
+    # The end comes early: with the stream's window, among the pieces fetched first. (Not a
+    # fixed place in the stream: libtorrent takes top-priority pieces in its own order,
+    # and 1 run in 8 of an earlier "before 2 MiB had streamed" failed. Unprimed, the last
+    # piece of 256 lands anywhere, past half of them as often as not.)
+    had: list[int] = []
+
+    def lastPieceHere() -> bool:
+        if handle.have_piece(last):
+            had.append(sum(handle.status(lt.status_flags_t.query_pieces).pieces))
+            return True
+        return False
+
+    await waitUntil(lastPieceHere, 40, "the primed last piece", step=0.02)
+    assert had[0] < pieces // 2, (had, pieces)
 
     # not a media file, or not opened at its start: nothing primed
     plain = TorrentFileProducer(downloader, added.torrentid, 0, SlowConsumer(), 5, 10)
