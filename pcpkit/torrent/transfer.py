@@ -136,6 +136,8 @@ class Transfer(Deferred[TransferResult]):
         self._reactor = getReactor() if reactor is None else reactor
         self._started = time.monotonic()
         self._observer = _Observer(self)
+        # _finished ran: the result follows once the resume file is removed
+        self._completing = False
         self._retry = LoopingCall(self._connectPeers)
         self._retry.clock = self._reactor
         self._peerRetry = peerRetry
@@ -283,15 +285,18 @@ class Transfer(Deferred[TransferResult]):
                 log.failure("the status callback of torrent {tid} failed", tid=self.torrentid)
 
     def _finished(self) -> None:
-        if self._seeding or self.called:
+        if self._seeding or self.called or self._completing:
             return
         self._wantResume = False
-        if self.resumeFile is not None:
-            # complete: the files themselves are the state now
-            deferToThread(_removeFile, self.resumeFile).addErrback(
-                lambda f: log.failure("cannot remove {path}", f, path=self.resumeFile)
-            )
-        self._succeed()
+        self._completing = True
+        if self.resumeFile is None:
+            self._succeed()
+            return
+        # complete: the files themselves are the state now, and the result is given once
+        # the resume file is gone (whoever awaits it may look for the file at once)
+        deferToThread(_removeFile, self.resumeFile).addErrback(
+            lambda f: log.failure("cannot remove {path}", f, path=self.resumeFile)
+        ).addCallback(lambda _: self._succeed())
 
     def _error(self, reason: str) -> None:
         # the torrent stopped on an error (storage error: it stays stopped); its resume
