@@ -733,6 +733,17 @@ class Component(Runnable):
                 box.drained()
             yield msg
 
+    def _takeShutdownMicroprocess(self, boxname: str = "control") -> ShutdownMicroprocess | None:
+        """
+        For a source that only stops early: take what waits in ``boxname`` up to the first
+        ``ShutdownMicroprocess`` and return it (what came before it is dropped), or ``None``.
+        """
+        while self.dataReady(boxname):
+            msg = self.recv(boxname)
+            if isinstance(msg, ShutdownMicroprocess):
+                return msg
+        return None
+
     def dataReady(self, boxname: str = "inbox") -> int:
         """How many messages wait in inbox ``boxname``."""
         try:

@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterable
 from typing import Any
 
 from pcpkit.component import BoxFull, Component
-from pcpkit.ipc import ProducerFinished, ShutdownMicroprocess
+from pcpkit.ipc import ProducerFinished
 from pcpkit.util.sequencing import PureTransformer
 
 __all__ = ["DataSource", "TriggeredSource", "Chargen"]
@@ -47,17 +47,10 @@ class DataSource(Component):
         self.items = messages
         self.sent = 0
 
-    def _stopRequested(self) -> ShutdownMicroprocess | None:
-        while self.dataReady("control"):
-            msg = self.recv("control")
-            if isinstance(msg, ShutdownMicroprocess):
-                return msg
-        return None
-
     def main(self) -> Generator[int, None, None]:
         for msg in self.items:
             while True:
-                stop = self._stopRequested()
+                stop = self._takeShutdownMicroprocess()
                 if stop is not None:
                     self.send(stop, "signal")
                     return
