@@ -339,11 +339,12 @@ class FileWriter(Component):
     ``ShutdownMicroprocess``), closes the file, passes the message on along ``signal`` and
     finishes with the number of bytes written.
 
-    Opening, writing and closing happen in the reactor's thread pool, one job at a time, so a
-    slow disk (or a FIFO nobody reads yet) never holds the reactor. While a write is under way
-    the inbox fills up to its bound and holds its senders back; what has queued meanwhile goes
-    in the next job (up to :data:`WRITE_BATCH` bytes). On a scheduler driven by a
-    ``task.Clock`` (which has no thread pool) the file is written inline.
+    Opening, writing and closing happen off the reactor thread, one job at a time (see the
+    module's note: the reactor's thread pool for a regular file, a thread of its own for a FIFO
+    or a device), so a slow disk or a FIFO nobody reads yet never holds the reactor. While a
+    write is under way the inbox fills up to its bound and holds its senders back; what has
+    queued meanwhile goes in the next job (up to :data:`WRITE_BATCH` bytes). On a scheduler
+    driven by a ``task.Clock`` (which has no thread pool) the file is written inline.
     """
 
     Inboxes = {"inbox": "data to write", "control": "ProducerFinished closes the file"}
