@@ -21,8 +21,10 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.client import Agent, FileBodyProducer, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from pcpkit._twisted import getReactor
@@ -76,6 +78,42 @@ def readToken(stateDir: str) -> str:
     return token
 
 
+def _why(e: Exception) -> str:
+    """One line for a failed exchange (the client's errors hold a list of failures)."""
+    reasons = getattr(e, "reasons", None)
+    failures = reasons if isinstance(reasons, list) and reasons else [e]
+    words = [str(f.value if isinstance(f, Failure) else f) for f in failures]
+    return "; ".join(dict.fromkeys(w for w in words if w)) or type(e).__name__
+
+
+class _Body(Protocol):
+    """
+    Collects a response's body into ``done``. Cancelling ``done`` drops the connection.
+    (``readBody`` does the same, but warns on every call with the Twisted of today: the
+    body's transport has no ``abortConnection``, and ``stopProducing`` is what it has.)
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.done: Deferred[bytes] = Deferred(self._cancel)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.done.called:
+            return  # cancelled: the error is given already
+        if reason.check(ResponseDone, PotentialDataLoss):  # type: ignore[no-untyped-call,unused-ignore]
+            self.done.callback(b"".join(self.parts))
+        else:
+            # (the client's own error reads as an empty message and a private class)
+            self.done.errback(ConnectionError("the answer was cut short"))
+
+    def _cancel(self, d: Deferred[bytes]) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined,unused-ignore]
+
+
 class RemoteDaemon:
     """
     The control API of the daemon at ``url`` (``http://HOST:PORT``), sending ``token``
@@ -94,24 +132,24 @@ class RemoteDaemon:
     async def request(
         self, method: str, path: str, body: bytes | None = None, contentType: str | None = None
     ) -> Any:
-        """One API request; its decoded JSON answer. :raises RemoteError:"""
-        headers = Headers()
-        if self.token is not None and method not in ("GET", "HEAD"):
-            headers.addRawHeader(TOKEN_HEADER, self.token.encode("ascii"))
-        if contentType is not None:
-            headers.addRawHeader(b"content-type", contentType.encode("ascii"))
-        producer: Any = None
-        if body is not None:
-            producer = FileBodyProducer(BytesIO(body))  # type: ignore[no-untyped-call]
-        url = f"{self.url}{path}"
-        d: Deferred[Any] = self.agent.request(method.encode(), url.encode(), headers, producer)
-        d.addTimeout(self.timeout, self.reactor)
+        """
+        One API request; its decoded JSON answer. :raises RemoteError: also when the whole
+        answer has not come within ``timeout`` seconds (headers and body).
+        """
+        exchange = Deferred.fromCoroutine(self._exchange(method, path, body, contentType))
+        # (not addTimeout: the cancel comes back wrapped in the client's ResponseFailed)
+        timer = self.reactor.callLater(self.timeout, exchange.cancel)
         try:
-            response = await d
-            data = await readBody(response)
+            response, data = await exchange
         except Exception as e:
-            why = Failure(e).getErrorMessage()  # type: ignore[no-untyped-call]
-            raise RemoteError(0, f"cannot reach the daemon at {self.url}: {why}") from None
+            if not timer.active():
+                raise RemoteError(
+                    0, f"no whole answer from the daemon at {self.url} within {self.timeout:g} s"
+                ) from None
+            raise RemoteError(0, f"cannot reach the daemon at {self.url}: {_why(e)}") from None
+        finally:
+            if timer.active():
+                timer.cancel()
         try:
             value = json.loads(data)
         except ValueError:
@@ -122,6 +160,24 @@ class RemoteDaemon:
             message = value.get("error") if isinstance(value, dict) else None
             raise RemoteError(response.code, str(message or f"HTTP {response.code}"))
         return value
+
+    async def _exchange(
+        self, method: str, path: str, body: bytes | None, contentType: str | None
+    ) -> tuple[Any, bytes]:
+        """The request and its whole answer: the response and its body."""
+        headers = Headers()
+        if self.token is not None and method not in ("GET", "HEAD"):
+            headers.addRawHeader(TOKEN_HEADER, self.token.encode("ascii"))
+        if contentType is not None:
+            headers.addRawHeader(b"content-type", contentType.encode("ascii"))
+        producer: Any = None
+        if body is not None:
+            producer = FileBodyProducer(BytesIO(body))  # type: ignore[no-untyped-call]
+        url = f"{self.url}{path}"
+        response = await self.agent.request(method.encode(), url.encode(), headers, producer)
+        reader = _Body()
+        response.deliverBody(reader)
+        return response, await reader.done
 
     async def torrents(self) -> list[dict[str, Any]]:
         """Every torrent's status (oldest first), a page at a time."""
