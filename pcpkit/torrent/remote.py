@@ -117,7 +117,9 @@ class _Body(Protocol):
 class RemoteDaemon:
     """
     The control API of the daemon at ``url`` (``http://HOST:PORT``), sending ``token``
-    with every state-changing request.
+    with every state-changing request. A request fails with :class:`RemoteError` (code
+    ``0``) when its whole answer, headers and body, has not come within ``timeout``
+    seconds; the connection is then dropped.
     """
 
     def __init__(
