@@ -17,10 +17,18 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pcpkit.torrent.session import TorrentSession, fileLayout, lt
+from pcpkit._twisted import getReactor
+from pcpkit.torrent.session import (
+    SessionStopped,
+    TorrentSession,
+    UnknownTorrent,
+    fileLayout,
+    lt,
+)
 
 __all__ = [
     "PRIORITIES",
+    "RECHECK_RETRY",
     "checkLimit",
     "fileStorage",
     "priorityName",
@@ -79,9 +87,31 @@ def resume(session: TorrentSession, torrentid: int) -> None:
     handle.resume()
 
 
-def recheck(session: TorrentSession, torrentid: int) -> None:
-    """Check the torrent's data on disk again, piece by piece."""
-    session.handle(torrentid).force_recheck()
+#: Seconds between looks while libtorrent still checks a torrent's resume data (recheck)
+RECHECK_RETRY = 0.05
+
+
+def recheck(session: TorrentSession, torrentid: int, clock: Any = None) -> None:
+    """
+    Check the torrent's data on disk again, piece by piece.
+
+    libtorrent ignores a recheck asked while it is still checking the resume data of a
+    torrent just added (it then trusts that data): in that state the recheck is asked again
+    every :data:`RECHECK_RETRY` seconds on ``clock`` (default: the reactor) until it is
+    taken; it is dropped if the torrent or the session goes meanwhile.
+    """
+    handle = session.handle(torrentid)
+    if handle.status(0).state != lt.torrent_status.checking_resume_data:
+        handle.force_recheck()
+        return
+
+    def again() -> None:
+        try:
+            recheck(session, torrentid, clock)
+        except (UnknownTorrent, SessionStopped):
+            pass
+
+    (getReactor() if clock is None else clock).callLater(RECHECK_RETRY, again)
 
 
 def filePriorities(session: TorrentSession, torrentid: int) -> list[str]:

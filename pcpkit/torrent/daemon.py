@@ -1210,7 +1210,7 @@ class TorrentDaemon(MultiService):
                     "last save?): checking it again rather than downloading it again",
                     torrent=record.label,
                 )
-                session.handle(result.torrentid).force_recheck()
+                control.recheck(session, result.torrentid, self.reactor)
             how = "resumed" if resumedata is not None else "added"
             log.info(
                 "{how} {torrent}, saving to {savePath}",
