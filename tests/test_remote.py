@@ -66,42 +66,34 @@ async def failsWith(answer: bytes, then: str, *words: str) -> None:
         await port.stopListening()
 
 
-@pytest.mark.timeout(30)
-@pytest_twisted.ensureDeferred
-async def test_a_body_that_stalls_times_out() -> None:
-    # Headers, then 2 of the 100 bytes promised, then nothing: the timeout covers the body too
-    # (it covered only the headers, and the request waited for good).
-    await failsWith(
+FAULTS = {
+    # headers, then 2 of the 100 bytes promised, then nothing: the timeout covers the body
+    # too (it covered only the headers, and the request waited for good)
+    "body stalls": (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[]",
         "stall",
-        "no whole answer from the daemon at http://127.0.0.1:",
-        "within 0.5 s",
-    )
-
-
-@pytest.mark.timeout(30)
-@pytest_twisted.ensureDeferred
-async def test_headers_that_never_come_time_out() -> None:
-    await failsWith(b"", "stall", "no whole answer", "within 0.5 s")
-
-
-@pytest.mark.timeout(30)
-@pytest_twisted.ensureDeferred
-async def test_a_body_cut_short_is_an_error() -> None:
-    await failsWith(
+        ("no whole answer from the daemon at http://127.0.0.1:", "within 0.5 s"),
+    ),
+    "no headers": (b"", "stall", ("no whole answer", "within 0.5 s")),
+    "body cut short": (
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[1, 2",
         "close",
-        "cannot reach the daemon",
-        "the answer was cut short",
-    )
+        ("cannot reach the daemon", "the answer was cut short"),
+    ),
+    "not JSON": (
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 5\r\n\r\noops!",
+        "stall",
+        ("502", "JSON"),
+    ),
+}
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("fault", sorted(FAULTS))
 @pytest_twisted.ensureDeferred
-async def test_an_answer_that_is_not_json() -> None:
-    await failsWith(
-        b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 5\r\n\r\noops!", "stall", "502", "JSON"
-    )
+async def test_a_daemon_that_misbehaves_gives_one_line(fault: str) -> None:
+    answer, then, words = FAULTS[fault]
+    await failsWith(answer, then, *words)
 
 
 @pytest.mark.timeout(30)
