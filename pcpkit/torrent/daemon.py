@@ -25,11 +25,13 @@
   (hashing keeps every verified piece) instead of trusting the resume data and
   re-downloading what it does not list. Every disk access (state and resume files, the watch
   folder, those checks) runs in the reactor's thread pool, one at a time in order, so the
-  reactor never waits on a disk; written files are synced (``fsync``) once, at shutdown. On
-  start the torrents are re-added with their resume data, so nothing is downloaded or checked
-  again: a finished torrent comes back seeding (a clean stop pauses the session and flushes
-  before the last save, so its data is never newer than its resume data). Unusable resume
-  data is logged and the torrent re-checked from its data instead.
+  reactor never waits on a disk. Each save of resume data first syncs (``fsync``) the
+  torrent's data files and then the resume file, so that not even a power loss leaves resume
+  data listing a piece whose data never reached the disk; the other state files are synced
+  once, at shutdown. On start the torrents are re-added with their resume data, so nothing
+  is downloaded or checked again: a finished torrent comes back seeding (a clean stop pauses
+  the session before the last save, so its data is never newer than its resume data).
+  Unusable resume data is logged and the torrent re-checked from its data instead.
 - **HTTP** (``httpEndpoint``): the web UI, ``/status.json`` and
   ``/stream/<infohash>/<fileIndex>`` of :mod:`pcpkit.torrent.web`, and the JSON control API
   ``/api/...`` of :mod:`pcpkit.torrent.api` (add, remove, pause, resume, recheck, file
@@ -95,7 +97,7 @@ from pcpkit.torrent.session import (
     lt,
     parseMagnet,
 )
-from pcpkit.torrent.transfer import atomicWrite
+from pcpkit.torrent.transfer import atomicWrite, syncFiles, writeResumeData
 from pcpkit.torrent.web import MAX_BODY, DaemonSite, makeSite
 
 __all__ = [
@@ -403,9 +405,10 @@ def _scanFolder(folder: str, known: dict[str, tuple[int, int]]) -> _Scan:
 class _Disk:
     """
     The daemon's disk work, off the reactor thread (the reactor's thread pool), one job at a
-    time in the order asked: a state file written and then deleted ends deleted. Files are
-    written without ``fsync``; :meth:`flush` syncs the ones written since the last flush (the
-    daemon does at shutdown).
+    time in the order asked: a state file written and then deleted ends deleted. Files
+    written by :meth:`write` are not synced (``fsync``) there: :meth:`flush` syncs the ones
+    written since the last flush (the daemon does at shutdown). Resume data is written and
+    synced by its own job (:func:`~pcpkit.torrent.transfer.writeResumeData`).
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -444,25 +447,9 @@ class _Disk:
         """``fsync`` every file written since the last flush, and their folders."""
 
         def job() -> int:
-            folders = set()
-            synced = 0
-            for path in sorted(self._written):
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue  # deleted since
-                try:
-                    os.fsync(fd)
-                    synced += 1
-                finally:
-                    os.close(fd)
-                folders.add(os.path.dirname(path))
-            for folder in folders:
-                fd = os.open(folder, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            written = sorted(self._written)
+            synced = syncFiles(written)
+            syncFiles(sorted({os.path.dirname(path) for path in written}))
             self._written.clear()
             return synced
 
@@ -856,7 +843,7 @@ class TorrentDaemon(MultiService):
             # nothing is written to the data after its resume data: the next start would
             # take newer data for a crash and check it again
             session.libtorrentSession.pause()
-            return self._saveResumeData(session, onlyChanged=False, flush=True)
+            return self._saveResumeData(session, onlyChanged=False)
 
         def flush(saved: int) -> Deferred[int]:
             # Every write queued so far (state, resume data) is done, then synced once.
@@ -1416,18 +1403,19 @@ class TorrentDaemon(MultiService):
 
         self._saveOne(session, record).addCallback(saved)
 
-    def _saveOne(
-        self, session: TorrentSession, record: _Torrent, flush: bool = False
-    ) -> Deferred[bool]:
+    def _saveOne(self, session: TorrentSession, record: _Torrent) -> Deferred[bool]:
         """
         Ask for and write one torrent's resume data; fires with success (never fails).
-        ``flush``: libtorrent writes its cached data out first.
+        libtorrent writes out what it holds of the data first, and the data files are
+        synced before the resume file is written (:func:`~pcpkit.torrent.transfer.
+        writeResumeData`): the resume data on disk never lists a piece that is not.
         """
         if record.torrentid is None or session.stopped:
             return succeed(False)
+        torrentid = record.torrentid
 
         def write(data: bytes) -> Deferred[bool] | bool:
-            if record.dropped:
+            if record.dropped or session.stopped:
                 return False
 
             def failed(reason: Failure) -> bool:
@@ -1439,7 +1427,12 @@ class TorrentDaemon(MultiService):
                 )
                 return False
 
-            written = self._disk.write(self._statePath(record.infohash, ".resume"), data)
+            try:
+                dataFiles = session.dataFiles(torrentid)
+            except TorrentError:
+                return False  # removed meanwhile
+            path = self._statePath(record.infohash, ".resume")
+            written = self._disk.run(writeResumeData, path, data, dataFiles)
             return written.addCallbacks(lambda _: True, failed)
 
         def failed(reason: Failure) -> bool:
@@ -1451,10 +1444,10 @@ class TorrentDaemon(MultiService):
                 )
             return False
 
-        return session.saveResumeData(record.torrentid, flush=flush).addCallbacks(write, failed)
+        return session.saveResumeData(torrentid, flush=True).addCallbacks(write, failed)
 
     def _saveResumeData(
-        self, session: TorrentSession, onlyChanged: bool, timeout: float = 15.0, flush: bool = False
+        self, session: TorrentSession, onlyChanged: bool, timeout: float = 15.0
     ) -> Deferred[int]:
         """Save the resume data of every torrent (or of those that changed)."""
         saves: list[Deferred[bool]] = []
@@ -1467,7 +1460,7 @@ class TorrentDaemon(MultiService):
                         continue
                 except (TorrentError, RuntimeError):
                     continue
-            saves.append(self._saveOne(session, record, flush))
+            saves.append(self._saveOne(session, record))
         if not saves:
             return succeed(0)
         d: Deferred[Any] = DeferredList(saves)

@@ -841,6 +841,28 @@ class TorrentSession:
         """The ``libtorrent.torrent_handle`` of a torrent. :raises UnknownTorrent:"""
         return self._record(torrentid).handle
 
+    def dataFiles(self, torrentid: int) -> list[str]:
+        """
+        Where a torrent's data lives: the absolute paths of its files in its save folder
+        (pad files left out) and of libtorrent's part file for it (pieces that overlap
+        unwanted files), whether or not they exist yet. Empty while a magnet link still
+        waits for its metainfo. :raises UnknownTorrent:
+        """
+        record = self._record(torrentid)
+        ti = record.handle.torrent_file()
+        if ti is None:
+            return []
+        files = fileLayout(ti)
+        pad = int(lt.file_storage.flag_pad_file)
+        paths = [
+            os.path.join(record.savefolder, str(files.file_path(i)))
+            for i in range(files.num_files())
+            if not int(files.file_flags(i)) & pad
+        ]
+        # ("." + the hex of libtorrent's storage hash + ".parts": a v2 hash is cut to 20 bytes)
+        paths += [os.path.join(record.savefolder, f".{key[:40]}.parts") for key in record.keys]
+        return paths
+
     def infohash(self, torrentid: int) -> str:
         """The hex info-hash (v1 when it has one, else v2). :raises UnknownTorrent:"""
         return self._record(torrentid).infohash

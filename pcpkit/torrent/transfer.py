@@ -30,9 +30,10 @@ Both return a :class:`Transfer`: a ``Deferred`` with the torrent's id, status an
   once complete. A seed never writes resume data: its data is checked in full each time,
   and nothing is ever written beside a user's files.
 * **Data safety**: a download is reported complete only when every wanted piece has passed
-  its hash check and been flushed to disk; a storage error (disk full, a file that cannot be
-  written) fails it with the error instead. A seed runs in libtorrent's upload mode: its
-  files are only read.
+  its hash check and been written to its files, and the files have been synced
+  (``fsync``); resume data is written only after the data it lists is synced. A storage
+  error (disk full, a file that cannot be written or synced) fails it with the error
+  instead. A seed runs in libtorrent's upload mode: its files are only read.
 * **Peers**: ``peers`` are connected to at once and again every ``peerRetry`` seconds while
   fewer peers than that are connected, for as long as the transfer runs, so a peer that was
   not listening yet is found later, however long it took. Each round is one attempt per
@@ -47,6 +48,7 @@ Disk work (reading and writing the resume file) runs in threads, never on the re
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -70,7 +72,7 @@ from pcpkit.torrent.session import (
     UnknownTorrent,
 )
 
-__all__ = ["Transfer", "TransferResult", "download", "seed"]
+__all__ = ["Transfer", "TransferResult", "download", "seed", "syncFiles", "writeResumeData"]
 
 log = Logger()
 
@@ -289,14 +291,33 @@ class Transfer(Deferred[TransferResult]):
             return
         self._wantResume = False
         self._completing = True
-        if self.resumeFile is None:
-            self._succeed()
-            return
-        # complete: the files themselves are the state now, and the result is given once
-        # the resume file is gone (whoever awaits it may look for the file at once)
-        deferToThread(_removeFile, self.resumeFile).addErrback(
-            lambda f: log.failure("cannot remove {path}", f, path=self.resumeFile)
-        ).addCallback(lambda _: self._succeed())
+        assert self.torrentid is not None
+        try:
+            files = self.session.dataFiles(self.torrentid)
+        except TorrentError:
+            return  # removed meanwhile: _removed fails it
+        # Complete: the data is synced before the result is given, so that a download
+        # reported complete survives a power loss. The files themselves are then the state,
+        # and the resume file goes before the result (whoever awaits it may look at once).
+
+        def synced(_: object) -> Deferred[None] | None:
+            if self.resumeFile is None:
+                return None
+            return deferToThread(_removeFile, self.resumeFile).addErrback(
+                lambda f: log.failure("cannot remove {path}", f, path=self.resumeFile)
+            )
+
+        def notSynced(reason: Failure) -> None:
+            error = reason.value
+            why = error.strerror if isinstance(error, OSError) and error.strerror else error
+            if not self.called:
+                self.errback(
+                    TorrentError(f"cannot sync the data of {self._label()} to disk: {why}")
+                )
+
+        deferToThread(syncFiles, files).addCallbacks(synced, notSynced).addCallback(
+            lambda _: self._succeed()
+        )
 
     def _error(self, reason: str) -> None:
         # the torrent stopped on an error (storage error: it stays stopped); its resume
@@ -341,8 +362,9 @@ class Transfer(Deferred[TransferResult]):
             if self._wantResume and self.resumeFile is not None and not session.stopped:
                 self._wantResume = False
                 try:
-                    data = await session.saveResumeData(tid)
-                    await deferToThread(atomicWrite, self.resumeFile, data)
+                    data = await session.saveResumeData(tid, flush=True)
+                    files = session.dataFiles(tid)
+                    await deferToThread(writeResumeData, self.resumeFile, data, files)
                 except (TorrentError, OSError) as e:
                     log.warn(
                         "resume data not saved to {path}: {why}",
@@ -398,21 +420,68 @@ def _readResume(path: str) -> bytes | None:
     return data or None
 
 
-def atomicWrite(path: str, data: bytes) -> None:
+def atomicWrite(path: str, data: bytes, sync: bool = False) -> None:
     """
-    Replace ``path`` with ``data``: readers see the old or the new file, never a part. Not
-    synced (the caller decides when); a failed write leaves no ``.tmp`` behind. Blocking:
-    call it in a thread.
+    Replace ``path`` with ``data``: readers see the old or the new file, never a part. A
+    failed write leaves no ``.tmp`` behind. ``sync``: the new file and its folder are synced
+    (``fsync``) before this returns, so that a power loss too leaves the old file or the new;
+    else the caller decides when. Blocking: call it in a thread.
     """
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         # a full disk leaves an empty or partial .tmp: never leave it behind
         _removeFile(tmp)
         raise
+    if sync:
+        syncFiles([os.path.dirname(os.path.abspath(path))])
+
+
+def syncFiles(paths: Iterable[str]) -> int:
+    """
+    ``fsync`` each of ``paths`` that is a regular file or a folder, and return how many
+    were. One that does not exist is left out (a torrent's file nothing was written to yet);
+    anything else (a FIFO, a device) is never opened for more than a look, so it cannot
+    block. Opened read-only: nothing is written to the files. Blocking: call it in a thread.
+
+    :raises OSError: a file that exists could not be synced.
+    """
+    synced = 0
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            continue
+        try:
+            if stat.S_ISREG(mode := os.fstat(fd).st_mode) or stat.S_ISDIR(mode):
+                os.fsync(fd)
+                synced += 1
+        finally:
+            os.close(fd)
+    return synced
+
+
+def writeResumeData(path: str, data: bytes, dataFiles: Iterable[str]) -> None:
+    """
+    Write a torrent's resume data so that it never lists more than the disk holds: the
+    torrent's data files (:meth:`TorrentSession.dataFiles
+    <pcpkit.torrent.session.TorrentSession.dataFiles>`) are synced first, then ``path`` is
+    replaced and synced with its folder. A crash or a power loss at any point leaves the old
+    resume data or the new, and either lists only pieces whose data reached the disk. Ask
+    for ``data`` with ``saveResumeData(..., flush=True)``, so that libtorrent has handed
+    every piece it lists to the system before the sync. Blocking: call it in a thread.
+
+    :raises OSError: a data file could not be synced (the old resume data is left as it
+        was) or the resume data could not be written.
+    """
+    syncFiles(dataFiles)
+    atomicWrite(path, data, sync=True)
 
 
 def _removeFile(path: str) -> None:
