@@ -49,9 +49,10 @@ async def serve(answer: bytes, then: str = "stall") -> tuple[Any, Factory]:
     return port, factory
 
 
-async def failsWith(answer: bytes, then: str, *words: str) -> None:
+async def failsWith(answer: bytes, then: str, *words: str, maxAnswer: int = 1024) -> None:
     port, factory = await serve(answer, then)
-    remote = RemoteDaemon(f"http://127.0.0.1:{port.getHost().port}", timeout=0.5)
+    url = f"http://127.0.0.1:{port.getHost().port}"
+    remote = RemoteDaemon(url, timeout=0.5, maxAnswer=maxAnswer)
     try:
         with pytest.raises(RemoteError) as caught:
             await withTimeout(Deferred.fromCoroutine(remote.request("GET", "/torrents")), 10)
@@ -79,6 +80,22 @@ FAULTS = {
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[1, 2",
         "close",
         ("cannot reach the daemon", "the answer was cut short"),
+    ),
+    # more than maxAnswer (1 KiB here): cut off, not held in memory (the timeout is not
+    # what ends it: the sender stalls, promising more)
+    "too long": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b" " * 5000,
+        "stall",
+        ("the daemon at http://127.0.0.1:", "sent too much: the answer is over 1024 bytes"),
+    ),
+    "too long, chunked": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"400\r\n"
+        + b" " * 1024
+        + b"\r\n"
+        + b"1\r\n \r\n",
+        "stall",
+        ("sent too much: the answer is over 1024 bytes",),
     ),
     "not JSON": (
         b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 5\r\n\r\noops!",

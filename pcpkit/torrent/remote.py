@@ -31,7 +31,11 @@ from pcpkit._twisted import getReactor
 from pcpkit.torrent.api import MAX_PAGE, TOKEN_HEADER
 from pcpkit.torrent.daemon import TOKEN_FILE
 
-__all__ = ["RemoteDaemon", "RemoteError", "daemonURL", "readToken"]
+__all__ = ["MAX_ANSWER", "RemoteDaemon", "RemoteError", "daemonURL", "readToken"]
+
+#: the most bytes :class:`RemoteDaemon` takes of one answer (the daemon's answers are paged
+#: and far smaller): anything on the port that sends more is cut off, not held in memory
+MAX_ANSWER = 64 * 1024 * 1024
 
 
 class RemoteError(Exception):
@@ -86,23 +90,39 @@ def _why(e: Exception) -> str:
     return "; ".join(dict.fromkeys(w for w in words if w)) or type(e).__name__
 
 
+class _TooLong(ConnectionError):
+    pass
+
+
 class _Body(Protocol):
     """
-    Collects a response's body into ``done``. Cancelling ``done`` drops the connection.
-    (``readBody`` does the same, but warns on every call with the Twisted of today: the
-    body's transport has no ``abortConnection``, and ``stopProducing`` is what it has.)
+    Collects a response's body, up to ``limit`` bytes, into ``done``; a longer one fails it
+    with :class:`_TooLong`. Cancelling ``done`` (or a body too long) drops the connection.
+    (``readBody`` does the same, unbounded, but warns on every call with the Twisted of
+    today: the body's transport has no ``abortConnection``, and ``stopProducing`` is what
+    it has.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         self.parts: list[bytes] = []
+        self.size = 0
+        self.limit = limit
         self.done: Deferred[bytes] = Deferred(self._cancel)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return  # too long already: dropped
+        self.size += len(data)
+        if self.size > self.limit:
+            self.parts = []
+            self.done.errback(_TooLong(f"the answer is over {self.limit} bytes"))
+            self._cancel(self.done)
+            return
         self.parts.append(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.done.called:
-            return  # cancelled: the error is given already
+            return  # cancelled or too long: the error is given already
         if reason.check(ResponseDone, PotentialDataLoss):  # type: ignore[no-untyped-call,unused-ignore]
             self.done.callback(b"".join(self.parts))
         else:
@@ -119,15 +139,22 @@ class RemoteDaemon:
     The control API of the daemon at ``url`` (``http://HOST:PORT``), sending ``token``
     with every state-changing request. A request fails with :class:`RemoteError` (code
     ``0``) when its whole answer, headers and body, has not come within ``timeout``
-    seconds; the connection is then dropped.
+    seconds, or when its body is over ``maxAnswer`` bytes; the connection is then dropped.
     """
 
     def __init__(
-        self, url: str, token: str | None = None, *, timeout: float = 30.0, reactor: Any = None
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        maxAnswer: int = MAX_ANSWER,
+        reactor: Any = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.maxAnswer = maxAnswer
         self.reactor = getReactor() if reactor is None else reactor
         self.agent: Any = Agent(self.reactor)  # type: ignore[no-untyped-call]
 
@@ -143,6 +170,8 @@ class RemoteDaemon:
         timer = self.reactor.callLater(self.timeout, exchange.cancel)
         try:
             response, data = await exchange
+        except _TooLong as e:
+            raise RemoteError(0, f"the daemon at {self.url} sent too much: {e}") from None
         except Exception as e:
             if not timer.active():
                 raise RemoteError(
@@ -177,7 +206,7 @@ class RemoteDaemon:
             producer = FileBodyProducer(BytesIO(body))  # type: ignore[no-untyped-call]
         url = f"{self.url}{path}"
         response = await self.agent.request(method.encode(), url.encode(), headers, producer)
-        reader = _Body()
+        reader = _Body(self.maxAnswer)
         response.deliverBody(reader)
         return response, await reader.done
 
