@@ -199,42 +199,44 @@ def channelTasks(n: int, timer: Timer, got: list[int]) -> tuple[Any, Any, Any]:
     return source, stage, sink
 
 
-def runTrio(n: int) -> Result:
-    import trio
-
+def runChannels(
+    n: int, openChannel: Callable[[], Any], openGroup: Callable[[], Any], run: Callable[..., Any]
+) -> Result:
+    """The pipeline on trio-style channels: ``openChannel()`` gives ``(send, receive)``,
+    ``openGroup()`` a task group (``start_soon``), ``run(main)`` runs it."""
     timer = Timer()
     got: list[int] = []
     source, stage, sink = channelTasks(n, timer, got)
 
     async def main() -> None:
-        channels = [trio.open_memory_channel[object](INBOX_SIZE) for _ in range(STAGES + 1)]
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(source, channels[0][0])
+        channels = [openChannel() for _ in range(STAGES + 1)]
+        async with openGroup() as group:
+            group.start_soon(source, channels[0][0])
             for i in range(STAGES):
-                nursery.start_soon(stage, channels[i][1], channels[i + 1][0])
-            nursery.start_soon(sink, channels[-1][1])
+                group.start_soon(stage, channels[i][1], channels[i + 1][0])
+            group.start_soon(sink, channels[-1][1])
 
-    trio.run(main)
+    run(main)
     return Result(n, timer.seconds, got == list(range(n)))
+
+
+def runTrio(n: int) -> Result:
+    import trio
+
+    return runChannels(
+        n, lambda: trio.open_memory_channel[object](INBOX_SIZE), trio.open_nursery, trio.run
+    )
 
 
 def runAnyio(n: int) -> Result:
     import anyio
 
-    timer = Timer()
-    got: list[int] = []
-    source, stage, sink = channelTasks(n, timer, got)
-
-    async def main() -> None:
-        streams = [anyio.create_memory_object_stream[object](INBOX_SIZE) for _ in range(STAGES + 1)]
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(source, streams[0][0])
-            for i in range(STAGES):
-                tg.start_soon(stage, streams[i][1], streams[i + 1][0])
-            tg.start_soon(sink, streams[-1][1])
-
-    anyio.run(main)
-    return Result(n, timer.seconds, got == list(range(n)))
+    return runChannels(
+        n,
+        lambda: anyio.create_memory_object_stream[object](INBOX_SIZE),
+        anyio.create_task_group,
+        anyio.run,
+    )
 
 
 def makeGeneratorComponents(
