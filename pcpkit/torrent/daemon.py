@@ -402,6 +402,12 @@ def _scanFolder(folder: str, known: dict[str, tuple[int, int]]) -> _Scan:
     return seen, reads, None
 
 
+def _within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (symbolic links followed)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 class _Disk:
     """
     The daemon's disk work, off the reactor thread (the reactor's thread pool), one job at a
@@ -773,6 +779,12 @@ class TorrentDaemon(MultiService):
             ):
                 if folder is not None:
                     _checkFolder(parameter, folder)
+            if _within(self.savePath, self.stateDir):
+                raise DaemonStartError(
+                    "stateDir",
+                    f"{self.stateDir} is the save path or holds it, so a torrent could "
+                    "overwrite the daemon's own files; give it a folder of its own",
+                )
             if self._httpServerEndpoint is not None and self.apiToken is None:
                 self._loadToken()
             problem = listenInterfacesProblem(self.settings["listen_interfaces"], bind=True)
@@ -791,6 +803,7 @@ class TorrentDaemon(MultiService):
             reactor=self.reactor,
             # stopService saves resume data first, then stops the session itself
             stopAtShutdown=False,
+            reservedFolders=self._reservedFolders(),
         )
         self._session = session
         log.info(
@@ -822,6 +835,19 @@ class TorrentDaemon(MultiService):
                 self._pollLoop.start(self.pollInterval, now=True)
 
         self._restore(session).addCallback(restored)
+
+    def _reservedFolders(self) -> list[str]:
+        """
+        Where no torrent may put a file: the state folder (a torrent named
+        ``.pcpkit-state`` would otherwise write the API token and the state files the daemon
+        restores from), and the watch folder when it lies inside the save path (a torrent
+        could drop ``.torrent`` files there). A watch folder that is the save path, or holds
+        it, is not reserved: every torrent would be refused.
+        """
+        reserved = [self.stateDir]
+        if self.watchDir is not None and not _within(self.savePath, self.watchDir):
+            reserved.append(self.watchDir)
+        return reserved
 
     def stopService(self) -> Deferred[None]:
         """

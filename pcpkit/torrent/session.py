@@ -510,6 +510,10 @@ class _Torrent:
     #: reported finished, and its pieces are not served
     storageError: str | None = None
     trackerError: str | None = None
+    #: a magnet link's torrent held in upload mode until its metadata is checked (see
+    #: ``reservedFolders``), and whether it is to be auto-managed then
+    heldForMetadata: bool = False
+    autoManaged: bool = False
 
     @property
     def infohash(self) -> str:
@@ -592,6 +596,12 @@ class TorrentSession:
     :param reactor: the reactor (the global one by default).
     :param stopAtShutdown: stop the session in a "before shutdown" trigger (default); pass
         ``False`` when the owner stops it itself at shutdown, after saving resume data.
+    :param reservedFolders: folders no torrent may put a file in (the torrent daemon's
+        state and watch folders, which may lie inside its save path): a torrent whose
+        files would land there is refused with :class:`UnsafeTorrentPath`, and a magnet
+        link's torrent is removed (files kept) when its metadata says so. Until then a
+        magnet link runs in libtorrent's upload mode, out of its queue, so that nothing
+        is written before the metadata has been checked.
 
     Every method that waits returns a ``Deferred`` that always fires: with its result, or
     with a :class:`TorrentError` subclass whose ``reason`` says what went wrong. After
@@ -607,11 +617,13 @@ class TorrentSession:
         observers: Iterable[TorrentSessionObserver] = (),
         reactor: Any = None,
         stopAtShutdown: bool = True,
+        reservedFolders: Iterable[str] = (),
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
+        self.reservedFolders = tuple(os.path.realpath(os.fspath(f)) for f in reservedFolders)
         if tickInterval <= 0:
             raise ValueError(f"tickInterval must be > 0, not {tickInterval!r}")
         self._reactor = reactor
@@ -779,6 +791,10 @@ class TorrentSession:
             savefolder = params.save_path or self.savePath
         folder = os.path.abspath(os.fspath(savefolder))
         params.save_path = folder
+        if ti is not None:
+            refused = self._inReservedFolder(folder, ti)
+            if refused is not None:
+                return fail(UnsafeTorrentPath(f"{refused}; refused"))
         flags = int(params.flags) | int(lt.torrent_flags.duplicate_is_error)
         if paused:
             flags |= int(lt.torrent_flags.paused)
@@ -791,17 +807,47 @@ class TorrentSession:
             # to lift: lift it here).
             flags |= int(lt.torrent_flags.upload_mode)
             flags &= ~(int(lt.torrent_flags.auto_managed) | int(lt.torrent_flags.paused))
+        held = ti is None and bool(self.reservedFolders) and not seed
+        autoManaged = bool(flags & int(lt.torrent_flags.auto_managed))
+        if held:
+            # Its files are not known yet: download nothing (and stay out of the queue,
+            # which would lift upload mode after a while) until _onMetadata checked them.
+            # Out of the queue, the "paused" it holds for the queue to lift is lifted here
+            # (as for a seed), unless the caller wants it paused.
+            flags |= int(lt.torrent_flags.upload_mode)
+            flags &= ~int(lt.torrent_flags.auto_managed)
+            if not paused:
+                flags &= ~int(lt.torrent_flags.paused)
         params.flags = flags
         name = ti.name() if ti is not None else (params.name or keys[0])
 
         d: Deferred[AddedTorrent] = Deferred()
         record = _Torrent(self._nextId, keys, folder, name, seed, d)
         record.piecesTotal = ti.num_pieces() if ti is not None else 0
+        record.heldForMetadata = held
+        record.autoManaged = autoManaged
         self._nextId += 1
         for key in keys:
             self._byHash[key] = record
         self._session.async_add_torrent(params)
         return d
+
+    def _inReservedFolder(self, folder: str, ti: Any) -> str | None:
+        """Why a torrent saved in ``folder`` would put a file in a reserved folder, or None."""
+        if not self.reservedFolders:
+            return None
+        base = os.path.realpath(folder)
+        files = fileLayout(ti)
+        for i in range(files.num_files()):
+            path = os.path.normpath(os.path.join(base, str(files.file_path(i))))
+            for reserved in self.reservedFolders:
+                if os.path.commonpath([path, reserved]) == reserved:
+                    return (
+                        f"torrent {ti.name()!r} would write {files.file_path(i)!r} into "
+                        f"{reserved}, a folder reserved for the session's owner (its "
+                        "state or watch folder)"
+                    )
+        return None
 
     def _buildParams(self, rawmetainfo: object, magnet: object, resumedata: object) -> Any:
         if rawmetainfo is not None and magnet is not None:
@@ -1357,6 +1403,18 @@ class TorrentSession:
             self._notify("torrentError", record.torrentid, reason)
             self._remove(record, False, UnsafeTorrentPath(reason))
             return
+        refused = self._inReservedFolder(record.savefolder, ti)
+        if refused is not None:
+            # held in upload mode since its add: nothing of it was written
+            reason = f"{refused}; torrent removed"
+            self._notify("torrentError", record.torrentid, reason)
+            self._remove(record, False, UnsafeTorrentPath(reason))
+            return
+        if record.heldForMetadata:
+            record.heldForMetadata = False
+            record.handle.unset_flags(lt.torrent_flags.upload_mode)
+            if record.autoManaged:
+                record.handle.set_flags(lt.torrent_flags.auto_managed)
         record.name = str(ti.name())
         record.piecesTotal = int(ti.num_pieces())
         for listener in list(record.listeners):
