@@ -10,7 +10,24 @@ the usual meaning of ``--piece-size 256K``.
 
 from __future__ import annotations
 
-__all__ = ["formatBytes", "formatDuration", "formatRate", "parseBytes"]
+import re
+
+__all__ = ["formatBytes", "formatDuration", "formatRate", "parseBytes", "printable"]
+
+# C0 and C1 controls (escape sequences, carriage returns, line breaks) and the
+# bidirectional overrides that reorder what a terminal shows
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """
+    ``text`` safe to write to a terminal on one line: control characters and bidirectional
+    overrides are shown escaped (``\\x1b``, ``\\u202e``). For text that comes from
+    elsewhere (a torrent's name, a tracker's message), which could otherwise move the
+    cursor, rewrite the screen or start a new line.
+    """
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], text)
+
 
 _DECIMAL = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
 _BINARY = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

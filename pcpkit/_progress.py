@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from pcpkit._format import formatBytes, formatDuration, formatRate
+from pcpkit._format import formatBytes, formatDuration, formatRate, printable
 
 __all__ = ["Progress", "formatDuration"]
 
@@ -141,6 +141,7 @@ class Progress:
         return f"{self.label}: {text}"
 
     def _show(self, text: str) -> None:
+        text = printable(text)  # (its label and extra come from torrents and trackers)
         if self.tty:
             columns = shutil.get_terminal_size((80, 24)).columns
             text = text[: max(10, columns - 1)]
@@ -157,6 +158,7 @@ class Progress:
         self._width = 0
 
     def _emit(self, text: str) -> None:
+        text = printable(text)
         if self._write is not None:
             self._write(text)
         else:

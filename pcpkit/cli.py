@@ -50,7 +50,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.python.failure import Failure
 
-from pcpkit._format import formatBytes, formatRate, parseBytes
+from pcpkit._format import formatBytes, formatRate, parseBytes, printable
 from pcpkit._progress import Progress
 from pcpkit._twisted import Interrupted, Stopper, getReactor
 
@@ -80,14 +80,17 @@ def _usage(message: str) -> CommandError:
 
 
 def _say(line: str) -> None:
-    """A line on stdout, flushed (the command is often read through a pipe)."""
-    sys.stdout.write(line + "\n")
+    """
+    A line on stdout, flushed (the command is often read through a pipe). Control
+    characters are shown escaped: names come from torrents and daemons.
+    """
+    sys.stdout.write(printable(line) + "\n")
     sys.stdout.flush()
 
 
 def _complain(line: str) -> None:
-    """A line on stderr."""
-    sys.stderr.write(line + "\n")
+    """A line on stderr (control characters escaped, as for :func:`_say`)."""
+    sys.stderr.write(printable(line) + "\n")
     sys.stderr.flush()
 
 
@@ -169,6 +172,16 @@ def _byteCount(value: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"{value!r} must be positive")
+    return n
+
+
+def _relayBuffer(value: str) -> int:
+    """A relay's ``--buffer``: a byte count of at least the relay's least (1024 bytes)."""
+    from pcpkit.internet.relay import MIN_BUFFER
+
+    n = _byteCount(value)
+    if n < MIN_BUFFER:
+        raise argparse.ArgumentTypeError(f"{value!r} is below the least, {MIN_BUFFER} bytes")
     return n
 
 
@@ -402,7 +415,7 @@ def _buildParser() -> _Parser:
     relay.add_argument("connect", metavar="CONNECT", help="client endpoint or HOST:PORT")
     relay.add_argument(
         "--buffer",
-        type=_byteCount,
+        type=_relayBuffer,
         default=262144,
         metavar="BYTES",
         help="bytes held per direction of a connection (default: 256K)",
@@ -589,7 +602,7 @@ def _report(failure: Failure) -> int:
         return 1
     _complain(f"pcpkit: unexpected error: {type(err).__name__}: {err}")
     if os.environ.get("PCPKIT_DEBUG"):
-        _complain(failure.getTraceback())
+        sys.stderr.write(failure.getTraceback())
     return 1
 
 
@@ -1233,7 +1246,12 @@ async def _demoSteps(args: argparse.Namespace, stopper: Stopper) -> int:
 
 
 def _remote(args: argparse.Namespace) -> int:
+    from pcpkit.torrent.daemon import TOKEN_RULE, isToken
+
     token = args.token or os.environ.get("PCPKIT_TOKEN") or None
+    if token is not None and not isToken(token):
+        where = "--token" if args.token else "PCPKIT_TOKEN"
+        raise _usage(f"pcpkit remote: {where}: not an API token (a token is {TOKEN_RULE})")
     if token is None and args.state_dir:
         from pcpkit.torrent.remote import readToken
 

@@ -19,17 +19,19 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.python import usage
 
+from pcpkit.internet.relay import MIN_BUFFER
+
 __all__ = ["Options", "makeService", "RelayOptions", "TorrentOptions", "DemoOptions"]
 
 
-def _positiveInt(option: str) -> Any:
+def _positiveInt(option: str, least: int = 1) -> Any:
     def parse(value: str) -> int:
         try:
             n = int(value)
         except ValueError:
             raise usage.UsageError(f"--{option} must be a whole number, not {value!r}") from None
-        if n < 1:
-            raise usage.UsageError(f"--{option} must be at least 1, not {n}")
+        if n < least:
+            raise usage.UsageError(f"--{option} must be at least {least}, not {n}")
         return n
 
     return parse
@@ -94,7 +96,13 @@ class RelayOptions(_InspectOptions):
     optParameters = [
         ["listen", "l", None, "server endpoint, e.g. tcp:8080:interface=127.0.0.1 (or a port)"],
         ["connect", "c", None, "client endpoint, e.g. tcp:127.0.0.1:80"],
-        ["buffer", "b", 262144, "bytes held per direction of a connection", _positiveInt("buffer")],
+        [
+            "buffer",
+            "b",
+            262144,
+            f"bytes held per direction of a connection (at least {MIN_BUFFER})",
+            _positiveInt("buffer", MIN_BUFFER),
+        ],
         ["max-connections", "m", 256, "connections open at once", _positiveInt("max-connections")],
     ]
     optFlags = [["no-splice", None, "always relay through Python (no os.splice)"]]

@@ -174,8 +174,9 @@ async def test_control_api_end_to_end(
     # reads need no token; a browser's preflight gets no CORS answer
     code, _, listing = await client.call("GET", api, token=None)
     assert (code, listing["total"], listing["torrents"]) == (200, 0, [])
-    code, head, body = await client.call("OPTIONS", api)
-    assert code == 405 and head["allow"] == "GET, POST"
+    for token in ("daemon's", None):  # a preflight carries no token: 405 all the same
+        code, head, body = await client.call("OPTIONS", api, token=token)
+        assert code == 405 and head["allow"] == "GET, POST", (token, body)
 
     # bad input: one line each, nothing added
     for body_, kind, why in (
@@ -185,6 +186,7 @@ async def test_control_api_end_to_end(
         (b'{"magnet": 3}', "application/json", "magnet"),
         (b"[1]", "application/json", "object"),
         (b"{", "application/json", "not JSON"),
+        (b"[" * 200_000, "application/json", "nested too deep"),
         (raw, "text/plain", "application/x-bittorrent"),
     ):
         code, _, body = await client.call("POST", api, body=body_, contentType=kind)
@@ -248,12 +250,19 @@ async def test_control_api_end_to_end(
     await waitUntil(lambda: handle.piece_priority(0) == 7, 5, "a.bin's first piece first")
     for bad, why in (
         ({"sequential": "yes"}, "true or false"),
-        ({"downloadLimit": -1}, ">= 0"),
+        ({"downloadLimit": -1}, "from 0 (none) to 2147483647"),
         ({"uploadLimit": 1.5}, "whole number"),
         ({"speed": 1}, "unknown option"),
+        # above what libtorrent holds (a C int): refused, not wrapped or a 500 ...
+        ({"downloadLimit": 2**31}, "to 2147483647, not 2147483648"),
+        ({"uploadLimit": 10**23}, "to 2147483647"),
+        # ... before anything changed
+        ({"sequential": False, "firstLastPieces": False, "uploadLimit": 3 * 10**9}, "to 2147"),
     ):
         code, _, body = await client.call("POST", f"{one}/options", bad)
         assert code == 400 and why in body["error"], (bad, body)
+        assert "\n" not in body["error"]
+    assert (await client.call("GET", f"{one}/options"))[2] == options
     code, _, options = await client.call(
         "POST", f"{one}/options", {"downloadLimit": 0, "firstLastPieces": False}
     )
@@ -264,7 +273,10 @@ async def test_control_api_end_to_end(
     code, _, limits = await client.call("POST", "/api/limits", {"uploadLimit": 123456})
     assert (code, limits) == (200, {"downloadLimit": 0, "uploadLimit": 123456})
     assert (await client.call("GET", "/api/limits"))[2] == limits
-    assert (await client.call("POST", "/api/limits", {"uploadLimit": "a"}))[0] == 400
+    for bad in ("a", -1, 2**31, 5 * 10**9, 2**32):
+        code, _, body = await client.call("POST", "/api/limits", {"uploadLimit": bad})
+        assert code == 400 and "to 2147483647" in body["error"], (bad, body)
+    assert (await client.call("GET", "/api/limits"))[2] == limits
 
     # the dead tracker's error shows on the torrent
     async def trackerError() -> bool:
@@ -297,6 +309,8 @@ async def test_control_api_end_to_end(
         ({"priorities": {"0": "urgent"}}, "skip, normal, high"),
         ({"priorities": {"x": "skip"}}, "whole number"),
         ({"priorities": []}, "priorities"),
+        ({"priorities": {"0": ["x"]}}, "skip, normal, high"),
+        ({"priorities": {"0": {}}}, "skip, normal, high"),
     ):
         code, _, body = await client.call("POST", f"{one}/files", bad)
         assert code == 400 and why in body["error"], (bad, body)
@@ -529,3 +543,33 @@ async def test_pagination_of_200_torrents(tmp_path: Path, stopAfter: list[Torren
     text = page.decode()
     assert text.count('class="torrent"') == 100 and "101-200 of 200" in text
     assert names[100] in text and names[99] not in text
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_a_state_file_that_cannot_be_read_is_skipped_and_the_rest_restored(
+    tmp_path: Path, stopAfter: list[TorrentDaemon]
+) -> None:
+    watch = tmp_path / "watch"
+    daemon = makeDaemon(tmp_path, watchDir=str(watch))
+    await started(daemon)
+    kept = infohashOf(fakeTorrent(1))
+    await withTimeout(daemon.addTorrent(metainfo=fakeTorrent(1)), 10)
+    await withTimeout(daemon.stopService(), 20)
+    # nested too deep for the JSON parser (RecursionError, not ValueError), and limits too
+    state = tmp_path / "state"
+    (state / f"{'0' * 38}aa.json").write_bytes(b"[" * 100_000)
+    (state / "limits.json").write_bytes(b"[" * 100_000)
+
+    again = makeDaemon(tmp_path, watchDir=str(watch))
+    stopAfter.append(again)
+    await started(again)
+    await waitUntil(lambda: kept in again.infohashes(), 10, "the good torrent to be restored")
+    # the watch folder is looked at: the restore went on past the bad file
+    from tests.test_twistd_torrent import drop
+
+    drop(watch, "t2.torrent", fakeTorrent(2))
+    await waitUntil(
+        lambda: infohashOf(fakeTorrent(2)) in again.infohashes(), 10, "the watch folder's torrent"
+    )
+    assert again.limits() == {"downloadLimit": 0, "uploadLimit": 0}

@@ -133,6 +133,15 @@ async def test_remote_add_list_pause_resume_rm(
     assert ok(await remote(port, "list")) == ["no torrents"]
     assert (tmp_path / "save" / "talk.ogg").read_bytes() == data
 
+    # a name that holds terminal escapes and a line break is printed escaped, on one line
+    forged = "c" * 40
+    magnet = f"magnet:?xt=urn:btih:{forged}&dn=ok%1B%5B2J%1B%5D0%3Bpwned%07%0AFORGED"
+    assert ok(await remote(port, *withState, "add", magnet))[0].startswith("added ok")
+    result = await remote(port, "list")
+    [line] = ok(result)
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert line.endswith("ok\\x1b[2J\\x1b]0;pwned\\x07\\nFORGED"), line
+
 
 @pytest.mark.timeout(30)
 @pytest_twisted.ensureDeferred
@@ -144,3 +153,14 @@ async def test_remote_without_a_daemon_and_bad_options(tmp_path: Path) -> None:
     assertOneLineError(await remote(port, "--state-dir", str(tmp_path), "list"), 2, "api-token")
     result = await remote(0, "list")
     assert result.returncode in (1, 2) and "Traceback" not in result.stderr
+    # a token that cannot be one is a usage error naming where it came from
+    assertOneLineError(
+        await remote(port, "--token", "t\u00f6ken" + "x" * 20, "pause", "x"),
+        2,
+        "--token: not an API token",
+    )
+    assertOneLineError(
+        await remote(port, "pause", "x", env={"PCPKIT_TOKEN": "short"}),
+        2,
+        "PCPKIT_TOKEN: not an API token",
+    )

@@ -73,6 +73,29 @@ def test_lines_round_trip_at_any_chunking(frames: list[bytes], cuts: list[int]) 
     assert feedAll(LineDecoder(maxLength=300), split(stream, cuts)) == frames
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    maxLength=st.integers(1, 12),
+    delimiter=st.sampled_from([b"\r\n", b"\n", b"<END>"]),
+    frames=st.lists(st.binary(max_size=12), max_size=12),
+    cuts=st.lists(st.integers(0, 200), max_size=40),  # (streams here are short)
+)
+def test_lines_of_up_to_maxLength_pass_at_any_chunking(
+    maxLength: int, delimiter: bytes, frames: list[bytes], cuts: list[int]
+) -> None:
+    # (a chunk may end inside the delimiter right after a line of maxLength bytes: that
+    # line is not too long; it was refused when the chunk ended between "\r" and "\n")
+    frames = [f[:maxLength] for f in frames]
+    frames = [f for f in frames if (f + delimiter).find(delimiter) == len(f)]
+    stream = b"".join(framing.encodeLine(f, delimiter) for f in frames)
+    decoder = LineDecoder(delimiter, maxLength=maxLength)
+    assert feedAll(decoder, split(stream, cuts)) == frames
+    # one byte more is refused, wherever the stream is cut
+    line = b"x" * (maxLength + 1) + delimiter
+    with pytest.raises(FrameError, match=f"longer than {maxLength}$"):
+        feedAll(LineDecoder(delimiter, maxLength=maxLength), split(line, cuts))
+
+
 @settings(max_examples=150, deadline=None)
 @given(frames=frames, cuts=cuts)
 def test_netstrings_round_trip_at_any_chunking(frames: list[bytes], cuts: list[int]) -> None:

@@ -76,7 +76,18 @@ from pcpkit.internet._splice import (
     spliceAvailable,
 )
 
-__all__ = ["DEFAULT_BACKLOG", "Flow", "FlowTotals", "Relay", "RelayStats", "RelayedConnection"]
+__all__ = [
+    "DEFAULT_BACKLOG",
+    "MIN_BUFFER",
+    "Flow",
+    "FlowTotals",
+    "Relay",
+    "RelayStats",
+    "RelayedConnection",
+]
+
+#: the smallest ``bufferSize`` of a :class:`Relay`, in bytes
+MIN_BUFFER = 1024
 
 log = Logger(namespace="pcpkit.relay")
 
@@ -817,8 +828,8 @@ class Relay(Service):
         splice: bool | None = None,
         reactor: Any = None,
     ) -> None:
-        if bufferSize < 1024:
-            raise ValueError(f"bufferSize must be at least 1024 bytes, not {bufferSize!r}")
+        if bufferSize < MIN_BUFFER:
+            raise ValueError(f"bufferSize must be at least {MIN_BUFFER} bytes, not {bufferSize!r}")
         if maxConnections < 1:
             raise ValueError(f"maxConnections must be at least 1, not {maxConnections!r}")
         self.reactor: Any = getReactor() if reactor is None else reactor

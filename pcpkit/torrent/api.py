@@ -158,6 +158,8 @@ def _jsonBody(request: Any) -> dict[str, Any]:
         value = json.loads(raw.decode("utf-8")) if raw.strip() else {}
     except (UnicodeDecodeError, ValueError) as e:
         raise ApiError(http.BAD_REQUEST, f"the body is not JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(http.BAD_REQUEST, "the body is not JSON we take: nested too deep") from None
     if not isinstance(value, dict):
         raise ApiError(http.BAD_REQUEST, "the body must be a JSON object")
     return value
@@ -195,9 +197,11 @@ class ApiResource(Resource):
     def render(self, request: Any) -> bytes | int:
         try:
             method = request.method.decode("ascii")
+            # (the route first: a method no route takes, OPTIONS among them, is 405 with
+            # or without a token; building the route changes nothing)
+            result = self._dispatch(method, [s.decode("latin-1") for s in request.postpath])
             if method not in ("GET", "HEAD"):
                 self._checkToken(request)
-            result = self._dispatch(method, [s.decode("latin-1") for s in request.postpath])
             answer = result(request)
         except Exception as e:
             error = _errorFor(e)

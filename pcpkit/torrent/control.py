@@ -27,6 +27,7 @@ from pcpkit.torrent.session import (
 )
 
 __all__ = [
+    "MAX_LIMIT",
     "PRIORITIES",
     "RECHECK_RETRY",
     "checkLimit",
@@ -139,7 +140,7 @@ def setFilePriorities(
     count = int(files.num_files())
     current = [int(p) for p in handle.get_file_priorities()]
     for index, name in priorities.items():
-        if name not in PRIORITIES:
+        if not isinstance(name, str) or name not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {name!r}")
         if not 0 <= index < count:
             raise ValueError(f"the torrent has no file {index} (it has {count})")
@@ -195,10 +196,18 @@ def setFirstLastPiecesFirst(
         handle.prioritize_pieces(pieces)
 
 
+#: the highest rate limit, in bytes/s: libtorrent keeps limits in a C ``int``
+MAX_LIMIT = 2**31 - 1
+
+
 def checkLimit(name: str, value: object) -> int:
     """``value`` as a rate limit in bytes/s (``0``: none). :raises ValueError:"""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a whole number of bytes/s >= 0 (0: none), not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
+        raise ValueError(
+            f"{name} must be a whole number of bytes/s from 0 (none) to {MAX_LIMIT}, not {value!r}"[
+                :200
+            ]
+        )
     return value
 
 

@@ -104,9 +104,11 @@ __all__ = [
     "DEFAULT_STATE_FOLDER",
     "LIMITS_FILE",
     "TOKEN_FILE",
+    "TOKEN_RULE",
     "DaemonStartError",
     "TorrentBusy",
     "TorrentDaemon",
+    "isToken",
     "listenInterfacesProblem",
     "loadOrCreateToken",
 ]
@@ -209,6 +211,15 @@ def _checkFolder(parameter: str, folder: str) -> None:
         ) from None
 
 
+#: what an API token is, in words
+TOKEN_RULE = "16 to 4096 printable ASCII characters"
+
+
+def isToken(text: str) -> bool:
+    """Whether ``text`` can be an API token (:data:`TOKEN_RULE`)."""
+    return 16 <= len(text) <= 4096 and all(33 <= ord(c) < 127 for c in text)
+
+
 def loadOrCreateToken(stateDir: str) -> tuple[str, bool]:
     """
     The control API's token from ``stateDir/api-token``, created (mode 0600, 256 random
@@ -224,10 +235,9 @@ def loadOrCreateToken(stateDir: str) -> tuple[str, bool]:
     except FileExistsError:
         with open(path, "rb") as f:
             token = f.read(4097).decode("ascii", "replace").strip()
-        if not 16 <= len(token) <= 4096 or not all(33 <= ord(c) < 127 for c in token):
+        if not isToken(token):
             raise ValueError(
-                f"{path} does not hold a token (16 to 4096 printable ASCII characters); "
-                "delete it to have a new one made"
+                f"{path} does not hold a token ({TOKEN_RULE}); delete it to have a new one made"
             ) from None
         if os.stat(path).st_mode & 0o077:
             log.warn("{path} can be read by other users: chmod 600 it", path=path)
@@ -919,7 +929,7 @@ class TorrentDaemon(MultiService):
                 "download_rate_limit": control.checkLimit("downloadLimit", saved["downloadLimit"]),
                 "upload_rate_limit": control.checkLimit("uploadLimit", saved["uploadLimit"]),
             }
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             log.error(
                 "ignoring the saved rate limits in {stateDir}/{name}: {why}",
                 stateDir=self.stateDir,
@@ -1038,7 +1048,7 @@ class TorrentDaemon(MultiService):
             infohash = match.group(1)
             try:
                 record = self._loadState(infohash)
-            except (OSError, ValueError, KeyError, TypeError, TorrentError) as e:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError, TorrentError) as e:
                 reason = e.reason if isinstance(e, TorrentError) else str(e)
                 problems.append(f"cannot restore torrent {infohash} from {self.stateDir}: {reason}")
                 continue

@@ -29,7 +29,7 @@ from twisted.web.http_headers import Headers
 
 from pcpkit._twisted import getReactor
 from pcpkit.torrent.api import MAX_PAGE, TOKEN_HEADER
-from pcpkit.torrent.daemon import TOKEN_FILE
+from pcpkit.torrent.daemon import TOKEN_FILE, TOKEN_RULE, isToken
 
 __all__ = ["MAX_ANSWER", "RemoteDaemon", "RemoteError", "daemonURL", "readToken"]
 
@@ -79,6 +79,8 @@ def readToken(stateDir: str) -> str:
         raise ValueError(f"cannot read the token {path}: {e.strerror or e}") from None
     if not token:
         raise ValueError(f"{path} is empty")
+    if not isToken(token):
+        raise ValueError(f"{path} does not hold a token ({TOKEN_RULE})")
     return token
 
 
@@ -140,6 +142,9 @@ class RemoteDaemon:
     with every state-changing request. A request fails with :class:`RemoteError` (code
     ``0``) when its whole answer, headers and body, has not come within ``timeout``
     seconds, or when its body is over ``maxAnswer`` bytes; the connection is then dropped.
+
+    :raises ValueError: ``token`` cannot be a token (see
+        :data:`~pcpkit.torrent.daemon.TOKEN_RULE`).
     """
 
     def __init__(
@@ -151,6 +156,8 @@ class RemoteDaemon:
         maxAnswer: int = MAX_ANSWER,
         reactor: Any = None,
     ) -> None:
+        if token is not None and not isToken(token):
+            raise ValueError(f"not an API token: a token is {TOKEN_RULE}")
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout

@@ -109,18 +109,24 @@ class LineDecoder:
         self.buffer = b""
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        buf = self.buffer + asBytes(data) if self.buffer else bytes(data)
+        buf = self.buffer + asBytes(data) if self.buffer else asBytes(data)
         lines = buf.split(self.delimiter)
-        self.buffer = lines.pop()
+        self.buffer = rest = lines.pop()
         maxLength = self.maxLength
         for i, line in enumerate(lines):
             if len(line) > maxLength:
                 self.buffer = b""
                 raise FrameError(f"line of {len(line)} bytes is longer than {maxLength}", lines[:i])
-        if len(self.buffer) > maxLength:
-            n = len(self.buffer)
-            self.buffer = b""
-            raise FrameError(f"line of more than {n} bytes is longer than {maxLength}", lines)
+        if len(rest) > maxLength:
+            # A line of maxLength bytes may be followed by the start of its delimiter (a
+            # chunk that ends between "\r" and "\n"): that much is not the line's.
+            delimiter = self.delimiter
+            n = len(rest) - next(
+                (k for k in range(len(delimiter) - 1, 0, -1) if rest.endswith(delimiter[:k])), 0
+            )
+            if n > maxLength:
+                self.buffer = b""
+                raise FrameError(f"line of at least {n} bytes is longer than {maxLength}", lines)
         return lines
 
     def end(self) -> list[bytes]:
