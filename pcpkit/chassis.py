@@ -87,10 +87,15 @@ class Pipeline(_Chassis):
     next ``control``. The pipeline's own ``inbox`` and ``control`` feed the first child; the
     last child's ``outbox`` and ``signal`` come out of the pipeline's.
 
+    With ``circular=True`` (Kamaelia's option) the last child's ``outbox`` and ``signal``
+    go back to the first child's ``inbox`` and ``control`` instead.
+
     Example::
 
         Pipeline(FileReader("in.bin"), Upper(), FileWriter("out.bin")).run()
     """
+
+    circular = False
 
     def __init__(self, *components: Component, **argd: Any) -> None:
         super().__init__(**argd)
@@ -108,8 +113,12 @@ class Pipeline(_Chassis):
             self.link((src, "signal"), (dst, "control"))
         self.link((self, "inbox"), (first, "inbox"), passthrough=1)
         self.link((self, "control"), (first, "control"), passthrough=1)
-        self.link((last, "outbox"), (self, "outbox"), passthrough=2)
-        self.link((last, "signal"), (self, "signal"), passthrough=2)
+        if self.circular:
+            self.link((last, "outbox"), (first, "inbox"))
+            self.link((last, "signal"), (first, "control"))
+        else:
+            self.link((last, "outbox"), (self, "outbox"), passthrough=2)
+            self.link((last, "signal"), (self, "signal"), passthrough=2)
 
 
 pipeline = Pipeline

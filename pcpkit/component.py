@@ -115,7 +115,9 @@ class UndeliveredMessages(Exception):
     An outbox that was linked and then unlinked holds what was sent into it afterwards until
     it is linked again. Sending a :class:`~pcpkit.ipc.Shutdown` on ``signal`` to a listener
     meanwhile would tell it "nothing more comes" with data still owed to it, so the send
-    raises this instead. ``box`` is the outbox holding the messages.
+    raises this instead. ``box`` is the outbox holding the messages. (Not when the outbox
+    was unlinked from a component that had finished, as Kamaelia's chassis unplug finished
+    children: nobody is owed those messages.)
     """
 
     def __init__(self, sender: object, box: Box, message: object) -> None:
@@ -257,6 +259,9 @@ def _send(sender: Any, message: object, boxname: str = "outbox", box: Box | None
     dest = box.final
     q = dest.queue
     if len(q) >= dest.limit and sender is not FORCE:
+        if dest.closed:
+            dest.dropped += 1  # its owner has finished: nobody will make room
+            return
         if not dest.parking:
             if sender is not None:
                 dest.addWaiter(sender._wake)
@@ -311,7 +316,9 @@ class Box:
     Public, documented attributes: ``owner``, ``name``, ``isInbox``, ``final``, ``maxsize``
     (``None``: unbounded), ``low`` (the low watermark), ``parking`` (whether the bound parks
     senders rather than raising :class:`BoxFull`), ``putCount`` (messages that ever entered
-    this box's queue; for an inbox, messages taken = ``putCount - len(box)``).
+    this box's queue; for an inbox, messages taken = ``putCount - len(box)``), ``closed``
+    (an inbox whose owner has finished: nothing will ever take from it) and ``dropped``
+    (messages sent into it once it was closed and full, and discarded).
     """
 
     __slots__ = (
@@ -329,6 +336,9 @@ class Box:
         "sources",
         "final",
         "wasLinked",
+        "closed",
+        "dropped",
+        "lastFinal",
     )
 
     def __init__(self, owner: Any, name: str, isInbox: bool) -> None:
@@ -347,6 +357,10 @@ class Box:
         self.sources: list[Box] = []
         self.final: Box = self
         self.wasLinked = False
+        self.closed = False
+        self.dropped = 0
+        # the inbox this box led to before an unlink made it its own final box
+        self.lastFinal: Box | None = None
         if not isInbox:
             self.setLimits(UNLINKED_OUTBOX_SIZE, UNLINKED_OUTBOX_SIZE // 2, parking=True)
 
@@ -426,16 +440,28 @@ class Box:
             _reactorOf(self.owner).callLater(0, self.fireWaiters)
 
     def fireWaiters(self) -> None:
-        if len(self.queue) > self.low:
+        if len(self.queue) > self.low and not self.closed:
             return
         waiters, self.waiters = self.waiters, []
         for w in waiters:
             w()
 
+    def close(self) -> None:
+        """
+        The owner has finished: nothing will take from this inbox again. Senders waiting for
+        room are let go, and once it is full what is sent into it is discarded (counted in
+        ``dropped``) instead of parking or blocking its sender, or raising :class:`BoxFull`,
+        for good. (In Axon it would pile up in the dead inbox; here it stays bounded.)
+        """
+        self.closed = True
+        self.fireWaiters()
+
     # -- link resolution ----------------------------------------------------------------------
 
     def _refresh(self) -> None:
         new = self.target.final if self.target is not None else self
+        if self.final.isInbox and new is self:
+            self.lastFinal = self.final
         self.final = new
         if new is not self and self.queue:
             # Messages that waited here (an unlinked outbox) move on, in order.
@@ -558,7 +584,7 @@ class _SpaceWaiter(_Waiter):
 
     def ready(self) -> bool:
         dest = self.boxes[0].final
-        if not dest.isFull() or _abortIn(self.abortOn) is not None:
+        if not dest.isFull() or dest.closed or _abortIn(self.abortOn) is not None:
             return True
         dest.addWaiter(self.wake)
         return False
@@ -689,6 +715,11 @@ class Component(Runnable):
             for other in self.outboxes.values():
                 f = other.final
                 if other is not box and f.queue and not f.isInbox and f.wasLinked:
+                    last = f.lastFinal
+                    if last is not None and last.closed:
+                        # it led to a component that has finished (and was unplugged, as
+                        # Kamaelia's chassis do): nobody is owed these messages
+                        continue
                     raise UndeliveredMessages(self, f, message)
         dest = box.final
         if dest.parking or len(dest.queue) < dest.limit:  # else BoxFull: not sent after all
@@ -1226,13 +1257,20 @@ class Component(Runnable):
             return
         self._done = True
         self._gen = None
+        self._closeInboxes()
         self.finished.callback(result)
+
+    def _closeInboxes(self) -> None:
+        # Nothing takes from them again: a sender parked or waiting on one is let go.
+        for box in list(self.inboxes.values()):
+            box.close()
 
     def _fail(self, failure: Failure) -> None:
         if self._done:
             return
         self._done = True
         self._gen = None
+        self._closeInboxes()
         _log.failure("{component} failed", failure, component=self)
         self._signalFailure(failure)
         self.finished.errback(failure)
@@ -1293,6 +1331,9 @@ class Component(Runnable):
                     owner._wake()
                 else:
                     owner._poked = True
+                return
+            if dest.closed:
+                dest.dropped += 1  # as _send: its owner has finished, nobody makes room
                 return
             await _SpaceWaiter(box, self._wake, self.inboxes.get("control"))
 

@@ -285,7 +285,7 @@ class ThreadedComponent(Component):
                 delivered += 1
                 continue
             dest = box.final
-            if dest.isInbox and dest.isFull():
+            if dest.isInbox and dest.isFull() and not dest.closed:
                 # Either kind of bound holds the thread back: resume when it has drained.
                 dest.addWaiter(self._wake)
                 break

@@ -72,6 +72,8 @@ MAPPING: dict[str, dict[str, str]] = {
         "ServerCore": "pcpkit.internet.tcp:ServerCore",
         "SimpleServer": "pcpkit.internet.tcp:SimpleServer",
     },
+    "Kamaelia.Chassis.Seq": {"Seq": "pcpkit.util.sequencing:Seq"},
+    "Kamaelia.Chassis.Carousel": {"Carousel": "pcpkit.util.sequencing:Carousel"},
 }
 
 COLLECTOR = """

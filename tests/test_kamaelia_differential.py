@@ -250,3 +250,195 @@ def test_inbox_iterator_and_mainbody_protocol(bounds: str) -> None:
     # the generator that yields it is never resumed; tests/test_axon_api.py checks pcpkit's
     # against Axon's documentation.)
     assert compare(AXON_COMPONENT_API % bounds) == EXPECTED
+
+
+# A component that finishes leaves its inbox behind: on Axon what is sent on piles up in it;
+# on pcpkit the inbox is closed (bounded: what does not fit is dropped), and a sender parked
+# on it is let go. It hung: Source stayed parked on the finished Seq's inbox for good.
+SEND_INTO_A_FINISHED_COMPONENT = """
+from Axon.Component import component
+from Axon.Ipc import producerFinished
+from Kamaelia.Chassis.Pipeline import Pipeline
+from Kamaelia.Chassis.Seq import Seq
+
+class Source(component):
+    def main(self):
+        for i in range(200):
+            self.send(i, "outbox")
+            yield 1
+        self.send(producerFinished(self), "signal")
+
+class TakeN(component):
+    # reads n messages, then ends: a header reader in a Seq (which messages it gets depends
+    # on how far the source ran ahead, so it says only that it took one)
+    def __init__(self, n):
+        super(TakeN, self).__init__()
+        self.n = n
+    def main(self):
+        got = 0
+        while got < self.n:
+            while self.dataReady("inbox") and got < self.n:
+                self.recv("inbox")
+                self.send("took one", "outbox")
+                got += 1
+            if got < self.n:
+                self.pause()
+                yield 1
+        self.send(producerFinished(self), "signal")
+
+system = Pipeline(Source(), Seq(TakeN(2), TakeN(3)), Collector())
+"""
+
+
+def test_sending_into_a_finished_component_ends() -> None:
+    assert compare(SEND_INTO_A_FINISHED_COMPONENT) == ["'took one'"] * 5 + [
+        "ipc:producerFinished"
+    ]
+
+
+# TCPClient ends when the server hangs up; a component that does not know yet sends on.
+SEND_TO_A_CLOSED_CONNECTION = """
+import socket, threading
+from Axon.Component import component
+from Axon.Ipc import producerFinished
+from Kamaelia.Chassis.Graphline import Graphline
+from Kamaelia.Internet.TCPClient import TCPClient
+
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+
+def serve():
+    conn, _ = listener.accept()
+    conn.recv(100)
+    conn.sendall(b"bye\\n")
+    conn.close()
+    listener.close()
+
+threading.Thread(target=serve, daemon=True).start()
+
+class Chatty(component):
+    def main(self):
+        self.send(b"hello\\n", "outbox")
+        while not self.dataReady("control"):
+            self.pause()
+            yield 1
+        self.send(self.recv("control"), "outbox2")
+        for i in range(200):
+            self.send(b"more\\n", "outbox")
+            yield 1
+        self.send("chatty done", "outbox2")
+        self.send(producerFinished(self), "signal")
+    Outboxes = ["outbox", "outbox2", "signal"]
+
+system = Graphline(
+    CHAT=Chatty(),
+    TCP=TCPClient("127.0.0.1", listener.getsockname()[1]),
+    OUT=Collector(),
+    linkages={
+        ("CHAT", "outbox"): ("TCP", "inbox"),
+        ("TCP", "signal"): ("CHAT", "control"),
+        ("CHAT", "outbox2"): ("OUT", "inbox"),
+        ("CHAT", "signal"): ("OUT", "control"),
+    },
+)
+"""
+
+
+def test_sending_to_a_tcp_client_whose_server_hung_up_ends() -> None:
+    assert compare(SEND_TO_A_CLOSED_CONNECTION) == [
+        "ipc:producerFinished",
+        "'chatty done'",
+        "ipc:producerFinished",
+    ]
+
+
+CIRCULAR_PIPELINE = """
+from Axon.Component import component
+from Axon.Ipc import producerFinished
+from Kamaelia.Chassis.Pipeline import Pipeline
+
+class Starter(component):
+    def main(self):
+        self.send(0, "outbox")
+        while True:
+            while self.dataReady("inbox"):
+                n = self.recv("inbox")
+                RECORD.append(repr(n))
+                if n >= 5:
+                    self.send(producerFinished(self), "signal")
+                    return
+                self.send(n, "outbox")
+            self.pause()
+            yield 1
+
+class Inc(component):
+    def main(self):
+        while not self.dataReady("control"):
+            while self.dataReady("inbox"):
+                self.send(self.recv("inbox") + 1, "outbox")
+            self.pause()
+            yield 1
+
+system = Pipeline(Starter(), Inc(), circular=True)
+"""
+
+
+def test_a_circular_pipeline_feeds_the_last_back_to_the_first() -> None:
+    # (it was ignored: the token never came back, and the program hung)
+    assert compare(CIRCULAR_PIPELINE) == ["1", "2", "3", "4", "5"]
+
+
+# Kamaelia's chassis unplug finished children (removeChild): a link from a component still
+# running to one that ended goes, and what it sends there afterwards is owed to nobody. Its
+# producerFinished to another listener raised UndeliveredMessages on pcpkit.
+UNPLUGGED_FINISHED_CHILD = """
+from Axon.Component import component
+from Axon.Ipc import producerFinished
+
+class Src(component):
+    Outboxes = {"outbox": "data", "log": "a copy for the logger", "signal": "end"}
+    def main(self):
+        for i in range(300):
+            self.send(i, "outbox")
+            self.send(("log", i), "log")
+            yield 1
+        self.send(producerFinished(self), "signal")
+
+class FirstFew(component):
+    # a logger that wants only the first 3 messages, then ends
+    def main(self):
+        n = 0
+        while n < 3:
+            while self.dataReady("inbox") and n < 3:
+                self.recv("inbox")
+                n += 1
+            if n < 3:
+                self.pause()
+                yield 1
+
+class Parent(component):
+    def main(self):
+        src, log, out = Src(), FirstFew(), Collector()
+        self.link((src, "outbox"), (out, "inbox"))
+        self.link((src, "signal"), (out, "control"))
+        self.link((src, "log"), (log, "inbox"))
+        self.addChildren(src, log, out)
+        for c in (src, log, out):
+            c.activate()
+        while not self.childrenDone():
+            self.pause()
+            yield 1
+
+    def childrenDone(self):
+        for child in self.childComponents():
+            if child._isStopped():
+                self.removeChild(child)
+        return 0 == len(self.childComponents())
+
+system = Parent()
+"""
+
+
+def test_unplugging_a_finished_child_strands_nothing_owed() -> None:
+    assert compare(UNPLUGGED_FINISHED_CHILD) == EXPECTED

@@ -323,6 +323,66 @@ def test_two_put_senders_into_one_full_inbox_both_finish(park: bool) -> None:
     assert sink.maxQueued <= 8
 
 
+class TakeThenEnd(Component):
+    """Takes ``n`` messages (one per step) and ends, leaving its inbox behind."""
+
+    def __init__(self, n: int, **argd: Any) -> None:
+        super().__init__(**argd)
+        self.n = n
+        self.got: list[Any] = []
+
+    def main(self) -> Generator[int, None, None]:
+        while len(self.got) < self.n:
+            if self.dataReady("inbox"):
+                self.got.append(self.recv("inbox"))
+            else:
+                self.pause()
+            yield 1
+
+
+@pytest.mark.parametrize("how", ["send, parking bound", "send, Axon bound", "put"])
+def test_senders_into_a_finished_components_inbox_are_let_go(how: str) -> None:
+    """
+    A component that ends leaves an inbox nothing will take from again: a sender parked or
+    waiting on it is let go when it ends, and what it sends once the inbox is full is
+    dropped (counted), never parked, waited on or refused with BoxFull for good. (A
+    Kamaelia program whose source fed a finished Seq child hung on pcpkit.)
+    """
+    clock = Clock()
+    sched = Scheduler(clock)
+    sink = TakeThenEnd(3)
+    sink.setInboxSize("inbox", 8, park=how != "send, Axon bound")
+    if how == "put":
+        sender: Component = ItemPutter(list(range(100)))
+    else:
+        sender = Feed(list(range(100)), perStep=4)
+    if how == "send, Axon bound":
+        # Axon's retry idiom: catch noSpaceInBox, pause, resend when woken
+        class Retrying(Component):
+            def main(self) -> Generator[int, None, None]:
+                for i in range(100):
+                    while True:
+                        try:
+                            self.send(i, "outbox")
+                            break
+                        except noSpaceInBox:
+                            self.pause()
+                            yield 1
+                    yield 1
+
+        sender = Retrying()
+    sender.link((sender, "outbox"), (sink, "inbox"))
+    sink.activate(sched)
+    sender.activate(sched)
+    drive(clock, sink, sender)
+    box = sink.inboxes["inbox"]
+    assert sink.got == [0, 1, 2] and box.closed
+    # the inbox stayed bounded; the rest was dropped, and counted
+    assert len(box) <= 8 + 4
+    assert 3 + len(box) + box.dropped == 100 == box.putCount + box.dropped
+    assert not box.waiters and not clock.getDelayedCalls()
+
+
 def test_put_into_an_unlinked_outbox_waits_for_a_link() -> None:
     clock = Clock()
     sched = Scheduler(clock)
