@@ -38,14 +38,18 @@ class _Chassis(Component):
     """Shared behaviour: watch the children, stop the rest if one fails."""
 
     _firstFailure: Failure | None = None
+    _adopted: tuple[Component, ...] = ()
 
     def _adopt(self, children: list[Component]) -> None:
         self.addChildren(*children)
+        self._adopted = (*self._adopted, *children)
         for child in children:
             child.finished.addErrback(self._childFailed, child)
 
-    def _childFailed(self, failure: Failure, child: Component) -> None:
-        # Consumed here (the chassis reports it through its own ``finished``).
+    def _childFailed(self, failure: Failure, child: Component) -> Failure:
+        # Passed on: whoever awaits the child's own ``finished`` gets its error too (a
+        # FileWriter's full disk). Consumed once the chassis finishes (_consumeFailures):
+        # the chassis reports the first through its own ``finished``.
         if self._firstFailure is None:
             self._firstFailure = failure
         for other in self.children:
@@ -53,6 +57,11 @@ class _Chassis(Component):
                 ctl = other.inboxes.get("control")
                 if ctl is not None:
                     ctl.final.forceDeliver(ShutdownMicroprocess(self, f"{child} failed"))
+        return failure
+
+    def _consumeFailures(self) -> None:
+        for child in self._adopted:
+            child.finished.addErrback(lambda _: None)
 
     def childrenDone(self) -> bool:
         """Whether every child has finished (Kamaelia's name)."""
@@ -73,6 +82,7 @@ class _Chassis(Component):
             yield 1
         self._handleControl()
         self._allDone()
+        self._consumeFailures()
         if self._firstFailure is not None:
             self._firstFailure.raiseException()
 

@@ -660,6 +660,27 @@ async def _startSession(
 # -- make ------------------------------------------------------------------------------------
 
 
+def _checkTorrentTarget(command: str, option: str, target: str, data: str) -> None:
+    """Refuse a .torrent path that is the data being shared, or inside its folder."""
+    from pcpkit.torrent.transfer import pathWithin
+
+    if pathWithin(target, data):
+        raise _usage(
+            f"pcpkit {command}: {option} {target} is inside the data being shared ({data}); "
+            "writing it there would change the data: write the .torrent elsewhere"
+        )
+
+
+def _writeTorrentFile(command: str, target: str, raw: bytes) -> None:
+    """Write a .torrent atomically: a full disk leaves the old file (or none), never a part."""
+    from pcpkit.torrent.transfer import atomicWrite
+
+    try:
+        atomicWrite(target, raw)
+    except OSError as e:
+        raise CommandError(f"pcpkit {command}: cannot write {target}: {e}") from None
+
+
 def _make(args: argparse.Namespace) -> int:
     from pcpkit.torrent.maker import infohashOf, makeTorrent, torrentName
     from pcpkit.torrent.session import parseMetainfo
@@ -675,6 +696,7 @@ def _make(args: argparse.Namespace) -> int:
     target = args.output or f"{name}.torrent"
     if os.path.isdir(target):
         target = os.path.join(target, f"{name}.torrent")
+    _checkTorrentTarget("make", "-o", target, path)
     out.startBar(f"hashing {name}", total)
     started = time.monotonic()
 
@@ -697,11 +719,7 @@ def _make(args: argparse.Namespace) -> int:
         raise CommandError(f"pcpkit make: {e}") from None
     finally:
         out.endBar()
-    try:
-        with open(target, "wb") as f:
-            f.write(raw)
-    except OSError as e:
-        raise CommandError(f"pcpkit make: cannot write {target}: {e}") from None
+    _writeTorrentFile("make", target, raw)
     ti = parseMetainfo(raw)
     seconds = time.monotonic() - started
     infohash, magnet = infohashOf(raw), _magnet(raw)
@@ -983,6 +1001,8 @@ async def _seedPath(args: argparse.Namespace, stopper: Stopper, path: str) -> in
 
     out = _Output(args)
     path = os.path.abspath(path)
+    if args.save_torrent:
+        _checkTorrentTarget("seed", "--save-torrent", args.save_torrent, path)
     total = _treeSize(path)
     out.startBar(f"hashing {os.path.basename(path)}", total)
 
@@ -1007,11 +1027,7 @@ async def _seedPath(args: argparse.Namespace, stopper: Stopper, path: str) -> in
     finally:
         out.endBar()
     if args.save_torrent:
-        try:
-            with open(args.save_torrent, "wb") as f:
-                f.write(raw)
-        except OSError as e:
-            raise CommandError(f"pcpkit seed: cannot write {args.save_torrent}: {e}") from None
+        _writeTorrentFile("seed", args.save_torrent, raw)
         out.line(f"wrote {args.save_torrent}", "wrote", path=args.save_torrent)
     return await _seeding(args, stopper, raw, os.path.dirname(path))
 

@@ -282,3 +282,26 @@ async def test_failed_child_is_stopped_too() -> None:
 
     await withTimeout(Parent().activate().finished)
     assert parentDone == [True] and boom._isStopped()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_childs_failure_reaches_whoever_awaits_it_in_a_pipeline() -> None:
+    """
+    The chassis consumed a failed child's error, so ``await child.finished`` on a child of a
+    Pipeline got ``None``: a FileWriter that hit a full disk looked like a success.
+    """
+
+    class Boom(Component):
+        def main(self) -> Generator[int, None, None]:
+            while not self.dataReady("inbox"):
+                self.pause()
+                yield 1
+            raise OSError(28, "No space left on device")
+
+    boom = Boom()
+    pipe = Pipeline(Source([1, 2, 3]), boom)
+    pipe.activate()
+    with pytest.raises(OSError, match="No space left"):
+        await withTimeout(boom.finished)
+    with pytest.raises(OSError, match="No space left"):
+        await withTimeout(pipe.finished)

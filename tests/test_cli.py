@@ -6,6 +6,7 @@ bounded.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -513,6 +514,35 @@ def test_make_rejects_bad_trackers_empty_files_and_piece_sizes(tmp_path: Path) -
     assert not list(tmp_path.glob("*.torrent"))
     made = run("make", "f.bin", "--piece-size", "32KiB", "-q", cwd=tmp_path)
     assert made.returncode == 0 and made.stdout == "" and made.stderr == ""
+
+
+def test_a_torrent_is_never_written_into_the_data_it_describes(tmp_path: Path) -> None:
+    """
+    ``make -o`` or ``seed --save-torrent`` naming the data, or a path inside its folder,
+    wrote the .torrent over the user's file (and ``seed`` then failed its own check).
+    """
+    payload(tmp_path / "data.bin", 300_000, seed=5)
+    payload(tmp_path / "album" / "a.bin", 200_000, seed=6)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*.bin")}
+    for args in (
+        ("make", "data.bin", "-o", "data.bin"),
+        ("make", "album", "-o", "album/a.bin"),
+        ("make", "album", "-o", "album/new.torrent"),
+        ("make", "album", "-o", "album"),  # a folder: album/album.torrent
+    ):
+        assertOneLineError(run(*args, cwd=tmp_path), 2, "-o", "inside the data being shared")
+    for target in ("data.bin", "./data.bin"):
+        assertOneLineError(
+            run("seed", "data.bin", "--save-torrent", target, cwd=tmp_path),
+            2,
+            "--save-torrent",
+            "inside the data being shared",
+        )
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*.bin")}
+    assert after == before
+    assert not list(tmp_path.rglob("*.torrent")) and not list(tmp_path.rglob("*.tmp"))
+    # beside the data is fine
+    assert run("make", "album", "-o", "album.torrent", "-q", cwd=tmp_path).returncode == 0
 
 
 class _RefusingTracker:

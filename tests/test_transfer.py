@@ -408,3 +408,35 @@ async def test_a_seed_whose_data_changes_never_downloads_into_it(
     assert user.status(tid)["totalDownloaded"] == 0
     await repaired.close()
     await seeding.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("complete", [True, False])
+@pytest_twisted.ensureDeferred
+async def test_a_seed_creates_no_file_in_the_users_folder(
+    sessions: Sessions, tmp_path: Path, complete: bool
+) -> None:
+    """
+    libtorrent creates a torrent's empty files when it is added, even in upload mode: a seed
+    of a folder holding an empty file created it in the user's folder (whether or not the
+    check then passed). A seed writes nothing.
+    """
+    made = tmp_path / "made" / "album"
+    a = writePayload(made, "a.bin", 500_000, seed=51)
+    (made / "empty.txt").write_bytes(b"")
+    raw = makeTorrent(made, pieceSize=16384)
+    users = tmp_path / "users"
+    writePayload(users / "album", "a.bin", 500_000, seed=51 if complete else 52)
+    before = hashlib.sha256((users / "album" / "a.bin").read_bytes()).hexdigest()
+    session = sessions()
+    transfer = seed(session, raw, str(users))
+    if complete:
+        await withTimeout(transfer, 20)
+        assert transfer.status()["isSeeding"]  # type: ignore[index]
+    else:
+        with pytest.raises(TorrentDataMismatch):
+            await withTimeout(transfer, 20)
+    await withTimeout(transfer.close(), 10)
+    assert sorted(p.name for p in (users / "album").iterdir()) == ["a.bin"]
+    assert hashlib.sha256((users / "album" / "a.bin").read_bytes()).hexdigest() == before
+    assert (hashlib.sha256(a).hexdigest() == before) is complete

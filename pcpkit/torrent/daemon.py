@@ -97,7 +97,7 @@ from pcpkit.torrent.session import (
     lt,
     parseMagnet,
 )
-from pcpkit.torrent.transfer import atomicWrite, syncFiles, writeResumeData
+from pcpkit.torrent.transfer import atomicWrite, pathWithin, syncFiles, writeResumeData
 from pcpkit.torrent.web import MAX_BODY, DaemonSite, makeSite
 
 __all__ = [
@@ -410,12 +410,6 @@ def _scanFolder(folder: str, known: dict[str, tuple[int, int]]) -> _Scan:
             except _BadFile as e:
                 reads[entry.path] = e
     return seen, reads, None
-
-
-def _within(path: str, folder: str) -> bool:
-    """Whether ``path`` is ``folder`` or lies inside it (symbolic links followed)."""
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath([path, folder]) == folder
 
 
 class _Disk:
@@ -789,7 +783,7 @@ class TorrentDaemon(MultiService):
             ):
                 if folder is not None:
                     _checkFolder(parameter, folder)
-            if _within(self.savePath, self.stateDir):
+            if pathWithin(self.savePath, self.stateDir):
                 raise DaemonStartError(
                     "stateDir",
                     f"{self.stateDir} is the save path or holds it, so a torrent could "
@@ -855,7 +849,7 @@ class TorrentDaemon(MultiService):
         it, is not reserved: every torrent would be refused.
         """
         reserved = [self.stateDir]
-        if self.watchDir is not None and not _within(self.savePath, self.watchDir):
+        if self.watchDir is not None and not pathWithin(self.savePath, self.watchDir):
             reserved.append(self.watchDir)
         return reserved
 

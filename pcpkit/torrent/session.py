@@ -807,6 +807,13 @@ class TorrentSession:
             # to lift: lift it here).
             flags |= int(lt.torrent_flags.upload_mode)
             flags &= ~(int(lt.torrent_flags.auto_managed) | int(lt.torrent_flags.paused))
+            if ti is not None:
+                # libtorrent creates a torrent's empty files when it adds it, even in upload
+                # mode, unless they are not wanted: a seed writes nothing (they hold no piece)
+                files = fileLayout(ti)
+                params.file_priorities = [
+                    0 if files.file_size(i) == 0 else 4 for i in range(files.num_files())
+                ]
         held = ti is None and bool(self.reservedFolders) and not seed
         autoManaged = bool(flags & int(lt.torrent_flags.auto_managed))
         if held:

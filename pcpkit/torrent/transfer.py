@@ -72,7 +72,15 @@ from pcpkit.torrent.session import (
     UnknownTorrent,
 )
 
-__all__ = ["Transfer", "TransferResult", "download", "seed", "syncFiles", "writeResumeData"]
+__all__ = [
+    "Transfer",
+    "TransferResult",
+    "download",
+    "pathWithin",
+    "seed",
+    "syncFiles",
+    "writeResumeData",
+]
 
 log = Logger()
 
@@ -441,6 +449,12 @@ def atomicWrite(path: str, data: bytes, sync: bool = False) -> None:
         raise
     if sync:
         syncFiles([os.path.dirname(os.path.abspath(path))])
+
+
+def pathWithin(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (symbolic links followed)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def syncFiles(paths: Iterable[str]) -> int:
