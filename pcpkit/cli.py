@@ -534,16 +534,44 @@ def _daemonURL(value: str) -> str:
 # -- running on the reactor ------------------------------------------------------------------
 
 
+#: seconds after a first Ctrl-C/SIGTERM from which a second one stops at once
+SIGNAL_REPEAT = 0.5
+
+
+class StopSignals:
+    """
+    What each Ctrl-C/SIGTERM means: the first, ``"stop"`` (clean up and end); one that comes
+    :data:`SIGNAL_REPEAT` seconds or more after it, ``"force"`` (end at once); one sooner,
+    ``"repeat"``: the same stop delivered twice, ignored.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.first: float | None = None
+
+    def meaning(self) -> str:
+        now = self.clock()
+        if self.first is None:
+            self.first = now
+            return "stop"
+        return "force" if now - self.first >= SIGNAL_REPEAT else "repeat"
+
+
 def _runOnReactor(work: Callable[[Stopper], Awaitable[int]]) -> int:
     """
     Run ``work(stopper)`` on the reactor (started here, once) and return its exit status.
 
     The first Ctrl-C or SIGTERM stops ``stopper``: ``work`` is expected to clean up and
-    return. A second one stops the reactor at once.
+    return. A second one, :data:`SIGNAL_REPEAT` seconds or more later, stops at once (exit
+    status 130); one sooner is the same stop delivered twice (``timeout`` sends its SIGTERM
+    to the command and to its process group) and is ignored, so the clean-up still runs.
     """
     reactor = getReactor()
     stopper = Stopper()
     outcome = {"code": 1}
+    signals = StopSignals()
+    forced: list[bool] = []
+    pending: list[bool] = [True]
 
     def hardStop() -> None:
         try:
@@ -551,11 +579,16 @@ def _runOnReactor(work: Callable[[Stopper], Awaitable[int]]) -> int:
         except ReactorNotRunning:
             pass
 
+    def forceStop() -> None:
+        forced.append(True)
+        hardStop()
+
     def onSignal(signum: int, frame: object) -> None:
-        if stopper.stopped:
-            reactor.callFromThread(hardStop)
-        else:
+        meaning = signals.meaning()
+        if meaning == "stop":
             reactor.callFromThread(stopper.stop)
+        elif meaning == "force":
+            reactor.callFromThread(forceStop)
 
     def begin() -> None:
         # Twisted has installed its own handlers (SIGCHLD for child processes among them);
@@ -571,10 +604,18 @@ def _runOnReactor(work: Callable[[Stopper], Awaitable[int]]) -> int:
             outcome["code"] = _report(failure)
 
         d.addCallbacks(done, failed)
+        d.addBoth(lambda _: pending.clear())
         d.addBoth(lambda _: hardStop())
 
     reactor.callWhenRunning(begin)
     reactor.run()
+    if forced and pending:
+        # Stopped at once, its clean-up cut short: exit now, as asked. (Left to the
+        # interpreter, the suspended coroutine's clean-up would run at exit with no reactor,
+        # and print "coroutine ignored GeneratorExit".)
+        _complain("pcpkit: stopped at once (a second Ctrl-C); the clean-up was cut short")
+        sys.stdout.flush()
+        os._exit(EXIT_INTERRUPTED)
     return outcome["code"]
 
 

@@ -301,6 +301,46 @@ def test_interrupted_download_saves_resume_data_and_exits_130(
     assert (tmp_path / "out" / "f.bin.pcpkit-resume").stat().st_size > 0
 
 
+def test_what_each_stop_signal_means() -> None:
+    from pcpkit.cli import SIGNAL_REPEAT, StopSignals
+
+    times = iter([10.0, 10.0, 10.0 + SIGNAL_REPEAT / 2, 10.0 + SIGNAL_REPEAT, 99.0])
+    signals = StopSignals(clock=lambda: next(times))
+    assert [signals.meaning() for _ in range(5)] == [
+        "stop",  # the first: clean up and end
+        "repeat",  # the same one delivered twice (timeout and the process group)
+        "repeat",
+        "force",  # a second Ctrl-C: end at once
+        "force",
+    ]
+
+
+def test_one_stop_delivered_twice_is_still_a_clean_stop(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    """
+    ``timeout`` sends its SIGTERM to the command and to the command's process group: the
+    second copy was taken as a second Ctrl-C, the clean-up was cut short (exit 1, "coroutine
+    ignored GeneratorExit", or no resume file).
+    """
+    payload(tmp_path / "data" / "f.bin", 8 * MiB, seed=3)
+    seed = start(running, "seed", "data/f.bin", "--save-torrent", "f.torrent", cwd=tmp_path)
+    port = seed.waitFor(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    # a download under way (slowed down): its clean-up has work to do
+    get = start(
+        running,
+        *("get", "f.torrent", "-o", "out", "--peer", f"127.0.0.1:{port}", "--max-down", "1M"),
+        cwd=tmp_path,
+    )
+    get.waitFor(r"downloading f\.bin into")
+    time.sleep(1.0)
+    get.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.02)  # the first is being acted on when the copy comes
+    assert get.interrupt(signal.SIGTERM) == 130, get.stderr
+    assert "Traceback" not in get.stderr and "Exception ignored" not in get.stderr
+    assert (tmp_path / "out" / "f.bin.pcpkit-resume").stat().st_size > 0
+
+
 def test_get_seed_keeps_seeding_until_ctrl_c(tmp_path: Path, running: list[Running]) -> None:
     data = payload(tmp_path / "data" / "f.bin", 2 * MiB, seed=9)
     assert run("make", "data/f.bin", "-o", "f.torrent", cwd=tmp_path).returncode == 0
