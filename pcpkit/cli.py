@@ -40,6 +40,7 @@ import functools
 import json
 import os
 import signal
+import stat
 import sys
 import time
 import urllib.parse
@@ -701,6 +702,39 @@ async def _startSession(
 # -- make ------------------------------------------------------------------------------------
 
 
+#: the largest .torrent file the command reads
+MAX_TORRENT_FILE = 64 * 1024 * 1024
+
+
+def _readTorrentFile(command: str, source: str) -> bytes:
+    """
+    The bytes of the .torrent file ``source``: a regular file of at most
+    :data:`MAX_TORRENT_FILE` bytes, else a usage error. Opened without blocking first, so a
+    FIFO (or a device) is refused instead of waiting for good for a writer.
+    """
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise _usage(f"pcpkit {command}: no such file: {source}") from None
+    except IsADirectoryError:
+        raise _usage(f"pcpkit {command}: {source} is a folder, not a .torrent file") from None
+    except OSError as e:
+        raise _usage(f"pcpkit {command}: cannot read {source}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _usage(f"pcpkit {command}: {source} is a folder, not a .torrent file")
+        if not stat.S_ISREG(mode):
+            raise _usage(f"pcpkit {command}: {source} is not a regular file (a FIFO, a device)")
+        try:
+            raw = f.read(MAX_TORRENT_FILE + 1)
+        except OSError as e:
+            raise _usage(f"pcpkit {command}: cannot read {source}: {e.strerror or e}") from None
+    if len(raw) > MAX_TORRENT_FILE:
+        raise _usage(f"pcpkit {command}: {source} is too big to be a .torrent file")
+    return raw
+
+
 def _checkTorrentTarget(command: str, option: str, target: str, data: str) -> None:
     """Refuse a .torrent path that is the data being shared, or inside its folder."""
     from pcpkit.torrent.transfer import pathWithin
@@ -827,17 +861,7 @@ def _readSource(source: str, command: str) -> tuple[bytes | None, str | None, st
         except InvalidTorrent as e:
             raise _usage(f"pcpkit {command}: {e.reason}") from None
         return None, source, info.name, info.infohash
-    try:
-        with open(source, "rb") as f:
-            raw = f.read(64 * 1024 * 1024 + 1)
-    except FileNotFoundError:
-        raise _usage(f"pcpkit {command}: no such file: {source}") from None
-    except IsADirectoryError:
-        raise _usage(f"pcpkit {command}: {source} is a folder, not a .torrent file") from None
-    except OSError as e:
-        raise _usage(f"pcpkit {command}: cannot read {source}: {e.strerror}") from None
-    if len(raw) > 64 * 1024 * 1024:
-        raise _usage(f"pcpkit {command}: {source} is too big to be a .torrent file")
+    raw = _readTorrentFile(command, source)
     try:
         parseMetainfo(raw)
     except InvalidTorrent as e:
@@ -1327,13 +1351,7 @@ def _remote(args: argparse.Namespace) -> int:
             if source.startswith("magnet:"):
                 sources.append((None, source, source))
                 continue
-            try:
-                with open(source, "rb") as f:
-                    sources.append((f.read(), None, source))
-            except OSError as e:
-                raise _usage(
-                    f"pcpkit remote add: cannot read {source}: {e.strerror or e}"
-                ) from None
+            sources.append((_readTorrentFile("remote add", source), None, source))
     return _runOnReactor(lambda stopper: _remoteRun(args, token, sources))
 
 

@@ -556,6 +556,15 @@ def test_make_rejects_bad_trackers_empty_files_and_piece_sizes(tmp_path: Path) -
     assert made.returncode == 0 and made.stdout == "" and made.stderr == ""
 
 
+def test_a_fifo_named_as_a_torrent_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # opening it for reading blocked until a writer came: the command hung
+    os.mkfifo(tmp_path / "f.torrent")
+    for args in (("get", "f.torrent"), ("get", "f.torrent", "--list")):
+        assertOneLineError(run(*args, cwd=tmp_path, timeout=20), 2, "not a regular file")
+    # (seed takes a path that is not a regular .torrent file as data to share)
+    assertOneLineError(run("seed", "f.torrent", cwd=tmp_path, timeout=20), 2, "f.torrent")
+
+
 def test_a_torrent_is_never_written_into_the_data_it_describes(tmp_path: Path) -> None:
     """
     ``make -o`` or ``seed --save-torrent`` naming the data, or a path inside its folder,
