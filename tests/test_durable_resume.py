@@ -263,3 +263,49 @@ async def test_a_download_whose_data_cannot_be_synced_fails_naming_the_error(
         hashlib.sha256((tmp_path / "seed" / "f.bin").read_bytes()).digest()
         == hashlib.sha256(data).digest()
     )
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_data_changed_after_its_resume_data_is_checked_not_trusted(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    """
+    A piece the resume data lists, edited after the save: trusted, the download was reported
+    complete with the edited bytes in it. Data newer than its resume data is checked.
+    """
+    seed, _, data, raw = await seeder(
+        sessions, tmp_path / "seed", "f.bin", 8 * MiB, seed=35, rateLimit=2 * MiB
+    )
+    target, resume = tmp_path / "target", tmp_path / "f.resume"
+    getter = sessions()
+    peers = [("127.0.0.1", seed.listenPort)]
+    transfer = download(getter, raw, str(target), resumeFile=str(resume), peers=peers)
+
+    def someDone() -> bool:
+        status = transfer.status()
+        return status is not None and status["piecesDone"] >= 2
+
+    await waitUntil(someDone, 30, "a few pieces to be downloaded")
+    transfer.cancel()
+    with pytest.raises(CancelledError):
+        await transfer
+    await withTimeout(transfer.close(), 10)
+    # flip a byte of every piece the resume data lists, after the save
+    params = lt.read_resume_data(resume.read_bytes())
+    piece = int(params.ti.piece_length())
+    have = [i for i, on in enumerate(params.have_pieces) if on]
+    assert have
+    path = target / "f.bin"
+    with open(path, "r+b") as f:
+        for i in have:
+            f.seek(i * piece)
+            byte = f.read(1)
+            f.seek(i * piece)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    later = resume.stat().st_mtime + 2
+    os.utime(path, (later, later))
+    again = download(getter, raw, str(target), resumeFile=str(resume), peers=peers)
+    await withTimeout(again, 40)
+    assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
+    await again.close()

@@ -93,11 +93,15 @@ from pcpkit.torrent.session import (
     TorrentSession,
     TorrentStatus,
     UnknownTorrent,
-    fileLayout,
-    lt,
     parseMagnet,
 )
-from pcpkit.torrent.transfer import atomicWrite, pathWithin, syncFiles, writeResumeData
+from pcpkit.torrent.transfer import (
+    atomicWrite,
+    dataChangedSince,
+    pathWithin,
+    syncFiles,
+    writeResumeData,
+)
 from pcpkit.torrent.web import MAX_BODY, DaemonSite, makeSite
 
 __all__ = [
@@ -1054,30 +1058,11 @@ class TorrentDaemon(MultiService):
                     "checking its data instead"
                 )
                 resume = None
-            stale = resume is not None and self._dataNewer(infohash, record.metainfo, resume)
+            stale = resume is not None and dataChangedSince(
+                self._statePath(infohash, ".resume"), self.savePath, record.metainfo, resume
+            )
             found.append((record, resume, stale))
         return found, problems
-
-    def _dataNewer(self, infohash: str, metainfo: bytes | None, resume: bytes) -> bool:
-        """
-        (In a thread.) Whether a data file of the torrent was written after its resume data
-        (a crash after the last save): the resume data then lacks pieces that are on disk.
-        """
-        try:
-            saved = os.stat(self._statePath(infohash, ".resume")).st_mtime_ns
-            ti = lt.torrent_info(metainfo) if metainfo else lt.read_resume_data(resume).ti
-        except (OSError, RuntimeError):
-            return False
-        if ti is None:
-            return False
-        files = fileLayout(ti)
-        for i in range(files.num_files()):
-            try:
-                if os.stat(os.path.join(self.savePath, files.file_path(i))).st_mtime_ns > saved:
-                    return True
-            except OSError:
-                continue  # not written yet (or a pad file)
-        return False
 
     def _restoreFrom(
         self, result: tuple[list[tuple[_Torrent, bytes | None, bool]], list[str]]

@@ -70,11 +70,14 @@ from pcpkit.torrent.session import (
     TorrentSession,
     TorrentStatus,
     UnknownTorrent,
+    fileLayout,
+    lt,
 )
 
 __all__ = [
     "Transfer",
     "TransferResult",
+    "dataChangedSince",
     "download",
     "pathWithin",
     "seed",
@@ -184,7 +187,8 @@ class Transfer(Deferred[TransferResult]):
     def _start(self, params: dict[str, Any]) -> None:
         self.session.addObserver(self._observer)
         if self.resumeFile is not None and not self._seeding:
-            d: Deferred[bytes | None] = deferToThread(_readResume, self.resumeFile)
+            folder = params.get("savefolder") or self.session.savePath
+            d: Deferred[bytes | None] = deferToThread(_readResume, self.resumeFile, folder)
         else:
             d = succeed(None)
         d.addCallback(lambda resume: self._add(params, resume))
@@ -370,6 +374,9 @@ class Transfer(Deferred[TransferResult]):
             if self._wantResume and self.resumeFile is not None and not session.stopped:
                 self._wantResume = False
                 try:
+                    # paused first: nothing is written to the data after its resume data
+                    # (data newer than its resume data is checked again at the next start)
+                    session.handle(tid).pause()
                     data = await session.saveResumeData(tid, flush=True)
                     files = session.dataFiles(tid)
                     await deferToThread(writeResumeData, self.resumeFile, data, files)
@@ -416,7 +423,7 @@ class _Observer(BaseTorrentSessionObserver):
 # -- disk work, in threads -------------------------------------------------------------------
 
 
-def _readResume(path: str) -> bytes | None:
+def _readResume(path: str, savefolder: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
             data = f.read(64 * 1024 * 1024)
@@ -425,7 +432,42 @@ def _readResume(path: str) -> bytes | None:
     except OSError as e:
         log.warn("cannot read the resume data in {path}: {why}", path=path, why=e.strerror or e)
         return None
+    if data and dataChangedSince(path, savefolder, None, data):
+        # written to (or edited) after the save: what the resume data lists may be gone
+        log.warn(
+            "the data in {folder} changed after its resume data {path} was saved: "
+            "checking it instead",
+            folder=savefolder,
+            path=path,
+        )
+        return None
     return data or None
+
+
+def dataChangedSince(
+    resumePath: str, savefolder: str, metainfo: bytes | None, resume: bytes
+) -> bool:
+    """
+    Whether a data file of the torrent (``metainfo``, else the one inside ``resume``) in
+    ``savefolder`` was modified after ``resumePath`` was written: the resume data then
+    lists pieces as they were, not as they are (pieces verified after the save, after a
+    crash; or data edited since). Blocking: call it in a thread.
+    """
+    try:
+        saved = os.stat(resumePath).st_mtime_ns
+        ti = lt.torrent_info(metainfo) if metainfo else lt.read_resume_data(resume).ti
+    except (OSError, RuntimeError):
+        return False
+    if ti is None:
+        return False
+    files = fileLayout(ti)
+    for i in range(files.num_files()):
+        try:
+            if os.stat(os.path.join(savefolder, files.file_path(i))).st_mtime_ns > saved:
+                return True
+        except OSError:
+            continue  # not written yet (or a pad file)
+    return False
 
 
 def atomicWrite(path: str, data: bytes, sync: bool = False) -> None:
