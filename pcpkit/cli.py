@@ -715,17 +715,18 @@ def _readTorrentFile(command: str, source: str) -> bytes:
     try:
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise _usage(f"pcpkit {command}: no such file: {source}") from None
+        raise _usage(f"pcpkit {command}: cannot read {source}: no such file") from None
     except IsADirectoryError:
         raise _usage(f"pcpkit {command}: {source} is a folder, not a .torrent file") from None
     except OSError as e:
         raise _usage(f"pcpkit {command}: cannot read {source}: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise _usage(f"pcpkit {command}: {source} is a folder, not a .torrent file")
-        if not stat.S_ISREG(mode):
-            raise _usage(f"pcpkit {command}: {source} is not a regular file (a FIFO, a device)")
+        raise _usage(f"pcpkit {command}: {source} is not a regular file (a FIFO, a device)")
+    with os.fdopen(fd, "rb") as f:
         try:
             raw = f.read(MAX_TORRENT_FILE + 1)
         except OSError as e:
