@@ -22,7 +22,7 @@ from twisted.internet.defer import CancelledError
 from pcpkit.torrent.daemon import TorrentDaemon
 from pcpkit.torrent.maker import infohashOf
 from pcpkit.torrent.session import TorrentError
-from pcpkit.torrent.transfer import download, syncFiles, writeResumeData
+from pcpkit.torrent.transfer import Transfer, download, syncFiles, writeResumeData
 from tests.test_twistd_torrent import drop, seeder
 from tests.torrentutil import (
     MiB,
@@ -82,6 +82,20 @@ def assertEverySaveSyncedFirst(events: Events, resume: Path, data: Path) -> int:
         else:
             since.append((what, path))
     return saves
+
+
+async def cancelMidDownload(transfer: Transfer) -> None:
+    """Cancel ``transfer`` once it has a few pieces, and wait for its clean-up."""
+
+    def someDone() -> bool:
+        status = transfer.status()
+        return status is not None and status["piecesDone"] >= 2
+
+    await waitUntil(someDone, 30, "a few pieces to be downloaded")
+    transfer.cancel()
+    with pytest.raises(CancelledError):
+        await transfer
+    await withTimeout(transfer.close(), 10)
 
 
 def test_writeResumeData_syncs_the_data_then_the_resume_file_then_its_folder(
@@ -183,15 +197,7 @@ async def test_a_cancelled_download_syncs_its_data_before_its_resume_data(
         getter, raw, str(target), resumeFile=str(resume), peers=[("127.0.0.1", seed.listenPort)]
     )
 
-    def someDone() -> bool:
-        status = transfer.status()
-        return status is not None and status["piecesDone"] >= 2
-
-    await waitUntil(someDone, 30, "a few pieces to be downloaded")
-    transfer.cancel()
-    with pytest.raises(CancelledError):
-        await transfer
-    await withTimeout(transfer.close(), 10)
+    await cancelMidDownload(transfer)
     assert assertEverySaveSyncedFirst(events, resume, target / "f.bin") == 1
     # what the resume data lists is on disk: resumed with no peer, it is not checked again
     again = download(getter, raw, str(target), resumeFile=str(resume))
@@ -282,15 +288,7 @@ async def test_data_changed_after_its_resume_data_is_checked_not_trusted(
     peers = [("127.0.0.1", seed.listenPort)]
     transfer = download(getter, raw, str(target), resumeFile=str(resume), peers=peers)
 
-    def someDone() -> bool:
-        status = transfer.status()
-        return status is not None and status["piecesDone"] >= 2
-
-    await waitUntil(someDone, 30, "a few pieces to be downloaded")
-    transfer.cancel()
-    with pytest.raises(CancelledError):
-        await transfer
-    await withTimeout(transfer.close(), 10)
+    await cancelMidDownload(transfer)
     # flip a byte of every piece the resume data lists, after the save
     params = lt.read_resume_data(resume.read_bytes())
     piece = int(params.ti.piece_length())
