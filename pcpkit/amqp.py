@@ -64,7 +64,10 @@ DEFAULT_URL = "amqp://guest:guest@127.0.0.1/"
 DEFAULT_PREFETCH = 64
 #: Unconfirmed publishes an :class:`AMQPSink` allows before it stops taking from its inbox.
 DEFAULT_WINDOW = 256
-#: First and longest pause between reconnection attempts, in seconds.
+#: First and longest pause between reconnection attempts, in seconds. The pause doubles at
+#: each failed attempt, and goes back to the first only after a session that stayed up for
+#: the longest: a broker that takes the connection and then closes the channel (say, 404
+#: NOT_FOUND for a missing queue) is not asked again four times a second for good.
 RETRY_FIRST = 0.25
 RETRY_MAX = 8.0
 #: Seconds the broker gets to answer Connection.Close before the connection is cut.
@@ -327,13 +330,16 @@ class _BrokerComponent(Component):
             else:
                 self._channel = channel
                 self.connections += 1
+                up: float | None = None
                 try:
                     await self._ready(channel, lost)
                 except Exception as e:
                     self._onLost(lost, "setting up the channel failed", e)
                 else:
-                    delay = RETRY_FIRST
+                    up = getReactor().seconds()
                 reason = await lost
+                if up is not None and getReactor().seconds() - up >= RETRY_MAX:
+                    delay = RETRY_FIRST
                 self._channel = None
                 self._lost()
                 if not self._stopping:
@@ -554,7 +560,12 @@ class AMQPSource(_BrokerComponent):
         await self._rpc(
             lost, lambda done: channel.basic_qos(prefetch_count=prefetch, callback=done)
         )
-        self._consumerTag = channel.basic_consume(self.queue, self._onMessage)
+
+        # wait for ConsumeOk: a missing queue is a channel set up that failed
+        def consume(done: Any) -> None:
+            self._consumerTag = channel.basic_consume(self.queue, self._onMessage, callback=done)
+
+        await self._rpc(lost, consume)
         channel.add_on_cancel_callback(self._onCancelled)
 
     def _onCancelled(self, frame: Any) -> None:

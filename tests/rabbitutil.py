@@ -217,6 +217,10 @@ def consumerMain(argv: list[str]) -> int:
 
     from twisted.internet import reactor
     from twisted.internet.task import deferLater
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    # what the source says (faults, reconnections) goes to stderr, which the tests show
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
 
     from pcpkit.amqp import AMQPSource
     from pcpkit.component import Component

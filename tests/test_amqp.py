@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, TimeoutError, ensureDeferred
 from twisted.logger import globalLogPublisher
 
 from pcpkit.amqp import (
@@ -118,7 +118,11 @@ def consumer(url: str, queue: str, *options: str) -> ProcessRunner:
 
 async def result(process: ProcessRunner, timeout: float = 60) -> dict[str, Any]:
     """What the consumer process printed, once it has ended by itself (exit code 0)."""
-    code = await process.ended.addTimeout(timeout, reactor)
+    try:
+        code = await process.ended.addTimeout(timeout, reactor)
+    except TimeoutError:
+        said = process.outputs[2].decode(errors="replace")[-3000:]
+        raise AssertionError(f"the consumer did not end within {timeout} s:\n{said}") from None
     assert code == 0, process.outputs[2].decode(errors="replace")[-3000:]
     return parseConsumerOutput(bytes(process.outputs[1]))
 
@@ -392,6 +396,36 @@ async def test_missing_queue_closes_channel_with_clear_error(rabbit: RabbitNode)
     error, end = signals.controlMessages
     assert isinstance(error, ErrorInformation) and isinstance(end, ProducerFinished)
     assert "404" in str(error) and "no-such-queue" in str(error)
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_queue_with_reconnect_backs_off(rabbit: RabbitNode) -> None:
+    """
+    The broker takes the connection and then closes the channel (404): each such attempt
+    is a failed one, so the pause doubles instead of staying at the first for good.
+    """
+    delays: list[float] = []
+    threeTries: Deferred[None] = Deferred()
+
+    def observe(event: dict[str, Any]) -> None:
+        if "reconnecting" in event.get("log_format", "") and event.get("component") is source:
+            delays.append(event["delay"])
+            if len(delays) == 3:
+                threeTries.callback(None)
+
+    source = AMQPSource("no-such-queue", url=rabbit.url, reconnect=True)
+    globalLogPublisher.addObserver(observe)
+    try:
+        signals = started(source)
+        await threeTries.addTimeout(30, reactor)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    source.inboxes["control"].deliver(ShutdownMicroprocess())
+    await runComponent(signals, timeout=10)
+    assert delays == [0.25, 0.5, 1.0]
+    errors = [str(m) for m in signals.controlMessages if isinstance(m, ErrorInformation)]
+    assert len(errors) >= 3 and all("404" in e and "no-such-queue" in e for e in errors)
+    assert source.connections >= 3
 
 
 @pytest_twisted.ensureDeferred

@@ -291,9 +291,7 @@ system = Pipeline(Source(), Seq(TakeN(2), TakeN(3)), Collector())
 
 
 def test_sending_into_a_finished_component_ends() -> None:
-    assert compare(SEND_INTO_A_FINISHED_COMPONENT) == ["'took one'"] * 5 + [
-        "ipc:producerFinished"
-    ]
+    assert compare(SEND_INTO_A_FINISHED_COMPONENT) == ["'took one'"] * 5 + ["ipc:producerFinished"]
 
 
 # TCPClient ends when the server hangs up; a component that does not know yet sends on.
