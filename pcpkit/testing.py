@@ -63,8 +63,10 @@ __all__ = [
 
 class MissingMessages(Exception):
     """
-    A :meth:`MessageCollector.waitFor` (or :meth:`RecordingConsumer.waitFor`) can never be
-    satisfied: what it waits on has finished with fewer messages (or bytes) than asked for.
+    A :meth:`MessageCollector.waitFor` can never be satisfied: the collector has finished
+    with fewer messages than asked for. (:meth:`RecordingConsumer.waitFor` never fails so: a
+    consumer cannot tell that no producer will write to it again, so only its timeout ends
+    the wait.)
     """
 
 
@@ -474,7 +476,8 @@ class RecordingConsumer:
         The Deferred fires with :attr:`data` at that moment (at once if there is enough
         already), or fails with :class:`twisted.internet.defer.TimeoutError` after
         ``timeout`` seconds (``None``: no limit); the timeout call is cancelled when it
-        fires. Cancelling the Deferred withdraws the wait.
+        fires. Cancelling the Deferred withdraws the wait. An unregistered producer does not
+        end it (another may register): give a ``timeout``.
         """
         _checkCount(count)
         if self._size >= count:
@@ -600,9 +603,9 @@ class RecordingProducer:
     # -- writing ----------------------------------------------------------------------------------
 
     def _produce(self) -> None:
-        if self._producing or self.stopped or self.consumer is None or not self._chunks:
+        if self._producing or self.stopped or self.consumer is None:
             return
-        chunks = self._chunks
+        chunks = self._chunks  # None (only recording) or empty: straight to _maybeDone
         self._producing = True
         try:
             while chunks and not self.stopped and self.consumer is not None:

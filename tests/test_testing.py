@@ -450,6 +450,15 @@ def test_pull_producer_writes_one_chunk_per_resume() -> None:
     assert consumer.calls == ["registerProducer"]  # unregisterWhenDone=False
 
 
+@pytest.mark.parametrize("streaming", [True, False])
+def test_producer_of_no_chunks_is_done_at_once(streaming: bool) -> None:
+    consumer = RecordingConsumer()
+    producer = RecordingProducer([], streaming=streaming)
+    assert producer.startProducing(consumer).called
+    assert consumer.calls == ["registerProducer", "unregisterProducer"]
+    assert consumer.writes == []
+
+
 def test_producer_refuses_str_chunks_and_a_second_consumer() -> None:
     with pytest.raises(TypeError, match="str"):
         RecordingProducer(["text"])  # type: ignore[list-item]

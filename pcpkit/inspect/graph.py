@@ -600,6 +600,17 @@ class _Graph:
         return "not draining"
 
     def waitsOn(self) -> list[dict[str, Any]]:
+        # One pass over the edges, then each step of each chain is a lookup: a long parked
+        # pipeline has a chain per stage, each as long as the rest of the pipeline.
+        boxesBetween: dict[tuple[str, str], list[str]] = {}
+        for e in self.edges:
+            if e["box"] is not None:
+                boxesBetween.setdefault((e["from"], e["to"]), []).append(e["box"])
+        stuckIds = self.stuckIds
+        stuckStep = {
+            cur: cur in stuckIds or any(b in stuckIds for b in boxesBetween.get((cur, nxt), ()))
+            for cur, (nxt, _) in self.blockedBy.items()
+        }
         out = []
         for start in sorted(self.blockedBy):
             chain = [{"id": start, "label": self.nodes.get(start, {}).get("label", start)}]
@@ -609,8 +620,7 @@ class _Graph:
             while cur in self.blockedBy:
                 nxt, why = self.blockedBy[cur]
                 chain[-1]["why"] = why
-                if any(b in self.stuckIds for b in self._between(cur, nxt)):
-                    stuck = True
+                stuck = stuck or stuckStep[cur]
                 if nxt in seen:
                     chain.append({"id": nxt, "label": self.nodes[nxt]["label"], "cycle": True})
                     break
@@ -619,18 +629,12 @@ class _Graph:
                 cur = nxt
             root = chain[-1]
             root.setdefault("why", self._rootReason(root["id"]))
-            if root["id"] in self.stuckIds:
+            if root["id"] in stuckIds:
                 stuck = True
             out.append({"waiter": start, "root": root["id"], "chain": chain, "stuck": stuck})
         # the longest chains first: they explain the most
         out.sort(key=lambda w: -len(w["chain"]))
         return out
-
-    def _between(self, a: str, b: str) -> Iterable[str]:
-        yield a
-        for e in self.edges:
-            if e["from"] == a and e["to"] == b and e["box"] is not None:
-                yield e["box"]
 
     def result(self) -> dict[str, Any]:
         waits = self.waitsOn()
