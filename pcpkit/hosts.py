@@ -38,9 +38,9 @@ from typing import Any
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
 
 from pcpkit._endpoints import isIPAddress
+from pcpkit.httpflow import FlowControlledRequest, FlowControlledSite
 
 __all__ = [
     "ANY_HOST",
@@ -188,11 +188,13 @@ class AllowedHosts:
         )
 
 
-class HostCheckedRequest(Request):
+class HostCheckedRequest(FlowControlledRequest):
     """
     A request to a :class:`HostCheckedSite`, checked once its headers are in and before any
     resource sees it: one whose ``Host`` the site's rule refuses gets ``421`` (see
     :meth:`answerError`), whatever its path and method, and its body is dropped as it comes.
+    Like any :class:`~pcpkit.httpflow.FlowControlledRequest`, it is answered only once the
+    answers before it on its connection have drained.
     """
 
     #: why the request is refused for its ``Host`` (``None``: it is not)
@@ -223,12 +225,12 @@ class HostCheckedRequest(Request):
         if self.misdirected is None:
             super().handleContentChunk(data)  # type: ignore[no-untyped-call,unused-ignore]
 
-    def process(self) -> None:
+    def answer(self) -> None:
         if self.misdirected is not None:
             # RFC 9110 15.5.20: this server does not answer for the name the request is for
             self.answerError(MISDIRECTED, b"Misdirected Request", self.misdirected)
         else:
-            super().process()  # type: ignore[no-untyped-call,unused-ignore]
+            super().answer()
 
     def answerError(
         self, code: int, phrase: bytes | None, message: str, close: bool = False
@@ -251,7 +253,7 @@ class HostCheckedRequest(Request):
         request.finish()
 
 
-class HostCheckedSite(Site):
+class HostCheckedSite(FlowControlledSite):
     """
     A :class:`~twisted.web.server.Site` that answers only requests whose ``Host``
     ``allowedHosts`` allows (default: ``localhost`` and IP addresses); any other gets ``421``

@@ -740,13 +740,13 @@ class _DaemonRequest(HostCheckedRequest):
         content: Any = self.content
         content.write(data)
 
-    def process(self) -> None:
+    def answer(self) -> None:
         if self.tooLarge and self.misdirected is None:
             limit = self._limit()
             message = f"the request body is over the limit of {limit} bytes"
             self.answerError(http.REQUEST_ENTITY_TOO_LARGE, None, message, close=True)
         else:
-            super().process()
+            super().answer()
 
 
 class DaemonSite(HostCheckedSite):
