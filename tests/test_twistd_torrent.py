@@ -29,6 +29,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.threads import deferToThread
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 import pcpkit
@@ -712,6 +713,48 @@ async def test_daemon_in_process_saves_resume_data_and_stops_clean(tmp_path: Pat
     assert (save / "doc.pdf").read_bytes() == data
     # stopping twice is fine
     await daemon.stopService()
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_daemon_log_lines_escape_torrent_names(tmp_path: Path) -> None:
+    """A torrent's name cannot clear the screen of ``twistd -n`` or forge a log line."""
+    save, watch = tmp_path / "save", tmp_path / "watch"
+    lines: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        lines.append(formatEvent(event) or "")
+
+    daemon = TorrentDaemon(
+        savePath=str(save),
+        watchDir=str(watch),
+        stateDir=None,
+        httpEndpoint="tcp:0:interface=127.0.0.1",
+        listenInterfaces="127.0.0.1:0",
+        peers=(),
+        tickInterval=0.2,
+        pollInterval=0.1,
+    )
+    globalLogPublisher.addObserver(observe)
+    daemon.startService()
+    try:
+        # a magnet link's name is the torrent's name until its metadata comes: as sent
+        magnet = "magnet:?xt=urn:btih:" + "c" * 40 + "&dn=evil%1B%5B2J%E2%80%AE%0Aforged"
+        drop(watch, "evil.magnet", magnet.encode() + b"\n")
+        await waitUntil(
+            lambda: any("evil" in line and "saving to" in line for line in lines),
+            10,
+            "the torrent's 'added' line",
+        )
+        assert daemon.session is not None
+        [tid] = daemon.session.torrentIds()
+        assert daemon.session.status(tid)["name"] == "evil\x1b[2J\u202e\nforged"
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await withTimeout(daemon.stopService(), 20)
+    named = [line for line in lines if "evil" in line]
+    assert named and all("evil\\x1b[2J\\u202e\\nforged" in line for line in named)
+    assert not any(c in line for line in named for c in "\x1b\u202e\n")
 
 
 @pytest.mark.timeout(60)

@@ -77,6 +77,7 @@ from pcpkit._endpoints import (
     resolveHostPort,
     serverEndpoint,
 )
+from pcpkit._format import printable
 from pcpkit._twisted import getReactor
 from pcpkit.torrent import control
 from pcpkit.torrent.api import makeApi
@@ -292,7 +293,8 @@ class _Torrent:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.infohash})"
+        # for log lines: the name comes from the torrent, and could move a terminal's cursor
+        return printable(f"{self.name} ({self.infohash})")
 
 
 @dataclass(eq=False)
@@ -1230,7 +1232,7 @@ class TorrentDaemon(MultiService):
             if isinstance(reason.value, SessionStopped) or session.stopped:
                 return False
             error = reason.value
-            why = error.reason if isinstance(error, TorrentError) else str(error)
+            why = printable(error.reason if isinstance(error, TorrentError) else str(error))
             if resumedata is not None and isinstance(error, InvalidTorrent) and not record.dropped:
                 log.warn(
                     "the resume data of {torrent} is unusable ({why}): checking its "
@@ -1562,7 +1564,7 @@ class TorrentDaemon(MultiService):
         watched.infohash = None
         if watched.reason != reason:
             watched.reason = reason
-            log.warn("skipping {file}: {reason}", file=path, reason=reason)
+            log.warn("skipping {file}: {reason}", file=path, reason=printable(reason))
 
     def _fileChanged(
         self,

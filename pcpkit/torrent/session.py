@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pcpkit._fifo import asBytes
+from pcpkit._format import printable
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -1160,7 +1161,7 @@ class TorrentSession:
             copier = self._copiers.get(type(alert))
             if copier is None:
                 if int(alert.category()) & int(_CAT.error_notification):
-                    log.warn("libtorrent: {message}", message=alert.message())
+                    log.warn("libtorrent: {message}", message=printable(str(alert.message())))
                 continue
             try:
                 event = copier(self, alert)
@@ -1264,7 +1265,7 @@ class TorrentSession:
         return lambda: self._onPiece(keys, lambda listener: listener.pieceFinished(piece))
 
     def _copyLog(self, alert: Any) -> None:
-        log.warn("libtorrent: {message}", message=str(alert.message()))
+        log.warn("libtorrent: {message}", message=printable(str(alert.message())))
         return None
 
     def _copyFileError(self, alert: Any) -> Callable[[], None]:
@@ -1287,7 +1288,7 @@ class TorrentSession:
         if str(alert.socket_type) != "tcp":
             return None
         if isinstance(alert, lt.listen_failed_alert):
-            log.warn("libtorrent: {message}", message=str(alert.message()))
+            log.warn("libtorrent: {message}", message=printable(str(alert.message())))
             address = f"{alert.address}:{alert.port}"
             why = _errorMessage(alert.error) or "failed"
             message = f"cannot listen on {address}: {why}"
@@ -1445,7 +1446,7 @@ class TorrentSession:
         if error == record.trackerError:
             return
         if error is not None:
-            log.warn("torrent {tid}: tracker {error}", tid=record.torrentid, error=error)
+            log.warn("torrent {tid}: tracker {error}", tid=record.torrentid, error=printable(error))
         record.trackerError = error
         if record.confirmed:
             # a change of status libtorrent does not report as one: report it now
@@ -1455,7 +1456,7 @@ class TorrentSession:
     def _onError(self, keys: tuple[str, ...], message: str, storage: bool = False) -> None:
         record = self._lookup(keys)
         if record is None or not record.added or record.removal is not None:
-            log.warn("libtorrent: {message}", message=message)
+            log.warn("libtorrent: {message}", message=printable(message))
             return
         if not record.confirmed:
             self._failUnconfirmed(record, TorrentStartError(message))
@@ -1469,7 +1470,7 @@ class TorrentSession:
             record.finishing = False
             record.handle.unset_flags(lt.torrent_flags.auto_managed)
             record.handle.pause()
-        log.warn("torrent {tid}: {message}", tid=record.torrentid, message=message)
+        log.warn("torrent {tid}: {message}", tid=record.torrentid, message=printable(message))
         # libtorrent often reports one failure as both a file and a torrent error
         if message != record.lastError:
             record.lastError = message
