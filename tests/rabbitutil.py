@@ -243,6 +243,8 @@ def consumerMain(argv: list[str]) -> int:
                 if msg.body == b"END":
                     break
                 n = int(msg.body.split(b" ", 1)[0])
+                if not ids:
+                    print("consuming", flush=True)  # what a test can wait for
                 ids.append(n)
                 if msg.redelivered:
                     redelivered.append(n)
