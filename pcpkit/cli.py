@@ -977,7 +977,12 @@ async def _download(
         except Interrupted:
             out.endBar()
             await transfer.close()
-            if os.path.exists(resumeFile):
+            if transfer.resumeError is not None:
+                # said at any verbosity: the next get checks what is on disk, not resumes
+                _complain(
+                    f"pcpkit get: resume data not saved to {resumeFile}: {transfer.resumeError}"
+                )
+            elif os.path.exists(resumeFile):
                 out.line(f"resume data saved to {resumeFile}", "resume", path=resumeFile)
             _complain("pcpkit get: interrupted before the download finished")
             return EXIT_INTERRUPTED

@@ -28,6 +28,7 @@ from tests.torrentutil import (
     MiB,
     Sessions,
     sessionsFixture,  # noqa: F401 - the "sessions" fixture
+    smallDiskFixture,  # noqa: F401 - the "smallDisk" fixture
     withTimeout,
 )
 from tests.waitutil import waitUntil
@@ -220,6 +221,36 @@ async def test_a_cancelled_download_syncs_its_data_before_its_resume_data(
     with pytest.raises(CancelledError):
         await again
     await withTimeout(again.close(), 10)
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_a_cancelled_download_says_why_its_resume_data_was_not_saved(
+    sessions: Sessions, tmp_path: Path, smallDisk: Path
+) -> None:
+    seed, _, data, raw = await seeder(
+        sessions, tmp_path / "seed", "f.bin", 8 * MiB, seed=33, rateLimit=1 * MiB
+    )
+    filler = smallDisk / "filler"
+    with open(filler, "wb") as f:  # the disk the resume file goes to is full
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+    resume = smallDisk / "f.resume"
+    transfer = download(
+        sessions(),
+        raw,
+        str(tmp_path / "target"),
+        resumeFile=str(resume),
+        peers=[("127.0.0.1", seed.listenPort)],
+    )
+    assert transfer.resumeError is None
+    await cancelMidDownload(transfer)
+    assert transfer.resumeError is not None and "No space left" in transfer.resumeError
+    assert sorted(os.listdir(smallDisk)) == ["filler"]  # no partial resume file either
 
 
 @pytest.mark.timeout(60)

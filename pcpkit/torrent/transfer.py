@@ -141,6 +141,9 @@ class Transfer(Deferred[TransferResult]):
         self.torrentid: int | None = None
         self.added: AddedTorrent | None = None
         self.resumeFile = resumeFile
+        #: after :meth:`close` of an unfinished download with a ``resumeFile``: ``None`` if
+        #: its resume data was saved there, else why not (one line: a full disk, ...)
+        self.resumeError: str | None = None
         self._seeding = seeding
         self._peers = list(peers)
         #: called with each status update of the torrent (may be replaced at any time)
@@ -381,10 +384,10 @@ class Transfer(Deferred[TransferResult]):
                     files = session.dataFiles(tid)
                     await deferToThread(writeResumeData, self.resumeFile, data, files)
                 except (TorrentError, OSError) as e:
+                    why = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+                    self.resumeError = why
                     log.warn(
-                        "resume data not saved to {path}: {why}",
-                        path=self.resumeFile,
-                        why=getattr(e, "reason", None) or e,
+                        "resume data not saved to {path}: {why}", path=self.resumeFile, why=why
                     )
             if not session.stopped:
                 try:
