@@ -276,6 +276,9 @@ async def test_broker_killed_and_restarted_mid_stream(rabbit: RabbitNode) -> Non
     """
     n, window = 3000, 64
     rabbit.declare("crash")
+    # the queue on disk before the crash: what is tested is pcpkit across a crash, not
+    # whether the broker keeps a queue declared a moment before it is killed
+    await threads.deferToThread(rabbit.restart)
     consuming = consumer(rabbit.url, "crash", "--count", str(n), "--delay", "0.001", "--reconnect")
     feeder, sink, signals = publisher(
         rabbit.url, "crash", [body(i, 256) for i in range(n)], window=window, reconnect=True
