@@ -15,10 +15,15 @@ each in its own fresh process, interleaved, ``--repeat`` runs each, medians show
   while the pipeline runs. The note gives, per run, the events the client received and the
   reactor time the server spent taking, encoding and sending them.
 
+With ``--parked``, it measures something else: the time one snapshot takes (on the reactor,
+blocking it) of a pipeline of ``N`` stages whose every sender is parked (a sink that takes
+nothing), for N = 100, 200, 400, 800: ``N`` waits-on chains of up to ``N`` steps.
+
 Usage::
 
     python benchmarks/bench_inspect.py            # 10^5 messages, 5 runs each
     python benchmarks/bench_inspect.py --quick    # 10^4 messages, 3 runs each
+    python benchmarks/bench_inspect.py --parked   # snapshot of long parked pipelines
 """
 
 from __future__ import annotations
@@ -114,6 +119,65 @@ def runPipeline(mode: str, n: int) -> Result:
     return Result(n, timer.seconds, bool(out.get("ok")), out["note"])
 
 
+def parkedSnapshots(lengths: list[int], repeat: int) -> None:
+    """Print the snapshot time of an ``N``-stage pipeline whose senders are all parked."""
+    import gc
+    import time
+
+    from twisted.internet.task import Clock
+
+    import pcpkit.inspect
+    from pcpkit import Component
+    from pcpkit.chassis import Pipeline
+    from pcpkit.component import Scheduler
+
+    class Source(Component):
+        def main(self) -> Any:
+            while True:
+                self.send(1, "outbox")
+                yield 1
+
+    class Stage(Component):
+        def main(self) -> Any:
+            while True:
+                while self.dataReady("inbox"):
+                    self.send(self.recv("inbox"), "outbox")
+                self.pause()
+                yield 1
+
+    class Sink(Component):
+        def main(self) -> Any:
+            while True:
+                self.pause()
+                yield 1
+
+    pcpkit.inspect.enable()
+    print(f"snapshot of a parked pipeline: median of {repeat} snapshots per length")
+    print(f"Python {platform.python_version()}, {datetime.date.today().isoformat()}")
+    print()
+    print("| stages | parked | snapshot ms | JSON MB |")
+    print("|-------:|-------:|------------:|--------:|")
+    for length in lengths:
+        clock = Clock()
+        comps = [Source(), *(Stage() for _ in range(length)), Sink()]
+        for stage in comps[1:]:
+            stage.setInboxSize("inbox", 4, park=True)
+        Pipeline(*comps).activate(Scheduler(clock))
+        for _ in range(4 * length):
+            clock.advance(0)
+        times = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            graph = pcpkit.inspect.snapshot()
+            times.append(time.perf_counter() - began)
+        size = len(json.dumps(graph, default=str)) / 1e6
+        ms = statistics.median(times) * 1000
+        parked: Any = graph["parked"]
+        print(f"| {length:>6} | {len(parked):>6} | {ms:>11.1f} | {size:>7.1f} |")
+        del comps, stage, graph, clock
+        gc.collect()  # this pipeline gone from the registry before the next is measured
+
+
 def runOne(name: str, n: int) -> Result:
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--one", name, "--messages", str(n)],
@@ -133,7 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=None, help="messages (default 10^5)")
     parser.add_argument("--repeat", type=int, default=None, help="runs per contender (5)")
     parser.add_argument("--one", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--parked", action="store_true", help="snapshot time of long parked pipelines"
+    )
     args = parser.parse_args(argv)
+    if args.parked:
+        parkedSnapshots([100, 200, 400, 800], args.repeat or 5)
+        return 0
     n = args.messages or (10_000 if args.quick else 100_000)
     if args.one:
         print(runPipeline(args.one, n).toJSON())
