@@ -403,34 +403,62 @@ async def test_missing_queue_closes_channel_with_clear_error(rabbit: RabbitNode)
     assert "404" in str(error) and "no-such-queue" in str(error)
 
 
+def reconnectDelays(comp: Component, count: int) -> Deferred[list[float]]:
+    """The pauses ``comp`` logs before its first ``count`` reconnection attempts."""
+    delays: list[float] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "reconnecting" in event.get("log_format", "") and event.get("component") is comp:
+            delays.append(event["delay"])
+            if len(delays) == count:
+                globalLogPublisher.removeObserver(observe)
+                done.callback(delays)
+
+    # cancelled (timed out): stop observing
+    done: Deferred[list[float]] = Deferred(lambda _: globalLogPublisher.removeObserver(observe))
+    globalLogPublisher.addObserver(observe)
+    return done.addTimeout(30, reactor)
+
+
 @pytest_twisted.ensureDeferred
 async def test_missing_queue_with_reconnect_backs_off(rabbit: RabbitNode) -> None:
     """
-    The broker takes the connection and then closes the channel (404): each such attempt
+    The broker takes the connection and then refuses the consumer (404): each such attempt
     is a failed one, so the pause doubles instead of staying at the first for good.
     """
-    delays: list[float] = []
-    threeTries: Deferred[None] = Deferred()
-
-    def observe(event: dict[str, Any]) -> None:
-        if "reconnecting" in event.get("log_format", "") and event.get("component") is source:
-            delays.append(event["delay"])
-            if len(delays) == 3:
-                threeTries.callback(None)
-
     source = AMQPSource("no-such-queue", url=rabbit.url, reconnect=True)
-    globalLogPublisher.addObserver(observe)
+    delays = reconnectDelays(source, 3)
+    signals = started(source)
     try:
-        signals = started(source)
-        await threeTries.addTimeout(30, reactor)
+        got = await delays
     finally:
-        globalLogPublisher.removeObserver(observe)
-    source.inboxes["control"].deliver(ShutdownMicroprocess())
-    await runComponent(signals, timeout=10)
-    assert delays == [0.25, 0.5, 1.0]
+        source.inboxes["control"].deliver(ShutdownMicroprocess())
+        await runComponent(signals, timeout=10)
+    assert got == [0.25, 0.5, 1.0]
     errors = [str(m) for m in signals.controlMessages if isinstance(m, ErrorInformation)]
     assert len(errors) >= 3 and all("404" in e and "no-such-queue" in e for e in errors)
     assert source.connections >= 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_exchange_with_reconnect_backs_off(rabbit: RabbitNode) -> None:
+    """
+    The channel is set up, then closed at the first publish (404): a session that did not
+    stay up does not reset the pause either, and the message is kept for the next one.
+    """
+    sink = AMQPSink("no-such-exchange", "q", url=rabbit.url, reconnect=True)
+    delays = reconnectDelays(sink, 3)
+    signals = started(sink)
+    sink.inboxes["inbox"].deliver(b"kept")
+    try:
+        got = await delays
+    finally:
+        sink.inboxes["control"].deliver(ShutdownMicroprocess())
+        await runComponent(signals, timeout=10)
+    assert got == [0.25, 0.5, 1.0]
+    errors = [str(m) for m in signals.controlMessages if isinstance(m, ErrorInformation)]
+    assert any("404" in e and "no-such-exchange" in e for e in errors)
+    assert sink.confirmed == 0 and sink.resent >= 2
 
 
 @pytest_twisted.ensureDeferred
