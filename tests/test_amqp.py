@@ -240,6 +240,16 @@ async def test_sink_stops_while_broker_blocks_publishers(rabbit: RabbitNode) -> 
         rabbit.url, "blocked", [body(i) for i in range(n)], window=n, inboxSize=16
     )
     await threads.deferToThread(rabbit.ctl, "set_vm_memory_high_watermark", "absolute", "1")
+
+    # The broker blocks a connection at its first publish under the alarm. Feed the rest
+    # only once the sink has been told: on a loaded machine the sink could otherwise publish
+    # the whole stream into the socket before Connection.Blocked reached it.
+    def gate(sent: int) -> Deferred[None] | None:
+        if sent == 1:
+            return ensureDeferred(waitUntil(lambda: sink.blocked, 20, "Connection.Blocked"))
+        return None
+
+    feeder.afterEach = gate
     try:
         for c in (signals, sink, feeder):
             c.activate()
