@@ -48,6 +48,17 @@ def inReactorThread() -> bool:
     return bool(threadable.isInIOThread())  # type: ignore[no-untyped-call,unused-ignore]
 
 
+def onForeignThread() -> bool:
+    """
+    Whether the caller runs on a thread other than the running reactor's (before the reactor
+    has run, no thread is foreign: a test driving a ``Clock`` calls from the main thread).
+    """
+    from twisted.python import threadable
+
+    io = threadable.ioThread
+    return io is not None and io != threadable.getThreadID()  # type: ignore[no-untyped-call,unused-ignore]
+
+
 def connectProtocol(endpoint: Any, protocol: Any) -> Any:
     """``endpoints.connectProtocol``, typed: a Deferred firing with ``protocol``."""
     from twisted.internet import endpoints

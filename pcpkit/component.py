@@ -43,7 +43,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pcpkit._twisted import currentFailure, getReactor
+from pcpkit._twisted import currentFailure, getReactor, onForeignThread
 from pcpkit.ipc import (
     ErrorInformation,
     NewComponent,
@@ -904,6 +904,11 @@ class Component(Runnable):
         self._paused = True
 
     def unpause(self) -> None:
+        """Wake this component if it is paused; any thread may call it, as in Axon."""
+        if onForeignThread():
+            # as in Axon, any thread may wake a component: the scheduler is the reactor's
+            getReactor().callFromThread(self._wake)
+            return
         self._wake()
 
     def _isStopped(self) -> bool:

@@ -440,3 +440,46 @@ system = Parent()
 
 def test_unplugging_a_finished_child_strands_nothing_owed() -> None:
     assert compare(UNPLUGGED_FINISHED_CHILD) == EXPECTED
+
+
+THREAD_WAKES_A_PAUSED_COMPONENT = """
+import threading, time
+from Axon.Component import component
+from Axon.Ipc import producerFinished
+from Kamaelia.Chassis.Pipeline import Pipeline
+
+class Waiter(component):
+    # a plain Python thread does the work and wakes the component with unpause()
+    def __init__(self):
+        super(Waiter, self).__init__()
+        self.results = []
+        self.lock = threading.Lock()
+
+    def work(self):
+        for i in range(3):
+            time.sleep(0.05)
+            with self.lock:
+                self.results.append(i)
+            self.unpause()
+
+    def main(self):
+        threading.Thread(target=self.work, daemon=True).start()
+        got = 0
+        while got < 3:
+            with self.lock:
+                new, self.results = self.results, []
+            for r in new:
+                self.send(r, "outbox")
+                got += 1
+            if got < 3:
+                self.pause()
+            yield 1
+        self.send(producerFinished(self), "signal")
+
+system = Pipeline(Waiter(), Collector())
+"""
+
+
+def test_a_plain_thread_wakes_a_paused_component() -> None:
+    # Axon's wake-ups are thread-safe; pcpkit's unpause() from a thread waited for a timer
+    assert compare(THREAD_WAKES_A_PAUSED_COMPONENT) == ["0", "1", "2", "ipc:producerFinished"]
