@@ -60,6 +60,10 @@ MAPPING: dict[str, dict[str, str]] = {
     },
     "Kamaelia.Chassis.Pipeline": {"Pipeline": "pcpkit.chassis:Pipeline"},
     "Kamaelia.Chassis.Graphline": {"Graphline": "pcpkit.chassis:Graphline"},
+    "Kamaelia.Util.Splitter": {
+        "PlugSplitter": "pcpkit.util.fanout:PlugSplitter",
+        "Plug": "pcpkit.util.fanout:Plug",
+    },
     "Kamaelia.Internet.TCPClient": {"TCPClient": "pcpkit.internet.tcp:TCPClient"},
     "Kamaelia.Util.DataSource": {
         "DataSource": "pcpkit.util.sources:DataSource",

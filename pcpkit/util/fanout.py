@@ -29,7 +29,7 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
-from pcpkit.component import Component
+from pcpkit.component import Component, Scheduler
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
 from pcpkit.util.outlets import (
     BATCH,
@@ -364,11 +364,19 @@ class Plug(Component):
         self.link((component, "outbox"), (self, "outbox"), passthrough=2)
         self.link((component, "signal"), (self, "signal"), passthrough=2)
 
+    def activate(self, scheduler: Scheduler | None = None) -> Component:
+        if not self._active:
+            # Plug in now, before anything runs: a splitter activated with this plug (a
+            # Graphline of both) then has the plug before its first item. Kamaelia's plug
+            # sends this in its first step, which Kamaelia's splitter (starting a round
+            # later) still sees first; here the source could be done by then.
+            self.send(
+                addsink(self, "inbox", "control", policy=self.policy, size=self.size),
+                "splitter_config",
+            )
+        return super().activate(scheduler)
+
     def main(self) -> Generator[int, None, None]:
-        self.send(
-            addsink(self, "inbox", "control", policy=self.policy, size=self.size),
-            "splitter_config",
-        )
         while not self.child.finished.called:
             self.pause()
             yield 1
