@@ -403,7 +403,22 @@ class Box:
         self.fireWaiters()
 
     def isFull(self) -> bool:
-        return len(self.queue) >= self.limit
+        """
+        Whether this box is at its bound; for a linked outbox, whether the inbox it leads to
+        is (Axon's ``isFull``). Kamaelia components look before they send (``if
+        outbox.isFull(): pause()``) and count on being woken when that inbox is read: asked
+        so, the owner is woken once it has drained to its low watermark.
+        """
+        final = self.final
+        if final is self:
+            return len(self.queue) >= self.limit
+        if len(final.queue) < final.limit or final.closed:
+            return False  # (a closed inbox takes what is sent, and drops it)
+        owner = self.owner
+        # (a thread's own calls stay side-effect free: waiters belong to the reactor)
+        if isinstance(owner, Runnable) and not onForeignThread():
+            final.addWaiter(owner._wake)
+        return True
 
     def setLimits(self, maxsize: int | None, low: int, parking: bool = False) -> None:
         self.maxsize = maxsize

@@ -574,3 +574,28 @@ async def test_message_delivered_during_own_step_before_pause_is_not_lost() -> N
 
     assert await withTimeout(SelfFeeder().activate().finished, 5) == ["early"]
     assert await withTimeout(LatePauser().activate().finished, 5) == "to myself"
+
+
+def test_outbox_isFull_looks_at_the_inbox_it_leads_to_and_wakes_its_owner() -> None:
+    """Axon's ``outbox.isFull()``: the destination's bound; asked so, the owner is woken."""
+    sender, taker = Component(), Component()  # not activated: the boxes are what is tested
+    taker.inboxes["inbox"].setSize(3)
+    sender.link((sender, "outbox"), (taker, "inbox"))
+    outbox = sender.outboxes["outbox"]
+    for i in range(3):
+        assert not outbox.isFull()
+        sender.send(i, "outbox")
+    assert outbox.isFull() and len(taker.inboxes["inbox"]) == 3
+    woken: list[str] = []
+    taker.inboxes["inbox"].waiters.append(lambda: woken.append("other"))
+    assert taker.inboxes["inbox"].waiters.count(sender._wake) == 1  # registered by isFull
+    taker.recv("inbox")
+    assert woken == []  # above the low watermark (1): not yet
+    taker.recv("inbox")
+    assert woken == ["other"] and sender._wake not in taker.inboxes["inbox"].waiters
+    # a closed inbox (its owner has finished) takes what is sent and drops it: never full
+    for i in range(2):
+        sender.send(i, "outbox")
+    assert outbox.isFull()
+    taker.inboxes["inbox"].close()
+    assert not outbox.isFull()

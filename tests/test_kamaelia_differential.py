@@ -579,3 +579,49 @@ def test_a_plug_into_a_plugsplitter_gets_everything() -> None:
 def test_two_plugs_each_get_everything() -> None:
     expected = [repr((t, i)) for t in "ab" for i in range(4)] + ["ipc:producerFinished"]
     assert compare(TWO_PLUGS_MERGED) == expected
+
+
+LOOK_BEFORE_SENDING = """
+from Axon.Component import component
+from Axon.Ipc import producerFinished
+from Kamaelia.Chassis.Pipeline import Pipeline
+
+class Sender(component):
+    # looks at the outbox before sending, and sleeps while the inbox it feeds is full
+    def main(self):
+        i = 0
+        while i < 20:
+            if self.outboxes["outbox"].isFull():
+                self.pause()
+                yield 1
+                continue
+            self.send(i, "outbox")
+            i += 1
+            yield 1
+        self.send(producerFinished(self), "signal")
+
+class Small(component):
+    def __init__(self):
+        super(Small, self).__init__()
+        self.inboxes["inbox"].setSize(3)
+
+    def main(self):
+        while True:
+            if self.dataReady("inbox"):
+                self.send(self.recv("inbox"), "outbox")
+            elif self.dataReady("control"):
+                self.send(self.recv("control"), "signal")
+                return
+            else:
+                self.pause()
+            yield 1
+            yield 1
+            yield 1
+
+system = Pipeline(Sender(), Small(), Collector())
+"""
+
+
+def test_looking_at_outbox_isFull_before_sending() -> None:
+    # pcpkit's isFull() looked at the outbox itself (always empty when linked): BoxFull
+    assert compare(LOOK_BEFORE_SENDING) == [repr(i) for i in range(20)] + ["ipc:producerFinished"]
