@@ -1278,12 +1278,22 @@ class Component(Runnable):
         self._done = True
         self._gen = None
         self._closeInboxes()
+        self._releaseOutboxLinks()
         self.finished.callback(result)
 
     def _closeInboxes(self) -> None:
         # Nothing takes from them again: a sender parked or waiting on one is let go.
         for box in list(self.inboxes.values()):
             box.close()
+
+    def _releaseOutboxLinks(self) -> None:
+        # As Axon removes a finished component's links: those it made from its own outboxes
+        # go (it sends nothing more, and a linked outbox holds nothing), so a long-lived
+        # inbox fed by many short-lived components does not keep every one of them alive.
+        # Links it made between other components stay: they may still be running.
+        for lk in [lk for lk in self.postoffice if lk.source.owner is self]:
+            if not lk.source.isInbox:
+                unlinkBoxes(lk)
 
     def _fail(self, failure: Failure) -> None:
         if self._done:
@@ -1293,6 +1303,7 @@ class Component(Runnable):
         self._closeInboxes()
         _log.failure("{component} failed", failure, component=self)
         self._signalFailure(failure)
+        self._releaseOutboxLinks()
         self.finished.errback(failure)
 
     def _signalFailure(self, failure: Failure) -> None:

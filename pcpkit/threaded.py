@@ -181,6 +181,11 @@ class ThreadedComponent(Component):
         if self._outq:
             self._flush()
 
+    def _releaseOutboxLinks(self) -> None:
+        # Stopped with messages still to go out (as destinations drain): they need the links.
+        if not self._outq:
+            super()._releaseOutboxLinks()
+
     def main(self) -> Any:
         """
         Override: an ordinary function, run in the component's thread (it may block).

@@ -599,3 +599,39 @@ def test_outbox_isFull_looks_at_the_inbox_it_leads_to_and_wakes_its_owner() -> N
     assert outbox.isFull()
     taker.inboxes["inbox"].close()
     assert not outbox.isFull()
+
+
+def test_a_finished_component_releases_the_links_it_made_from_its_outboxes() -> None:
+    """
+    Short-lived components that link themselves to a long-lived inbox, send and finish: as in
+    Axon, their links go with them, so the inbox does not keep every one of them alive.
+    """
+    import gc
+    import weakref
+
+    clock = Clock()
+    scheduler = Scheduler(clock)
+    sink = Collector()
+    sink.activate(scheduler)
+
+    class Job(Component):
+        def main(self) -> Generator[int, None, None]:
+            self.link((self, "outbox"), (sink, "inbox"))
+            self.send(self.id, "outbox")
+            yield 1
+
+    jobs = [Job() for _ in range(50)]
+    refs = [weakref.ref(j) for j in jobs]
+    ids = [j.id for j in jobs]
+    for j in jobs:
+        j.activate(scheduler)
+    settle(clock)
+    assert all(j.finished.called for j in jobs)
+    assert sink.inboxes["inbox"].sources == []
+    assert all(j.postoffice == [] for j in jobs)
+    del jobs, j
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []
+    assert sink.got == ids  # everything they sent arrived
+    sink.inboxes["control"].deliver(ShutdownMicroprocess())
+    settle(clock)
