@@ -832,12 +832,16 @@ class Component(Runnable):
         source: tuple[Component, str],
         sink: tuple[Component, str],
         passthrough: int = 0,
+        pipewidth: int | None = None,
+        synchronous: bool | None = None,
     ) -> Linkage:
         """
         Link ``source`` to ``sink`` (each a ``(component, boxname)`` pair).
 
         ``passthrough=0``: an outbox to an inbox. ``1``: this component's inbox to a child's
-        inbox. ``2``: a child's outbox to this component's outbox.
+        inbox. ``2``: a child's outbox to this component's outbox. As in Axon,
+        ``pipewidth=N`` gives the sink box an Axon bound of ``N`` messages
+        (:meth:`Box.setSize`), and ``synchronous=True`` (without ``pipewidth``) one of 1.
         """
         srcComp, srcName = source
         dstComp, dstName = sink
@@ -849,7 +853,18 @@ class Component(Runnable):
             src, dst = srcComp._outbox(srcName), dstComp._outbox(dstName)
         else:
             raise ValueError(f"passthrough must be 0, 1 or 2, not {passthrough!r}")
+        if pipewidth is not None:
+            dst.setSize(pipewidth)
+        elif synchronous is not None:
+            dst.setSize(1)
         return linkBoxes(src, dst, passthrough, self)
+
+    def _deliver(self, message: object, boxname: str = "inbox") -> None:
+        """
+        Axon's ``_deliver``, "for tests and debugging only" (Kamaelia's ``SingleServer``
+        uses it): put ``message`` into inbox ``boxname`` as a sender outside any component.
+        """
+        self._inbox(boxname).deliver(message)
 
     def unlink(
         self, thecomponent: Component | None = None, thelinkage: Linkage | None = None

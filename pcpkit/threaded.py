@@ -236,9 +236,13 @@ class ThreadedComponent(Component):
         source: tuple[Component, str],
         sink: tuple[Component, str],
         passthrough: int = 0,
+        pipewidth: int | None = None,
+        synchronous: bool | None = None,
     ) -> Linkage:
         """``Component.link``, done on the reactor thread when called from the thread."""
-        return self.onReactor(Component.link, self, source, sink, passthrough)
+        return self.onReactor(
+            Component.link, self, source, sink, passthrough, pipewidth, synchronous
+        )
 
     def unlink(
         self, thecomponent: Component | None = None, thelinkage: Linkage | None = None

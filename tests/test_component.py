@@ -635,3 +635,17 @@ def test_a_finished_component_releases_the_links_it_made_from_its_outboxes() -> 
     assert sink.got == ids  # everything they sent arrived
     sink.inboxes["control"].deliver(ShutdownMicroprocess())
     settle(clock)
+
+
+def test_link_pipewidth_and_synchronous_give_the_sink_an_axon_bound() -> None:
+    a, b, c = Component(), Component(), Component()
+    a.link((a, "outbox"), (b, "inbox"), pipewidth=2)
+    a.link((a, "signal"), (c, "control"), synchronous=True)
+    assert b.inboxes["inbox"].getSize() == 2 and not b.inboxes["inbox"].parking
+    assert c.inboxes["control"].getSize() == 1
+    a.send(1, "outbox")
+    a.send(2, "outbox")
+    with pytest.raises(BoxFull):
+        a.send(3, "outbox")
+    b._deliver("direct", "control")
+    assert b.recv("control") == "direct"

@@ -625,3 +625,90 @@ system = Pipeline(Sender(), Small(), Collector())
 def test_looking_at_outbox_isFull_before_sending() -> None:
     # pcpkit's isFull() looked at the outbox itself (always empty when linked): BoxFull
     assert compare(LOOK_BEFORE_SENDING) == [repr(i) for i in range(20)] + ["ipc:producerFinished"]
+
+
+DELIVER_INTO_CONTROL = """
+from Axon.Component import component
+from Axon.Ipc import producerFinished, shutdownMicroprocess
+from Kamaelia.Chassis.Pipeline import Pipeline
+from Kamaelia.Chassis.Graphline import Graphline
+
+class Forever(component):
+    def main(self):
+        i = 0
+        while True:
+            if self.dataReady("control"):
+                self.send(self.recv("control"), "signal")
+                return
+            self.send(i, "outbox"); i += 1
+            yield 1
+
+class Supervisor(component):
+    def __init__(self, victim):
+        super(Supervisor, self).__init__()
+        self.victim = victim
+    def main(self):
+        for _ in range(3):
+            yield 1
+        self.victim._deliver(producerFinished(self), "control")
+
+class Last(component):
+    def main(self):
+        last = None
+        while True:
+            while self.dataReady("inbox"):
+                last = self.recv("inbox")
+            if self.dataReady("control"):
+                self.send(last is not None, "outbox")
+                self.send(self.recv("control"), "signal")
+                return
+            self.pause()
+            yield 1
+
+f = Forever()
+system = Graphline(F=f, S=Supervisor(f), L=Last(), C=Collector(),
+   linkages={("F","outbox"):("L","inbox"),("F","signal"):("L","control"),("L","outbox"):("C","inbox"),("L","signal"):("C","control")})
+"""
+
+BOUNDED_LINKS = """
+from Axon.Component import component
+from Axon.AxonExceptions import noSpaceInBox
+from Axon.Ipc import producerFinished
+from Kamaelia.Chassis.Graphline import Graphline
+
+class Sender(component):
+    def main(self):
+        for i in range(10):
+            while True:
+                try:
+                    self.send(i, "outbox")
+                    break
+                except noSpaceInBox:
+                    self.pause()
+                    yield 1
+            yield 1
+        self.send(producerFinished(self), "signal")
+
+class Parent(component):
+    def main(self):
+        s, c = Sender(), Collector()
+        self.link((s, "outbox"), (c, "inbox"), pipewidth=2)
+        self.link((s, "signal"), (c, "control"), synchronous=True)
+        self.addChildren(s, c)
+        s.activate(); c.activate()
+        while not (s._isStopped() and c._isStopped()):
+            self.pause()
+            yield 1
+
+system = Parent()
+"""
+
+
+def test_deliver_straight_into_an_inbox() -> None:
+    # Axon's _deliver (Kamaelia's SingleServer uses it): AttributeError on pcpkit before
+    assert compare(DELIVER_INTO_CONTROL) == ["True", "ipc:producerFinished"]
+
+
+def test_link_pipewidth_and_synchronous_bound_the_inbox() -> None:
+    # link(..., pipewidth=2) / synchronous=True: TypeError on pcpkit before
+    assert compare(BOUNDED_LINKS) == [repr(i) for i in range(10)] + ["ipc:producerFinished"]

@@ -181,7 +181,7 @@ class TorrentService(Component):
                 self._askers.append(patron)
                 self.send(inner, "torrent-outbox")
             else:
-                self._deliver(
+                self._deliverToPatron(
                     patron,
                     TIPCTorrentStartFail(
                         "a patron takes TIPCCreateNewTorrent, TIPCCloseTorrent and "
@@ -205,15 +205,15 @@ class TorrentService(Component):
             elif isinstance(msg, TIPCTorrentClosed):
                 self._owners.pop(msg.torrentid, None)
             if asker is not None:
-                self._deliver(asker, msg)
+                self._deliverToPatron(asker, msg)
         elif isinstance(msg, _PER_TORRENT):
             owner = self._owners.get(msg.torrentid)
             if owner is not None:
-                self._deliver(owner, msg)
+                self._deliverToPatron(owner, msg)
         else:
             _log.warn("{service}: unexpected {msg!r} from the client", service=self, msg=msg)
 
-    def _deliver(self, patron: Any, msg: object) -> None:
+    def _deliverToPatron(self, patron: Any, msg: object) -> None:
         box = self.patrons.get(patron)
         if box is not None:
             # an answer must reach its patron even if its inbox is bounded and full
