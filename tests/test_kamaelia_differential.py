@@ -712,3 +712,57 @@ def test_deliver_straight_into_an_inbox() -> None:
 def test_link_pipewidth_and_synchronous_bound_the_inbox() -> None:
     # link(..., pipewidth=2) / synchronous=True: TypeError on pcpkit before
     assert compare(BOUNDED_LINKS) == [repr(i) for i in range(10)] + ["ipc:producerFinished"]
+
+
+SEQ_OF_READERS = """
+from Axon.Component import component
+from Axon.Ipc import producerFinished, shutdownMicroprocess
+from Kamaelia.Chassis.Pipeline import Pipeline
+from Kamaelia.Chassis.Seq import Seq
+
+class Src(component):
+    def main(self):
+        for i in range(12):
+            self.send(i, "outbox")
+            for _ in range(5): yield 1
+        self.send(None, "outbox")
+
+class TakeN(component):
+    def __init__(self, tag, n):
+        super(TakeN, self).__init__()
+        self.tag, self.n = tag, n
+    def main(self):
+        got = 0
+        while got < self.n:
+            while self.dataReady("inbox") and got < self.n:
+                self.send((self.tag, self.recv("inbox")), "outbox"); got += 1
+            if got < self.n:
+                if self.dataReady("control"):
+                    self.send(self.recv("control"), "signal"); return
+                self.pause()
+            yield 1
+
+class Rest(component):
+    def main(self):
+        while True:
+            while self.dataReady("inbox"):
+                m = self.recv("inbox")
+                if m is None: return
+                self.send(("rest", m), "outbox")
+            if self.dataReady("control"):
+                self.send(self.recv("control"), "signal"); return
+            self.pause()
+            yield 1
+
+seqitems = [TakeN("a", 3), TakeN("b", 3), Rest()]
+system = Pipeline(Src(), Seq(*seqitems), Collector())
+"""
+
+
+def test_seq_children_that_read_their_inbox() -> None:
+    # generator batching let the source run ahead: the first child ended with items 3-9
+    # unread, the second took the end marker and the program hung
+    tags = ["a"] * 3 + ["b"] * 3 + ["rest"] * 6
+    assert compare(SEQ_OF_READERS) == [repr(t) for t in zip(tags, range(12), strict=True)] + [
+        "ipc:producerFinished"
+    ]

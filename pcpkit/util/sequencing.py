@@ -16,7 +16,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from pcpkit._twisted import getReactor
-from pcpkit.component import Component, Linkage
+from pcpkit.component import Box, Component, Linkage
 from pcpkit.ipc import ProducerFinished, Shutdown, ShutdownMicroprocess
 from pcpkit.util.outlets import DEFAULT_SIZE, Outlets, Transformer, boundInbox
 
@@ -182,10 +182,12 @@ class MessageRateLimit(Component):
 class Seq(Component):
     """
     Run the given components one after another (Kamaelia's Seq): each in turn gets the
-    ``inbox`` and sends out of the ``outbox``; when it finishes the next starts. A ``str``
-    in the sequence is logged (Kamaelia prints it). After the last, ``ProducerFinished`` on
-    ``signal``. A ``ShutdownMicroprocess`` on ``control`` is passed to the running child
-    and no later one is started.
+    ``inbox`` and sends out of the ``outbox``; when it finishes the next starts, given
+    first what it left unread in its inbox (Kamaelia drops that, and timing decides how
+    much there is; the last child's is dropped here too). A ``str`` in the sequence is
+    logged (Kamaelia prints it). After the last, ``ProducerFinished`` on ``signal``. A
+    ``ShutdownMicroprocess`` on ``control`` is passed to the running child and no later one
+    is started.
     """
 
     Inboxes = {"inbox": "passed to the running child", "control": "ShutdownMicroprocess"}
@@ -200,11 +202,19 @@ class Seq(Component):
         boundInbox(self, "inbox", DEFAULT_SIZE)
 
     def main(self) -> Generator[int, None, None]:
+        leftover: Box | None = None
         for item in self.sequence:
             if isinstance(item, str):
                 _log.info("{seq}: {text}", seq=self, text=item)
                 continue
             self.addChildren(item)
+            if leftover is not None:
+                # What the last child left unread is the next one's, before anything newer.
+                # (Kamaelia drops it, so what a child gets depends on how far ahead its
+                # source ran; here it does not. Bounded: at most that inbox's contents.)
+                dest = item.inboxes["inbox"]
+                while leftover.queue:
+                    dest.forceDeliver(leftover.take())
             links = [
                 self.link((item, "outbox"), (self, "outbox"), passthrough=2),
                 self.link((self, "inbox"), (item, "inbox"), passthrough=1),
@@ -222,6 +232,7 @@ class Seq(Component):
             for lk in links:
                 self.unlink(thelinkage=lk)
             self.removeChild(item)
+            leftover = item.inboxes["inbox"]
             if stop is not None:
                 self.send(stop, "signal")
                 return
