@@ -385,6 +385,37 @@ async def test_simpleserver_stop_closes_open_connections() -> None:
     assert kinds(sink.signals) == ["SocketShutdown"]
 
 
+class Flood(Component):
+    """Sends 20 MB, as fast as the socket takes it."""
+
+    async def main(self) -> None:
+        for _ in range(200):
+            await self.put(b"x" * 100_000, "outbox")
+
+
+@pytest_twisted.ensureDeferred
+async def test_simpleserver_stop_does_not_wait_for_good_on_a_peer_that_reads_nothing() -> None:
+    srv = SimpleServer(Flood, closeTimeout=0.5)
+    srv.activate()
+    port = await srv.listening
+    peer = socket.create_connection(("127.0.0.1", port))  # connects, never reads
+    try:
+        await waitUntil(lambda: len(srv.connections) == 1, 10, "the connection")
+        conn = next(iter(srv.connections))
+        # what the component sent fills the socket: the connection holds bytes it cannot write
+        await waitUntil(lambda: conn.transport.dataBuffer or conn.transport._tempDataLen, 10)
+        srv.inboxes["control"].deliver(ShutdownMicroprocess())
+        # loseConnection alone waits for the peer to read; after closeTimeout it is aborted
+        await srv.finished.addTimeout(20, reactor)
+        assert not srv.connections
+        peer.settimeout(10)
+        with pytest.raises(ConnectionResetError):
+            while peer.recv(1 << 20):  # what was written, then the reset: not a clean end
+                pass
+    finally:
+        peer.close()
+
+
 def test_simpleserver_needs_a_protocol() -> None:
     with pytest.raises(TypeError, match="protocol factory"):
         SimpleServer()

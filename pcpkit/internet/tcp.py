@@ -39,12 +39,15 @@ from pcpkit.ipc import (
     SocketShutdown,
 )
 
-__all__ = ["TCPClient", "ServerCore", "SimpleServer", "DEFAULT_INBOX_SIZE"]
+__all__ = ["TCPClient", "ServerCore", "SimpleServer", "CLOSE_TIMEOUT", "DEFAULT_INBOX_SIZE"]
 
 _log = Logger()
 
 #: Messages a TCP component's ``inbox`` holds before its senders are held back.
 DEFAULT_INBOX_SIZE = 64
+#: Seconds a stopping server gives its connections to write out what they hold; a peer that
+#: reads nothing would otherwise keep it open (and the server unfinished) for good.
+CLOSE_TIMEOUT = 10.0
 
 
 @implementer(IPushProducer)
@@ -543,7 +546,10 @@ class ServerCore(Component):
     connection (aborted, with one log line).
 
     ``listening`` fires with the bound port number. A ``Shutdown`` on the server's ``control``
-    stops listening, closes every connection and finishes the server.
+    stops listening, closes every connection and finishes the server. A connection gets
+    ``closeTimeout`` seconds (default :data:`CLOSE_TIMEOUT`, 10) to write out what it holds;
+    one whose peer reads nothing is then closed at once (with one log line), so the server
+    still finishes.
     """
 
     Inboxes = {"inbox": "unused", "control": "a Shutdown stops the server"}
@@ -551,6 +557,7 @@ class ServerCore(Component):
 
     protocol: Any = None
     port: int = 0
+    closeTimeout: float = CLOSE_TIMEOUT
 
     def __init__(
         self,
@@ -614,7 +621,25 @@ class ServerCore(Component):
             transport: Any = h.transport
             if transport is not None:
                 transport.loseConnection()
-        await DeferredList([h.lost for h in handlers])
+        timer = getReactor().callLater(self.closeTimeout, self._abortStalled, handlers)
+        try:
+            await DeferredList([h.lost for h in handlers])
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    def _abortStalled(self, handlers: list[Any]) -> None:
+        stalled = [h for h in handlers if not h.lost.called and h.transport is not None]
+        if stalled:
+            _log.warn(
+                "{server}: {count} connection(s) did not take what was left to send within "
+                "{timeout:g} s of the shutdown: closed at once",
+                server=self,
+                count=len(stalled),
+                timeout=self.closeTimeout,
+            )
+        for h in stalled:
+            h.transport.abortConnection()
 
 
 class SimpleServer(ServerCore):
