@@ -413,21 +413,29 @@ async def test_missing_queue_closes_channel_with_clear_error(rabbit: RabbitNode)
     assert "404" in str(error) and "no-such-queue" in str(error)
 
 
-def reconnectDelays(comp: Component, count: int) -> Deferred[list[float]]:
-    """The pauses ``comp`` logs before its first ``count`` reconnection attempts."""
+async def reconnectPauses(comp: Component, count: int = 3) -> tuple[list[float], MessageCollector]:
+    """
+    Run ``comp`` (with a collector on its ``signal``) until it has logged the pauses before
+    its first ``count`` reconnection attempts; stop it; return them and the collector.
+    """
     delays: list[float] = []
 
     def observe(event: dict[str, Any]) -> None:
         if "reconnecting" in event.get("log_format", "") and event.get("component") is comp:
             delays.append(event["delay"])
             if len(delays) == count:
-                globalLogPublisher.removeObserver(observe)
                 done.callback(delays)
 
-    # cancelled (timed out): stop observing
-    done: Deferred[list[float]] = Deferred(lambda _: globalLogPublisher.removeObserver(observe))
+    done: Deferred[list[float]] = Deferred()
     globalLogPublisher.addObserver(observe)
-    return done.addTimeout(30, reactor)
+    signals = started(comp)
+    try:
+        await done.addTimeout(30, reactor)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        comp.inboxes["control"].deliver(ShutdownMicroprocess())
+        await runComponent(signals, timeout=10)
+    return delays, signals
 
 
 @pytest_twisted.ensureDeferred
@@ -437,13 +445,7 @@ async def test_missing_queue_with_reconnect_backs_off(rabbit: RabbitNode) -> Non
     is a failed one, so the pause doubles instead of staying at the first for good.
     """
     source = AMQPSource("no-such-queue", url=rabbit.url, reconnect=True)
-    delays = reconnectDelays(source, 3)
-    signals = started(source)
-    try:
-        got = await delays
-    finally:
-        source.inboxes["control"].deliver(ShutdownMicroprocess())
-        await runComponent(signals, timeout=10)
+    got, signals = await reconnectPauses(source)
     assert got == [0.25, 0.5, 1.0]
     errors = [str(m) for m in signals.controlMessages if isinstance(m, ErrorInformation)]
     assert len(errors) >= 3 and all("404" in e and "no-such-queue" in e for e in errors)
@@ -457,14 +459,8 @@ async def test_missing_exchange_with_reconnect_backs_off(rabbit: RabbitNode) -> 
     stay up does not reset the pause either, and the message is kept for the next one.
     """
     sink = AMQPSink("no-such-exchange", "q", url=rabbit.url, reconnect=True)
-    delays = reconnectDelays(sink, 3)
-    signals = started(sink)
     sink.inboxes["inbox"].deliver(b"kept")
-    try:
-        got = await delays
-    finally:
-        sink.inboxes["control"].deliver(ShutdownMicroprocess())
-        await runComponent(signals, timeout=10)
+    got, signals = await reconnectPauses(sink)
     assert got == [0.25, 0.5, 1.0]
     errors = [str(m) for m in signals.controlMessages if isinstance(m, ErrorInformation)]
     assert any("404" in e and "no-such-exchange" in e for e in errors)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+import weakref
 from collections.abc import Generator
 from typing import Any
 
@@ -606,9 +608,6 @@ def test_a_finished_component_releases_the_links_it_made_from_its_outboxes() -> 
     Short-lived components that link themselves to a long-lived inbox, send and finish: as in
     Axon, their links go with them, so the inbox does not keep every one of them alive.
     """
-    import gc
-    import weakref
-
     clock = Clock()
     scheduler = Scheduler(clock)
     sink = Collector()

@@ -31,12 +31,18 @@ class Big(Resource):
         return BODY
 
 
-async def started() -> tuple[InspectServer, Big, Any]:
+async def pipelining() -> tuple[InspectServer, Big, Any, socket.socket]:
+    """The inspector serving ``/big``, its site, and a client that sent ``COUNT`` requests."""
     server = InspectServer("tcp:0:interface=127.0.0.1")
     big = Big()
     server.resource.putChild(b"big", big)
     port = await server.start()
-    return server, big, port
+    return server, big, port.factory, pipelinedClient(port.getHost().port, COUNT)
+
+
+async def held(site: Any) -> None:
+    """Wait until the answers fill the buffers and the next request is held."""
+    await waitUntil(lambda: site.heldRequests == 1, timeout=30, what="a request held")
 
 
 def pipelinedClient(port: int, count: int) -> socket.socket:
@@ -62,12 +68,10 @@ def readAll(sock: socket.socket) -> bytes:
 
 @pytest_twisted.ensureDeferred
 async def test_pipelined_requests_wait_for_the_client_to_read() -> None:
-    server, big, port = await started()
-    site = port.factory
-    sock = pipelinedClient(port.getHost().port, COUNT)
+    server, big, site, sock = await pipelining()
     try:
-        # the answers fill the buffers: the next request is held, and no more are answered
-        await waitUntil(lambda: site.heldRequests == 1, timeout=30, what="a request held")
+        # the next request is held, and no more are answered
+        await held(site)
         rendered = big.rendered
         assert rendered < COUNT // 2, rendered
         # the client reads: every request is answered, in order, and nothing stays held
@@ -82,11 +86,9 @@ async def test_pipelined_requests_wait_for_the_client_to_read() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_client_gone_while_its_request_is_held() -> None:
-    server, big, port = await started()
-    site = port.factory
-    sock = pipelinedClient(port.getHost().port, COUNT)
+    server, big, site, sock = await pipelining()
     try:
-        await waitUntil(lambda: site.heldRequests == 1, timeout=30, what="a request held")
+        await held(site)
         rendered = big.rendered
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         sock.close()  # reset: the held request is dropped, not answered

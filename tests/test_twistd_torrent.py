@@ -725,16 +725,8 @@ async def test_daemon_log_lines_escape_torrent_names(tmp_path: Path) -> None:
     def observe(event: dict[str, Any]) -> None:
         lines.append(formatEvent(event) or "")
 
-    daemon = TorrentDaemon(
-        savePath=str(save),
-        watchDir=str(watch),
-        stateDir=None,
-        httpEndpoint="tcp:0:interface=127.0.0.1",
-        listenInterfaces="127.0.0.1:0",
-        peers=(),
-        tickInterval=0.2,
-        pollInterval=0.1,
-    )
+    # no HTTP, no peers: the log lines are what is looked at
+    daemon = TorrentDaemon(savePath=str(save), watchDir=str(watch), pollInterval=0.1)
     globalLogPublisher.addObserver(observe)
     daemon.startService()
     try:
